@@ -1,0 +1,267 @@
+import { existsSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { basename, isAbsolute, join, resolve } from "node:path";
+import Conf from "conf";
+import { z } from "zod";
+import { ConfigError } from "./errors.js";
+
+/** `30s`, `15m`, `24h`, `7d`, `250ms`, or a bare number of seconds. */
+export function parseDuration(value: string | number): number | undefined {
+  if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value);
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? "s"] ?? 1000;
+  return Math.round(Number(match[1]) * unit);
+}
+
+const duration = (label: string) =>
+  z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: "custom", message: `expected a ${label} such as 30s, 15m, 24h or 7d, got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const stringMap = z.record(z.string(), z.string());
+
+const stdioUpstream = z.strictObject({
+  type: z.literal("stdio").optional(),
+  command: z.string().min(1, "command must not be empty"),
+  args: z.array(z.string()).default([]),
+  env: stringMap.default({}),
+  cwd: z.string().optional(),
+});
+
+const httpUpstream = z.strictObject({
+  type: z.enum(["http", "streamable-http", "streamableHttp"]).optional(),
+  url: z.url({ protocol: /^https?$/, error: "url must be an http(s) URL" }),
+  headers: stringMap.default({}),
+});
+
+const upstream = z.union([stdioUpstream, httpUpstream], {
+  error: "expected either { command, args?, env?, cwd? } (stdio) or { url, headers? } (Streamable HTTP)",
+});
+
+export type StdioUpstreamConfig = z.output<typeof stdioUpstream>;
+export type HttpUpstreamConfig = z.output<typeof httpUpstream>;
+export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
+
+/** The one schema: defaults, validation and the config type. */
+export const configSchema = z.strictObject({
+  dataDir: z.string().min(1),
+  instance: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/, "instance must be 1-40 letters, digits, '_' or '-'").default("main"),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: z.number().int().min(0).max(65535).default(8000),
+  demo: z.boolean().default(false),
+  engine: z.enum(["local", "inngest"]).default("local"),
+  reviewTimeout: duration("duration").default(24 * 3_600_000),
+  toolTimeout: duration("duration").default(5 * 60_000),
+  startupTimeout: duration("duration").default(30_000),
+  risk: z
+    .strictObject({
+      threshold: z.number().min(0).max(101).default(70),
+      /** Tool name (exposed or `upstream__tool`) or glob -> fixed score. */
+      overrides: z.record(z.string(), z.number().min(0).max(100)).default({}),
+    })
+    .prefault({}),
+  upstreams: z.record(z.string().min(1), upstream).default({}),
+});
+
+export type GatewayConfig = z.output<typeof configSchema>;
+/** What a config file, env or flags may hold: every key optional. */
+export type ConfigInput = Record<string, unknown>;
+
+/** The OS data dir for atlas-gateway (XDG on Linux, Application Support on macOS, LOCALAPPDATA on Windows). */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
+  const home = env.HOME ?? homedir();
+  if (platform === "darwin") return join(home, "Library", "Application Support", "atlas-gateway");
+  if (platform === "win32") return join(env.LOCALAPPDATA ?? join(home, "AppData", "Local"), "atlas-gateway", "Data");
+  return join(env.XDG_DATA_HOME ?? join(home, ".local", "share"), "atlas-gateway");
+}
+
+/** Flags as commander hands them over; all optional. */
+export interface ConfigFlags {
+  config?: string;
+  dataDir?: string;
+  instance?: string;
+  host?: string;
+  port?: string;
+  demo?: boolean;
+  threshold?: string;
+  reviewTimeout?: string;
+  engine?: string;
+}
+
+const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolean"]> = {
+  ATLAS_DATA_DIR: ["dataDir", "string"],
+  ATLAS_INSTANCE: ["instance", "string"],
+  ATLAS_HOST: ["host", "string"],
+  ATLAS_PORT: ["port", "number"],
+  ATLAS_DEMO: ["demo", "boolean"],
+  ATLAS_RISK_THRESHOLD: ["risk.threshold", "number"],
+  ATLAS_REVIEW_TIMEOUT: ["reviewTimeout", "string"],
+  ATLAS_TOOL_TIMEOUT: ["toolTimeout", "string"],
+  ATLAS_ENGINE: ["engine", "string"],
+};
+
+const FLAG_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolean"]> = {
+  dataDir: ["dataDir", "string"],
+  instance: ["instance", "string"],
+  host: ["host", "string"],
+  port: ["port", "number"],
+  demo: ["demo", "boolean"],
+  threshold: ["risk.threshold", "number"],
+  reviewTimeout: ["reviewTimeout", "string"],
+  engine: ["engine", "string"],
+};
+
+/** Numbers and booleans arrive as strings from env and flags; convert what converts, keep the rest for zod to reject. */
+function convert(raw: unknown, kind: "string" | "number" | "boolean"): unknown {
+  if (typeof raw !== "string") return raw;
+  if (kind === "number") return /^\s*-?\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : raw;
+  if (kind === "boolean") {
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off|)$/i.test(raw)) return false;
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split(".");
+  let node = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = node[key];
+    node = (typeof next === "object" && next !== null ? next : (node[key] = {})) as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Deep merge of config layers; `upstreams` and `risk.overrides` maps are replaced whole by a higher layer. */
+function mergeLayers(base: Record<string, unknown>, over: Record<string, unknown>, path = ""): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const here = path ? `${path}.${key}` : key;
+    const replaceWhole = here === "upstreams" || here === "risk.overrides";
+    out[key] = !replaceWhole && isPlainObject(value) && isPlainObject(out[key])
+      ? mergeLayers(out[key] as Record<string, unknown>, value, here)
+      : value;
+  }
+  return out;
+}
+
+/** Reads a JSON config file; `mcpServers` (the MCP client shape) is accepted as `upstreams`. */
+export function readConfigFile(file: string): ConfigInput {
+  if (!existsSync(file)) throw new ConfigError([`${file}: config file not found`]);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new ConfigError([`${file}: not valid JSON (${(error as Error).message})`]);
+  }
+  if (!isPlainObject(parsed)) throw new ConfigError([`${file}: expected a JSON object at the top level`]);
+  return normaliseFileLayer(parsed);
+}
+
+function normaliseFileLayer(layer: Record<string, unknown>): ConfigInput {
+  const { mcpServers, ...rest } = layer;
+  if (mcpServers !== undefined && rest.upstreams === undefined) return { ...rest, upstreams: mcpServers };
+  return rest;
+}
+
+/** The user config file, kept by conf in the OS config dir (or ATLAS_CONFIG_DIR). */
+export function openUserConfig(env: NodeJS.ProcessEnv = process.env): Conf<Record<string, unknown>> {
+  return new Conf<Record<string, unknown>>({
+    projectName: "atlas-gateway",
+    projectSuffix: "",
+    ...(env.ATLAS_CONFIG_DIR ? { cwd: env.ATLAS_CONFIG_DIR } : {}),
+  });
+}
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv;
+  flags?: ConfigFlags;
+  /** `atlas-gateway -- <command> [args...]`: one stdio upstream. */
+  shorthand?: string[];
+  cwd?: string;
+  /** Skip the user config file (tests, `config path`). */
+  userConfig?: ConfigInput | false;
+}
+
+/**
+ * Resolves the config from its layers, lowest first: defaults < user config file < `--config` file <
+ * environment < flags (< the `--` shorthand upstream). Every problem is reported at once, as `path: what is wrong`.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
+  const env = options.env ?? process.env;
+  const flags = options.flags ?? {};
+  const cwd = options.cwd ?? process.cwd();
+  const sources = new Map<string, string>();
+
+  let userLayer: ConfigInput = {};
+  if (options.userConfig === undefined) {
+    try {
+      userLayer = normaliseFileLayer({ ...openUserConfig(env).store });
+    } catch (error) {
+      throw new ConfigError([`user config: ${(error as Error).message}`]);
+    }
+  } else if (options.userConfig) userLayer = normaliseFileLayer(options.userConfig);
+
+  const configFile = flags.config ?? env.ATLAS_CONFIG;
+  const fileLayer = configFile ? readConfigFile(resolve(cwd, configFile)) : {};
+
+  const envLayer: Record<string, unknown> = {};
+  for (const [name, [key, kind]] of Object.entries(ENV_KEYS)) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    setPath(envLayer, key, convert(raw, kind));
+    sources.set(key, name);
+  }
+
+  const flagLayer: Record<string, unknown> = {};
+  for (const [name, [key, kind]] of Object.entries(FLAG_KEYS)) {
+    const raw = (flags as Record<string, unknown>)[name];
+    if (raw === undefined) continue;
+    setPath(flagLayer, key, convert(raw, kind));
+    sources.set(key, `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+  }
+
+  let merged = mergeLayers(mergeLayers(mergeLayers({ dataDir: defaultDataDir(env) }, userLayer), fileLayer), envLayer);
+  merged = mergeLayers(merged, flagLayer);
+  if (options.shorthand && options.shorthand.length > 0) {
+    const [command, ...args] = options.shorthand as [string, ...string[]];
+    merged = { ...merged, upstreams: { ...(merged.upstreams as object | undefined), [nameForCommand(command, args)]: { command, args } } };
+  }
+
+  const result = configSchema.safeParse(merged);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const path = issue.path.join(".");
+        const source = sources.get(path);
+        return `${path || "config"}${source ? ` (from ${source})` : ""}: ${issue.message}`;
+      }),
+    );
+  }
+  const config = result.data;
+  config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(cwd, config.dataDir);
+  return config;
+}
+
+const LAUNCHERS = new Set(["npx", "npm", "pnpm", "bunx", "uvx", "uv", "node", "python", "python3", "deno", "bun", "docker"]);
+
+/** A readable upstream name for the `--` shorthand: `npx -y @scope/server-x@1 /tmp` -> `server-x`. */
+export function nameForCommand(command: string, args: string[]): string {
+  let candidate = basename(command).replace(/\.(exe|cmd|js|mjs|py)$/i, "");
+  if (LAUNCHERS.has(candidate.toLowerCase())) {
+    const target = args.find((arg) => !arg.startsWith("-") && arg !== "exec" && arg !== "run");
+    if (target) candidate = basename(target.replace(/@[^/@]*$/, "")).replace(/\.(js|mjs|py)$/i, "");
+  }
+  const cleaned = candidate.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 32);
+  return cleaned || "upstream";
+}

@@ -1,0 +1,308 @@
+import { createHash, randomUUID } from "node:crypto";
+import { closeSync, existsSync, fdatasync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import canonicalize from "canonicalize";
+import { LedgerError } from "./errors.js";
+
+export const LEDGER_VERSION = 1;
+const HASH_PREFIX = "atlas-ledger-v1\n";
+
+/** One line of the ledger. `hash` covers every other field (RFC 8785 canonical JSON). */
+export interface LedgerRecord {
+  v: number;
+  seq: number;
+  ts: string;
+  type: string;
+  ref?: string;
+  data: Record<string, unknown>;
+  prev: string;
+  hash: string;
+}
+
+export type UnsignedRecord = Omit<LedgerRecord, "hash">;
+
+export function sha256Hex(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+export function hashRecord(record: UnsignedRecord): string {
+  return sha256Hex(HASH_PREFIX + canonicalize(record));
+}
+
+/** The chain's anchor: the first record's `prev`. */
+export function genesisHash(ledgerId: string): string {
+  return sha256Hex(ledgerId);
+}
+
+/** Where the bytes go. The default writes to a file; tests pass one that fails to prove we fail closed. */
+export interface LedgerSink {
+  write(text: string): void;
+  sync(): Promise<void>;
+  close(): void;
+}
+
+export function openFileSink(path: string): LedgerSink {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const fd = openSync(path, "a", 0o600);
+  return {
+    write(text) {
+      const bytes = Buffer.from(text, "utf8");
+      let offset = 0;
+      while (offset < bytes.length) offset += writeSync(fd, bytes, offset);
+    },
+    sync: () => new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
+    close: () => closeSync(fd),
+  };
+}
+
+/** Streams a file's lines without holding it whole in memory (a 1M-record ledger is hundreds of MB). */
+export function* readLines(path: string): Generator<{ line: string; complete: boolean; lineNo: number }> {
+  const fd = openSync(path, "r");
+  try {
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    let carry: Buffer[] = [];
+    let lineNo = 0;
+    for (;;) {
+      const read = readSync(fd, chunk, 0, chunk.length, null);
+      if (read === 0) break;
+      let start = 0;
+      for (let nl = chunk.indexOf(10, start); nl !== -1 && nl < read; nl = chunk.indexOf(10, start)) {
+        const piece = chunk.subarray(start, nl);
+        const line = carry.length ? Buffer.concat([...carry, piece]).toString("utf8") : piece.toString("utf8");
+        carry = [];
+        lineNo += 1;
+        yield { line, complete: true, lineNo };
+        start = nl + 1;
+      }
+      if (start < read) carry.push(Buffer.from(chunk.subarray(start, read)));
+    }
+    if (carry.length) yield { line: Buffer.concat(carry).toString("utf8"), complete: false, lineNo: lineNo + 1 };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export type DamageKind = "torn" | "malformed" | "edited" | "missing" | "reordered" | "broken-chain";
+
+export interface LedgerProblem {
+  kind: DamageKind;
+  line: number;
+  seq?: number;
+  message: string;
+}
+
+export interface LedgerScan {
+  records: LedgerRecord[];
+  /** First problem found; records before it are intact. */
+  problem?: LedgerProblem;
+  /** Byte length of the intact prefix (where a torn tail starts). */
+  intactBytes: number;
+  /** The last intact record. */
+  last?: LedgerRecord;
+}
+
+/**
+ * Reads and checks a ledger: JSON per line, consecutive `seq`, `prev` linking to the previous hash, each hash
+ * recomputed, and the first record anchored at the genesis hash of its own ledger id. Stops at the first problem.
+ */
+export function scanLedger(path: string, onRecord?: (record: LedgerRecord) => void): LedgerScan {
+  const records: LedgerRecord[] = [];
+  const keep = onRecord === undefined;
+  let intactBytes = 0;
+  let prevHash: string | undefined;
+  let expectedSeq = 0;
+  let last: LedgerRecord | undefined;
+  const fail = (problem: LedgerProblem): LedgerScan => ({ records, problem, intactBytes, ...(last ? { last } : {}) });
+  if (!existsSync(path)) return { records, intactBytes };
+  for (const { line, complete, lineNo } of readLines(path)) {
+    if (!complete) {
+      return fail({ kind: "torn", line: lineNo, message: `line ${lineNo}: torn tail (an unfinished write of ${Buffer.byteLength(line)} bytes, no newline)` });
+    }
+    let record: LedgerRecord;
+    try {
+      record = JSON.parse(line) as LedgerRecord;
+      if (typeof record !== "object" || record === null || typeof record.seq !== "number" || typeof record.hash !== "string") throw new Error("not a ledger record");
+    } catch (error) {
+      return fail({ kind: "malformed", line: lineNo, message: `line ${lineNo}: not a ledger record (${(error as Error).message})` });
+    }
+    if (record.seq !== expectedSeq) {
+      return record.seq > expectedSeq
+        ? fail({ kind: "missing", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} follows seq ${expectedSeq - 1}: record(s) ${expectedSeq}..${record.seq - 1} are missing` })
+        : fail({ kind: "reordered", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} appears after seq ${expectedSeq - 1}: records were reordered or duplicated` });
+    }
+    const { hash, ...unsigned } = record;
+    if (hashRecord(unsigned) !== hash) {
+      return fail({ kind: "edited", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} (${record.type}) was edited: its hash does not match its content` });
+    }
+    const expectedPrev = prevHash ?? (record.type === "ledger.created" ? genesisHash(String(record.data.ledger_id)) : undefined);
+    if (record.prev !== expectedPrev) {
+      return fail({ kind: "broken-chain", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} does not link to the record before it (prev hash mismatch): records were removed, replaced or reordered` });
+    }
+    prevHash = hash;
+    expectedSeq += 1;
+    intactBytes += Buffer.byteLength(line) + 1;
+    last = record;
+    if (keep) records.push(record);
+    else onRecord(record);
+  }
+  return { records, intactBytes, ...(last ? { last } : {}) };
+}
+
+export interface OpenLedgerOptions {
+  instance: string;
+  now?: () => Date;
+  sink?: (path: string) => LedgerSink;
+  /** Called for each intact record during replay, in order. */
+  onRecord?: (record: LedgerRecord) => void;
+  log?: (line: string) => void;
+}
+
+export type Durability = "sync" | "batch";
+
+const BATCH_DELAY_MS = 10;
+
+/**
+ * The append-only, hash-chained JSONL ledger. One writer at a time (the instance lock guarantees it).
+ * Appends are written at once (a failed write throws: callers fail closed); `commit()` resolves once every
+ * write so far is fsynced, and concurrent commits share one fsync (group commit).
+ */
+export class Ledger {
+  readonly path: string;
+  private readonly sink: LedgerSink;
+  private readonly now: () => Date;
+  private seq: number;
+  private lastHash: string;
+  private written = 0;
+  private synced = 0;
+  private syncing: Promise<void> | undefined;
+  private batchTimer: NodeJS.Timeout | undefined;
+  private failure: LedgerError | undefined;
+  private closed = false;
+
+  private constructor(path: string, sink: LedgerSink, now: () => Date, seq: number, lastHash: string) {
+    this.path = path;
+    this.sink = sink;
+    this.now = now;
+    this.seq = seq;
+    this.lastHash = lastHash;
+  }
+
+  /**
+   * Opens (or creates) a ledger and replays it. A torn tail — a write cut off by a crash, never acknowledged — is
+   * moved aside to `<file>.torn-<time>` and recorded; any other damage refuses to open (run `audit verify`).
+   */
+  static open(path: string, options: OpenLedgerOptions): Ledger {
+    const now = options.now ?? (() => new Date());
+    const makeSink = options.sink ?? openFileSink;
+    const scan = scanLedger(path, options.onRecord ?? (() => {}));
+    let tornNote: Record<string, unknown> | undefined;
+    if (scan.problem) {
+      if (scan.problem.kind !== "torn") {
+        throw new LedgerError(`ledger ${path} is damaged: ${scan.problem.message}. Run 'atlas-gateway audit verify' for details; the gateway will not write to a damaged ledger.`);
+      }
+      tornNote = moveTornTail(path, scan.intactBytes, now());
+      options.log?.(`ledger: moved a torn tail (${tornNote.bytes} bytes from an interrupted write) to ${tornNote.saved_to}`);
+    }
+    const last = scan.last;
+    let ledger: Ledger;
+    try {
+      ledger = new Ledger(path, makeSink(path), now, last ? last.seq + 1 : 0, last?.hash ?? "");
+    } catch (error) {
+      throw new LedgerError(`cannot open ledger ${path}: ${(error as Error).message}`);
+    }
+    if (!last) {
+      const ledgerId = `${options.instance}-${randomUUID()}`;
+      ledger.lastHash = genesisHash(ledgerId);
+      options.onRecord?.(ledger.append("ledger.created", undefined, { ledger_id: ledgerId, instance: options.instance }, "sync"));
+    }
+    if (tornNote) options.onRecord?.(ledger.append("ledger.repaired", undefined, tornNote, "sync"));
+    return ledger;
+  }
+
+  get nextSeq(): number {
+    return this.seq;
+  }
+
+  /** Writes one record now and returns it. Throws `LedgerError` if it cannot be written; the ledger then stays failed. */
+  append(type: string, ref: string | undefined, data: Record<string, unknown>, durability: Durability): LedgerRecord {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new LedgerError("ledger is closed");
+    const unsigned: UnsignedRecord = { v: LEDGER_VERSION, seq: this.seq, ts: this.now().toISOString(), type, ...(ref ? { ref } : {}), data, prev: this.lastHash };
+    const record: LedgerRecord = { ...unsigned, hash: hashRecord(unsigned) };
+    try {
+      this.sink.write(`${JSON.stringify(record)}\n`);
+    } catch (error) {
+      this.failure = new LedgerError(`cannot write ledger ${this.path}: ${(error as Error).message}`);
+      throw this.failure;
+    }
+    this.seq += 1;
+    this.lastHash = record.hash;
+    this.written += 1;
+    if (durability === "batch") this.scheduleBatch();
+    return record;
+  }
+
+  /** Resolves once everything appended so far is on disk. Rejects (and fails the ledger) if fsync fails. */
+  async commit(): Promise<void> {
+    const target = this.written;
+    while (this.synced < target) {
+      if (this.failure) throw this.failure;
+      if (!this.syncing) {
+        const upTo = this.written;
+        this.syncing = this.sink
+          .sync()
+          .then(() => {
+            this.synced = Math.max(this.synced, upTo);
+          })
+          .catch((error: Error) => {
+            this.failure = new LedgerError(`cannot fsync ledger ${this.path}: ${error.message}`);
+          })
+          .finally(() => {
+            this.syncing = undefined;
+          });
+      }
+      await this.syncing;
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  private scheduleBatch(): void {
+    if (this.batchTimer) return;
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = undefined;
+      this.commit().catch(() => {});
+    }, BATCH_DELAY_MS);
+    this.batchTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    clearTimeout(this.batchTimer);
+    await this.commit().catch(() => {});
+    this.closed = true;
+    try {
+      this.sink.close();
+    } catch {
+      // already closed or failed: nothing more to flush
+    }
+  }
+}
+
+function moveTornTail(path: string, intactBytes: number, now: Date): Record<string, unknown> {
+  const fd = openSync(path, "r+");
+  try {
+    const size = fstatSync(fd).size;
+    const torn = Buffer.alloc(size - intactBytes);
+    readSync(fd, torn, 0, torn.length, intactBytes);
+    const savedTo = `${path}.torn-${now.toISOString().replace(/[:.]/g, "-")}`;
+    writeFileSync(savedTo, torn, { mode: 0o600 });
+    const tmp = `${path}.repair`;
+    const intact = Buffer.alloc(intactBytes);
+    readSync(fd, intact, 0, intactBytes, 0);
+    writeFileSync(tmp, intact, { mode: 0o600 });
+    renameSync(tmp, path);
+    return { bytes: torn.length, sha256: createHash("sha256").update(torn).digest("hex"), saved_to: savedTo };
+  } finally {
+    closeSync(fd);
+  }
+}

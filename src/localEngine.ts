@@ -1,0 +1,240 @@
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { createHash } from "node:crypto";
+import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
+import { LedgerError } from "./errors.js";
+import { digestCall, GovernanceLog, isPastDeadline } from "./governanceLog.js";
+import type { LedgerSink } from "./ledger.js";
+import { TERMINAL_STATUSES, type RequestView } from "./requests.js";
+import { assessRisk, type RiskEvaluator } from "./risk.js";
+
+export interface LocalEngineOptions {
+  ledgerPath: string;
+  instance: string;
+  evaluator: RiskEvaluator;
+  threshold: number;
+  reviewTimeoutMs: number;
+  executor: Executor;
+  version: string;
+  now?: () => Date;
+  sink?: (path: string) => LedgerSink;
+  log?: (line: string) => void;
+  /** Told about every held call (the local engine's reviewer notification). */
+  onHeld?: (view: RequestView) => void;
+  /** Extra facts for the `gateway.started` record. */
+  startInfo?: Record<string, unknown>;
+}
+
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * The embedded engine: the ledger is the source of truth, state is its replay. Held calls wait for a decision
+ * (or expire at their deadline), approved calls run at most once, and a call found started-but-unfinished at
+ * replay is recorded as `unknown`, never re-run.
+ */
+export class LocalEngine implements GovernanceEngine {
+  readonly name = "local" as const;
+  private readonly log: GovernanceLog;
+  private readonly options: LocalEngineOptions;
+  private readonly now: () => Date;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly due: string[] = [];
+  private closed = false;
+
+  private constructor(log: GovernanceLog, options: LocalEngineOptions) {
+    this.log = log;
+    this.options = options;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Opens the ledger, replays it, and settles what the last run left unfinished. */
+  static open(options: LocalEngineOptions): LocalEngine {
+    const log = GovernanceLog.open(options.ledgerPath, {
+      instance: options.instance,
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.sink ? { sink: options.sink } : {}),
+      ...(options.log ? { log: options.log } : {}),
+    });
+    const engine = new LocalEngine(log, options);
+    engine.settleReplay();
+    return engine;
+  }
+
+  private settleReplay(): void {
+    const log = this.log;
+    log.record("gateway.started", undefined, { version: this.options.version, pid: process.pid, engine: this.name, threshold: this.options.threshold, ...this.options.startInfo }, "sync");
+    for (const view of [...log.table.byRef.values()]) {
+      if (view.status === "assessing" || (view.status === "approved" && view.autoApproved)) {
+        log.record("request.abandoned", view.ref, { reason: "the gateway stopped before this call was routed; it was never run" }, "sync");
+      } else if (view.status === "executing") {
+        log.record("execution.interrupted", view.ref, { outcome: "unknown", reason: "the gateway stopped while this call was running; whether it took effect is unknown, and it will not be re-run" }, "sync");
+      } else if (view.status === "pending") {
+        this.scheduleExpiry(view);
+      } else if (view.status === "approved") {
+        this.due.push(view.ref);
+      }
+    }
+  }
+
+  resume(): void {
+    for (const ref of this.due.splice(0)) void this.executeApproved(ref);
+  }
+
+  get(ref: string): RequestView | undefined {
+    return this.log.table.get(ref);
+  }
+
+  pending(): RequestView[] {
+    return this.log.table.pending();
+  }
+
+  async submit(call: GovernedCall, options?: ExecuteOptions): Promise<Decision> {
+    const digest = digestCall(call.upstream, call.tool, call.args);
+    const openRef = this.log.table.openRefFor(digest);
+    const open = openRef ? this.log.table.get(openRef) : undefined;
+    if (open && open.status === "pending") return { kind: "hold", ref: open.ref, view: open, deduplicated: true };
+
+    const ref = this.log.newRef();
+    try {
+      this.log.record("request.created", ref, {
+        upstream: call.upstream,
+        tool: call.tool,
+        name: call.name,
+        args: call.args,
+        args_digest: digest,
+        ...(call.client ? { client: call.client } : {}),
+      }, "batch");
+      const assessment = await assessRisk(this.options.evaluator, call);
+      this.log.record("request.assessed", ref, { ...assessment }, "batch");
+      if (assessment.score < this.options.threshold) {
+        this.log.record("request.auto_approved", ref, { threshold: this.options.threshold }, "batch");
+        this.log.record("execution.started", ref, {}, "batch");
+      } else {
+        const deadline = new Date(this.now().getTime() + this.options.reviewTimeoutMs).toISOString();
+        this.log.record("request.held", ref, { deadline, threshold: this.options.threshold }, "sync");
+        await this.log.commit();
+        const view = this.log.table.get(ref)!;
+        this.scheduleExpiry(view);
+        this.options.onHeld?.(view);
+        return { kind: "hold", ref, view, deduplicated: false };
+      }
+    } catch (error) {
+      if (error instanceof LedgerError) return { kind: "deny", ref, reason: `the audit ledger cannot be written, so nothing was run (fail closed): ${error.message}` };
+      throw error;
+    }
+    let result: CallToolResult;
+    try {
+      result = await this.options.executor(call, options);
+    } catch (error) {
+      this.recordQuietly("execution.finished", ref, { outcome: "error", error: (error as Error).message });
+      throw error;
+    }
+    this.recordQuietly("execution.finished", ref, { outcome: result.isError ? "error" : "ok", result_sha256: digestResult(result) });
+    return { kind: "allow", ref, result };
+  }
+
+  async decide(input: DecisionInput): Promise<DecideOutcome> {
+    const outcome = this.log.decide(input, this.now());
+    if (outcome.status === "not_found") return outcome;
+    this.clearTimer(input.ref);
+    await this.log.commit();
+    if (outcome.status === "applied" && input.decision === "approved") void this.executeApproved(input.ref);
+    return outcome;
+  }
+
+  waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined> {
+    const view = this.log.table.get(ref);
+    if (!view || TERMINAL_STATUSES.has(view.status) || ms <= 0 || signal?.aborted) return Promise.resolve(view);
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener("abort", finish);
+        resolve(this.log.table.get(ref) ?? view);
+      };
+      const timer = setTimeout(finish, ms);
+      const unsubscribe = this.log.subscribe(ref, (changed) => {
+        if (TERMINAL_STATUSES.has(changed.status)) finish();
+      });
+      signal?.addEventListener("abort", finish, { once: true });
+    });
+  }
+
+  /** Runs an approved call once: `execution.started` is on disk before the upstream sees anything. */
+  private async executeApproved(ref: string): Promise<void> {
+    const view = this.log.table.get(ref);
+    if (!view || view.status !== "approved" || this.closed) return;
+    try {
+      this.log.record("execution.started", ref, {}, "sync");
+      await this.log.commit();
+    } catch (error) {
+      this.options.log?.(`cannot start ${ref}: ${(error as Error).message}`);
+      return;
+    }
+    let data: Record<string, unknown>;
+    try {
+      const result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.args });
+      data = { outcome: result.isError ? "error" : "ok", result };
+    } catch (error) {
+      const message = (error as Error).message;
+      data = { outcome: "error", result: { content: [{ type: "text", text: `Execution failed: ${message}` }], isError: true } };
+    }
+    this.recordQuietly("execution.finished", ref, data, "sync");
+    await this.log.commit().catch(() => {});
+  }
+
+  private scheduleExpiry(view: RequestView): void {
+    if (this.closed || !view.deadline) return;
+    this.clearTimer(view.ref);
+    const ms = Math.min(Math.max(Date.parse(view.deadline) - this.now().getTime(), 0), MAX_TIMER_MS);
+    const timer = setTimeout(() => {
+      this.timers.delete(view.ref);
+      const current = this.log.table.get(view.ref);
+      if (!current || current.status !== "pending") return;
+      if (isPastDeadline(current, this.now())) void this.expire(view.ref);
+      else this.scheduleExpiry(current);
+    }, ms);
+    timer.unref();
+    this.timers.set(view.ref, timer);
+  }
+
+  private async expire(ref: string): Promise<void> {
+    try {
+      this.log.expire(ref);
+      await this.log.commit();
+    } catch (error) {
+      this.options.log?.(`cannot record the expiry of ${ref}: ${(error as Error).message}`);
+    }
+  }
+
+  private clearTimer(ref: string): void {
+    clearTimeout(this.timers.get(ref));
+    this.timers.delete(ref);
+  }
+
+  /** After the upstream ran, a failing ledger must not turn a real result into an error; it is logged instead. */
+  private recordQuietly(type: string, ref: string, data: Record<string, unknown>, durability: "sync" | "batch" = "batch"): void {
+    try {
+      this.log.record(type, ref, data, durability);
+    } catch (error) {
+      this.options.log?.(`ledger: could not record ${type} for ${ref}: ${(error as Error).message}`);
+    }
+  }
+
+  async close(reason = "shutdown"): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    try {
+      this.log.record("gateway.stopped", undefined, { reason }, "sync");
+    } catch {
+      // a failed ledger has already been reported; closing must still release it
+    }
+    await this.log.close();
+  }
+}
+
+/** Auto-approved results are answered in-line; the ledger keeps their digest, not their (possibly huge) body. */
+function digestResult(result: CallToolResult): string {
+  return createHash("sha256").update(JSON.stringify(result)).digest("hex");
+}

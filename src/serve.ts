@@ -1,0 +1,139 @@
+import type { Server as HttpServer } from "node:http";
+import type { Server as NetServer } from "node:net";
+import type { Readable, Writable } from "node:stream";
+import type { GatewayConfig } from "./config.js";
+import { demoUpstream } from "./demoTools.js";
+import { AtlasError } from "./errors.js";
+import { createGateway, type Gateway } from "./gateway.js";
+import { instancePaths, lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "./instance.js";
+import { createRequestHandler, startListener } from "./listener.js";
+import { LocalEngine } from "./localEngine.js";
+import { maskSecrets } from "./mask.js";
+import { createRulesEvaluator } from "./risk.js";
+import { StreamTransport } from "./stdioTransport.js";
+import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
+import { loadOrCreateWebhookSecret, WebhookVerifier } from "./webhook.js";
+
+export interface ServeIO {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface RunningGateway extends Gateway {
+  instance: string;
+  port: number | undefined;
+  /** Resolves once the gateway has shut down (stdin closed, or `close()`). */
+  closed: Promise<void>;
+  close(reason?: string): Promise<void>;
+}
+
+/** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
+async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
+  const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 3000);
+  if (preferred) return preferred;
+  for (let n = 2; n <= 20; n++) {
+    const name = `${config.instance}-${n}`;
+    const lock = tryLock(config.dataDir, name, "gateway");
+    if (lock) {
+      const holder = readLock(config.dataDir, config.instance);
+      log(`instance '${config.instance}' is held by another gateway (pid ${holder?.pid ?? "?"}); this one uses instance '${name}' (set ATLAS_INSTANCE to choose)`);
+      return lock;
+    }
+  }
+  throw new AtlasError(`every instance '${config.instance}' .. '${config.instance}-20' in ${config.dataDir} is held by a running gateway`);
+}
+
+/**
+ * Starts the whole gateway on the given streams: upstreams, engine (ledger replay), MCP server, control socket and
+ * HTTP listener. Signals are the caller's business.
+ */
+export async function runGateway(config: GatewayConfig, io: ServeIO, version: string): Promise<RunningGateway> {
+  const log = (line: string) => void io.stderr.write(`atlas-gateway: ${line}\n`);
+  const lock = await claimInstance(config, log);
+  const instance = lock.info.instance;
+  const paths = instancePaths(config.dataDir, instance);
+  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanUp = async () => {
+    for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
+  };
+
+  try {
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir));
+    const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
+    if (config.demo) sources.unshift(demoUpstream(version));
+    if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
+
+    let gateway: Gateway | undefined;
+    const upstreams = new UpstreamSet(sources, {
+      env: io.env,
+      log,
+      toolTimeoutMs: config.toolTimeout,
+      startupTimeoutMs: config.startupTimeout,
+      version,
+      onToolsChanged: () => void gateway?.server.sendToolListChanged().catch(() => {}),
+    });
+    cleanups.push(() => upstreams.close());
+
+    const engine = LocalEngine.open({
+      ledgerPath: paths.ledger,
+      instance,
+      evaluator: createRulesEvaluator(config.risk),
+      threshold: config.risk.threshold,
+      reviewTimeoutMs: config.reviewTimeout,
+      executor: (call, options) => upstreams.call(call, options),
+      version,
+      log,
+      startInfo: { instance, upstreams: sources.map((source) => source.name) },
+      onHeld: (view) =>
+        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}). Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`),
+    });
+    cleanups.push(() => engine.close());
+
+    gateway = createGateway({ upstreams, engine, version });
+
+    const control: NetServer = await serveControl(paths.socket, async (request) => {
+      if (request.op !== "decide") throw new Error(`unknown op ${String(request.op)}`);
+      return engine.decide(request);
+    });
+    cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
+
+    const listening = await startListener(
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log }),
+      config.host,
+      config.port,
+      log,
+    );
+    const http: HttpServer | undefined = listening?.server;
+    if (http) {
+      cleanups.push(() => new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      }));
+    }
+    lock.update({ socket: paths.socket, ...(listening ? { port: listening.port, host: config.host } : {}) });
+
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    let closing: Promise<void> | undefined;
+    const close = (reason = "shutdown") => {
+      closing ??= (async () => {
+        log(`shutting down (${reason})`);
+        await gateway.server.close().catch(() => {});
+        await cleanUp();
+        resolveClosed();
+      })();
+      return closing;
+    };
+    gateway.server.onclose = () => void close("client disconnected");
+
+    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
+    void upstreams.ready.then(() => engine.resume());
+    log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
+    return { ...gateway, instance, port: listening?.port, closed, close };
+  } catch (error) {
+    await cleanUp();
+    throw error;
+  }
+}
