@@ -213,9 +213,13 @@ export class Ledger {
     if (!last) {
       const ledgerId = `${options.instance}-${randomUUID()}`;
       ledger.lastHash = genesisHash(ledgerId);
-      options.onRecord?.(ledger.append("ledger.created", undefined, { ledger_id: ledgerId, instance: options.instance }, "sync"));
+      const created = ledger.append("ledger.created", undefined, { ledger_id: ledgerId, instance: options.instance }, "sync");
+      options.onRecord?.(created);
     }
-    if (tornNote) options.onRecord?.(ledger.append("ledger.repaired", undefined, tornNote, "sync"));
+    if (tornNote) {
+      const repaired = ledger.append("ledger.repaired", undefined, tornNote, "sync");
+      options.onRecord?.(repaired);
+    }
     return ledger;
   }
 
