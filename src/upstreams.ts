@@ -197,7 +197,11 @@ export class UpstreamSet {
 
   /** Calls a tool on its upstream. Protocol errors from the upstream (McpError) propagate unchanged. */
   async call(call: { upstream: string; tool: string; args: Record<string, unknown> }, options: ExecuteOptions = {}): Promise<CallToolResult> {
-    const upstream = this.connected.get(call.upstream);
+    let upstream = this.connected.get(call.upstream);
+    if (!upstream && !this.failures.has(call.upstream)) {
+      await this.ready; // still starting (an approval can arrive right after a restart)
+      upstream = this.connected.get(call.upstream);
+    }
     if (!upstream) {
       const why = this.failures.get(call.upstream);
       throw new Error(`upstream '${call.upstream}' is not connected${why ? ` (${why})` : ""}`);
