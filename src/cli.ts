@@ -81,6 +81,9 @@ export function buildProgram(io: CliIO = defaultIO): Command {
     .option("--instance <name>", "ledger/instance name in the data dir (env ATLAS_INSTANCE; default main)")
     .passThroughOptions()
     .action(async (upstream: string[], flags: ConfigFlags) => {
+      if (upstream.length > 0 && !program.rawArgs.includes("--")) {
+        throw new ConfigError([`unknown command '${upstream[0]}'. Commands: ${program.commands.map((c) => c.name()).join(", ")}. An upstream command goes after --, e.g. atlas-gateway -- npx -y @modelcontextprotocol/server-filesystem ~/Documents`]);
+      }
       const resolved = config(flags, upstream);
       if (resolved.engine !== "local") throw new ConfigError(["engine: the inngest engine is not available in this build; use engine 'local'"]);
       const running = await runGateway(resolved, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: io.env }, VERSION);
