@@ -57,7 +57,7 @@ export function formatTable(header: string[], rows: string[][]): string {
 }
 
 /** Builds the CLI. `main` runs it; tests call the commands through it with their own IO. */
-export function buildProgram(io: CliIO = defaultIO): Command {
+export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = process.argv.slice(2)): Command {
   const program = new Command()
     .name("atlas-gateway")
     .description("Human oversight for AI agents' tool calls: an MCP gateway that holds high-risk calls for review and keeps a tamper-evident ledger.")
@@ -81,7 +81,7 @@ export function buildProgram(io: CliIO = defaultIO): Command {
     .option("--instance <name>", "ledger/instance name in the data dir (env ATLAS_INSTANCE; default main)")
     .passThroughOptions()
     .action(async (upstream: string[], flags: ConfigFlags) => {
-      if (upstream.length > 0 && !program.rawArgs.includes("--")) {
+      if (upstream.length > 0 && !argv.includes("--")) {
         throw new ConfigError([`unknown command '${upstream[0]}'. Commands: ${program.commands.map((c) => c.name()).join(", ")}. An upstream command goes after --, e.g. atlas-gateway -- npx -y @modelcontextprotocol/server-filesystem ~/Documents`]);
       }
       const resolved = config(flags, upstream);
@@ -273,7 +273,7 @@ function safeUserName(): string {
 /** The one catch: typed errors become their message and exit code; anything else is a bug, reported in one line. */
 export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
   try {
-    await buildProgram(io).parseAsync(argv, { from: "user" });
+    await buildProgram(io, argv).parseAsync(argv, { from: "user" });
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
