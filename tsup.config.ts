@@ -1,8 +1,23 @@
+import { createRequire } from "node:module";
 import { defineConfig } from "tsup";
+
+/**
+ * `@inngest/middleware-encryption` is CommonJS and `require`s the Inngest SDK, which would pull the SDK's CommonJS
+ * twin into the bundle next to its ESM build (twice the code, and two copies of its classes). Point those requires
+ * at the ESM build the rest of the bundle uses.
+ */
+const singleInngest = {
+  name: "single-inngest",
+  setup(build: { onResolve: (options: { filter: RegExp }, callback: (args: { kind: string }) => { path: string } | undefined) => void }) {
+    const esmEntry = createRequire(import.meta.url).resolve("inngest").replace(/index\.cjs$/, "index.js");
+    build.onResolve({ filter: /^inngest$/ }, (args) => (args.kind === "require-call" ? { path: esmEntry } : undefined));
+  },
+};
 
 export default defineConfig([
   {
     // The library entry: dependencies stay external so they dedupe with the host project's; .d.ts emitted.
+    // The Inngest SDK is an optional peer here: only the `inngest` engine needs it.
     entry: { index: "src/index.ts" },
     format: ["esm"],
     target: "node22",
@@ -12,7 +27,8 @@ export default defineConfig([
     clean: true,
   },
   {
-    // The CLI: one bundled ESM file (cold start matters: Claude Desktop spawns it at every launch).
+    // The CLI: one bundled ESM file (cold start matters: Claude Desktop spawns it at every launch). The Inngest
+    // engine lands in chunks loaded only by `import()` when that engine is selected.
     entry: { cli: "src/cli.ts" },
     format: ["esm"],
     target: "node22",
@@ -21,6 +37,7 @@ export default defineConfig([
     splitting: true,
     sourcemap: false,
     clean: false,
+    esbuildPlugins: [singleInngest],
     banner: { js: "import { createRequire as __atlasCreateRequire } from 'node:module'; const require = __atlasCreateRequire(import.meta.url);" },
   },
 ]);

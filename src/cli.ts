@@ -85,7 +85,6 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         throw new ConfigError([`unknown command '${upstream[0]}'. Commands: ${program.commands.map((c) => c.name()).join(", ")}. An upstream command goes after --, e.g. atlas-gateway -- npx -y @modelcontextprotocol/server-filesystem ~/Documents`]);
       }
       const resolved = config(flags, upstream);
-      if (resolved.engine !== "local") throw new ConfigError(["engine: the inngest engine is not available in this build; use engine 'local'"]);
       const running = await runGateway(resolved, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: io.env }, VERSION);
       const stop = (signal: string) => void running.close(signal);
       process.once("SIGINT", () => stop("SIGINT"));
@@ -101,10 +100,17 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       .option("--reviewer <name>", "who decides (default: your OS user name)")
       .action(async (ref: string, flags: ConfigFlags & { reason?: string; reviewer?: string }) => {
         if (name === "deny" && !flags.reason?.trim()) throw new ConfigError(["--reason: a denial needs a reason (the agent and the audit trail see it)"]);
-        const { dataDir } = config(flags);
+        const resolved = config(flags);
         const reviewer = flags.reviewer ?? safeUserName();
-        const result = await decideRef(dataDir, { ref, decision: name === "approve" ? "approved" : "denied", reviewer, ...(flags.reason ? { reason: flags.reason } : {}) });
+        const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, ...(flags.reason ? { reason: flags.reason } : {}) };
+        const result = await decideRef(resolved.dataDir, input);
         const view = assertApplied(result, describeView);
+        if (result.via === "ledger" && resolved.engine === "inngest") {
+          // No gateway holds it: tell the waiting run now; the gateway also re-sends it at its next start.
+          const { sendDecisionEvent } = await import("./inngest/sendDecision.js");
+          const failed = await sendDecisionEvent(resolved, result.instance, input, VERSION, (line) => io.err(`atlas-gateway: ${line}`));
+          if (failed) io.err(`atlas-gateway: the decision is recorded, but could not be sent to Inngest now (${failed}); the gateway sends it when it next starts`);
+        }
         const verb = name === "approve" ? "approved" : "denied";
         const next = name === "deny"
           ? "it will not run."

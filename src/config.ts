@@ -44,6 +44,29 @@ const upstream = z.union([stdioUpstream, httpUpstream], {
   error: "expected either { command, args?, env?, cwd? } (stdio) or { url, headers? } (Streamable HTTP)",
 });
 
+/** The `inngest` engine's settings; checked for completeness only when that engine runs (`checkInngestConfig`). */
+const inngestSettings = z
+  .strictObject({
+    /** `serve`: Inngest calls `/api/inngest` on the listener (dev server, self-hosted, tunnel). `connect`: outbound WebSocket (Cloud behind NAT). */
+    mode: z.enum(["serve", "connect"]).default("serve"),
+    /** Default: `atlas-gateway-<random id kept in the data dir>`, so two installs on one Inngest account never share runs. */
+    appId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$/, "appId must be 1-80 letters, digits, '_' or '-'").optional(),
+    eventKey: z.string().min(1).optional(),
+    signingKey: z.string().min(1).optional(),
+    signingKeyFallback: z.string().min(1).optional(),
+    /** Development mode (INNGEST_DEV): no signature checks. Never implied: only this key or INNGEST_DEV turns it on. */
+    dev: z.boolean().default(false),
+    baseUrl: z.url({ protocol: /^https?$/, error: "baseUrl must be an http(s) URL" }).optional(),
+    serveOrigin: z.url({ protocol: /^https?$/, error: "serveOrigin must be an http(s) URL" }).optional(),
+    /** Encrypts tool calls in events and all step data end to end (@inngest/middleware-encryption). */
+    encryptionKey: z.string().min(1).optional(),
+    /** How long a low-risk call waits for its Inngest run to execute it before the gateway runs it itself. */
+    dispatchTimeout: duration("duration").default(10_000),
+  })
+  .prefault({});
+
+export type InngestSettings = z.output<typeof inngestSettings>;
+
 export type StdioUpstreamConfig = z.output<typeof stdioUpstream>;
 export type HttpUpstreamConfig = z.output<typeof httpUpstream>;
 export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
@@ -67,6 +90,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
+  inngest: inngestSettings,
 });
 
 export type GatewayConfig = z.output<typeof configSchema>;
@@ -104,6 +128,16 @@ const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolea
   ATLAS_REVIEW_TIMEOUT: ["reviewTimeout", "string"],
   ATLAS_TOOL_TIMEOUT: ["toolTimeout", "string"],
   ATLAS_ENGINE: ["engine", "string"],
+  ATLAS_INNGEST_MODE: ["inngest.mode", "string"],
+  ATLAS_INNGEST_APP_ID: ["inngest.appId", "string"],
+  ATLAS_INNGEST_ENCRYPTION_KEY: ["inngest.encryptionKey", "string"],
+  ATLAS_INNGEST_DISPATCH_TIMEOUT: ["inngest.dispatchTimeout", "string"],
+  // Inngest's own variables, read here so no other module touches process.env.
+  INNGEST_EVENT_KEY: ["inngest.eventKey", "string"],
+  INNGEST_SIGNING_KEY: ["inngest.signingKey", "string"],
+  INNGEST_SIGNING_KEY_FALLBACK: ["inngest.signingKeyFallback", "string"],
+  INNGEST_BASE_URL: ["inngest.baseUrl", "string"],
+  INNGEST_SERVE_ORIGIN: ["inngest.serveOrigin", "string"],
 };
 
 const FLAG_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolean"]> = {
@@ -222,6 +256,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     setPath(envLayer, key, convert(raw, kind));
     sources.set(key, name);
   }
+  applyInngestDev(env.INNGEST_DEV, envLayer, sources);
 
   const flagLayer: Record<string, unknown> = {};
   for (const [name, [key, kind]] of Object.entries(FLAG_KEYS)) {
@@ -251,6 +286,25 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const config = result.data;
   config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(cwd, config.dataDir);
   return config;
+}
+
+/**
+ * `INNGEST_DEV` as the Inngest SDK reads it: a boolean (`1`, `true`, `0`, ...) or the dev server's URL, which also
+ * means dev mode. A URL becomes `inngest.baseUrl` unless `INNGEST_BASE_URL` names one.
+ */
+function applyInngestDev(raw: string | undefined, envLayer: Record<string, unknown>, sources: Map<string, string>): void {
+  if (raw === undefined || raw === "") return;
+  const flag = convert(raw, "boolean");
+  if (typeof flag === "boolean") {
+    setPath(envLayer, "inngest.dev", flag);
+  } else {
+    setPath(envLayer, "inngest.dev", true);
+    if ((envLayer.inngest as Record<string, unknown> | undefined)?.baseUrl === undefined) {
+      setPath(envLayer, "inngest.baseUrl", raw.includes("://") ? raw : `http://${raw}`);
+      sources.set("inngest.baseUrl", "INNGEST_DEV");
+    }
+  }
+  sources.set("inngest.dev", "INNGEST_DEV");
 }
 
 const LAUNCHERS = new Set(["npx", "npm", "pnpm", "bunx", "uvx", "uv", "node", "python", "python3", "deno", "bun", "docker"]);

@@ -17,6 +17,8 @@ export interface GovernanceLogOptions {
   sink?: (path: string) => LedgerSink;
   keepHistory?: boolean;
   log?: (line: string) => void;
+  /** Also told about every record, replayed or new, after the table applied it (an engine's own bookkeeping). */
+  onRecord?: (record: LedgerRecord) => void;
 }
 
 /**
@@ -29,6 +31,7 @@ export class GovernanceLog {
   /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
   private readonly refs = new Set<number>();
   private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
+  private onRecord: ((record: LedgerRecord) => void) | undefined;
 
   private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>) {
     this.ledger = ledger;
@@ -47,9 +50,12 @@ export class GovernanceLog {
       onRecord: (record) => {
         if (record.type === "request.created" && record.ref) refs.add(refValue(record.ref));
         table.apply(record);
+        options.onRecord?.(record);
       },
     });
-    return new GovernanceLog(ledger, table, refs);
+    const log = new GovernanceLog(ledger, table, refs);
+    log.onRecord = options.onRecord;
+    return log;
   }
 
   /** A fresh `evt_` + 8 hex ref, unique in this ledger. */
@@ -65,6 +71,7 @@ export class GovernanceLog {
     const record = this.ledger.append(type, ref, data, durability);
     if (type === "request.created" && ref) this.refs.add(refValue(ref));
     const view = this.table.apply(record);
+    this.onRecord?.(record);
     if (view && ref) for (const listener of this.listeners.get(ref) ?? []) listener(view);
     return record;
   }

@@ -1,14 +1,16 @@
-import type { Server as HttpServer } from "node:http";
+import type { Server as HttpServer, RequestListener } from "node:http";
 import type { Server as NetServer } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import type { GatewayConfig } from "./config.js";
 import { demoUpstream } from "./demoTools.js";
+import type { Executor, GovernanceEngine } from "./engine.js";
 import { AtlasError } from "./errors.js";
 import { createGateway, type Gateway } from "./gateway.js";
 import { instancePaths, lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "./instance.js";
 import { createRequestHandler, startListener } from "./listener.js";
 import { LocalEngine } from "./localEngine.js";
 import { maskSecrets } from "./mask.js";
+import type { RequestView } from "./requests.js";
 import { createRulesEvaluator } from "./risk.js";
 import { StreamTransport } from "./stdioTransport.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
@@ -27,6 +29,16 @@ export interface RunningGateway extends Gateway {
   /** Resolves once the gateway has shut down (stdin closed, or `close()`). */
   closed: Promise<void>;
   close(reason?: string): Promise<void>;
+}
+
+/** One start-up line on where Inngest reaches this gateway (no SDK needed to say it). */
+function describeInngest(config: GatewayConfig, appId: string, port: number | undefined): string {
+  const { mode, dev } = config.inngest;
+  const where = dev ? "dev mode: no signature checks" : "signatures verified";
+  if (mode === "connect") return `inngest: app '${appId}' connecting out to ${config.inngest.baseUrl ?? (dev ? "the local dev server" : "Inngest Cloud")} (connect mode, ${where})`;
+  if (port === undefined) return `inngest: app '${appId}' cannot be served: the listener is not running, so no workflow step can run here (set --port, or use inngest.mode connect)`;
+  const url = `http://${config.host}:${port}/api/inngest`;
+  return `inngest: app '${appId}' served on ${url} (${where})${dev ? `; dev server: npx inngest-cli dev -u ${url}` : ""}`;
 }
 
 /** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
@@ -76,19 +88,30 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     });
     cleanups.push(() => upstreams.close());
 
-    const engine = LocalEngine.open({
+    const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
       evaluator: createRulesEvaluator(config.risk),
       threshold: config.risk.threshold,
       reviewTimeoutMs: config.reviewTimeout,
-      executor: (call, options) => upstreams.call(call, options),
+      executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
       version,
       log,
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
-      onHeld: (view) =>
+      onHeld: (view: RequestView) =>
         log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}). Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`),
-    });
+    };
+    let engine: GovernanceEngine;
+    let routes: Record<string, RequestListener> | undefined;
+    let inngestApp: string | undefined;
+    if (config.engine === "inngest") {
+      // Imported only here: the local engine's start-up never loads the Inngest SDK.
+      const { startInngestEngine } = await import("./inngest/startInngestEngine.js");
+      const started = await startInngestEngine({ ...engineOptions, config });
+      ({ engine, routes, appId: inngestApp } = started);
+    } else {
+      engine = LocalEngine.open(engineOptions);
+    }
     cleanups.push(() => engine.close());
 
     gateway = createGateway({ upstreams, engine, version });
@@ -100,7 +123,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
       config.host,
       config.port,
       log,
@@ -131,6 +154,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
     void upstreams.ready.then(() => engine.resume());
     log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
+    if (inngestApp) log(describeInngest(config, inngestApp, listening?.port));
     return { ...gateway, instance, port: listening?.port, closed, close };
   } catch (error) {
     await cleanUp();

@@ -1,0 +1,583 @@
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { createHash } from "node:crypto";
+import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "../engine.js";
+import { LedgerError } from "../errors.js";
+import { digestCall, GovernanceLog } from "../governanceLog.js";
+import type { LedgerRecord, LedgerSink } from "../ledger.js";
+import { TERMINAL_STATUSES, type RequestView } from "../requests.js";
+import { assessRisk, type RiskEvaluator } from "../risk.js";
+import { decisionEvent, REQUEST_EVENT, requestEvent, type DecisionEventData, type OutgoingEvent } from "./events.js";
+
+/** Sends events to Inngest. Resolves once the event API accepted them; rejects otherwise. */
+export interface EventDispatcher {
+  send(event: OutgoingEvent): Promise<void>;
+}
+
+export interface InngestEngineOptions {
+  ledgerPath: string;
+  instance: string;
+  /** This install's Inngest app id (carried in every event as `data.app`). */
+  appId: string;
+  evaluator: RiskEvaluator;
+  threshold: number;
+  reviewTimeoutMs: number;
+  executor: Executor;
+  dispatcher: EventDispatcher;
+  /** How long a low-risk call waits for its run to execute it before the gateway runs it itself. */
+  dispatchTimeoutMs: number;
+  version: string;
+  now?: () => Date;
+  sink?: (path: string) => LedgerSink;
+  log?: (line: string) => void;
+  /** The reviewer notification, called from the run's `notify-reviewer` step. */
+  onHeld?: (view: RequestView) => void;
+  startInfo?: Record<string, unknown>;
+  /** Backoff for resending events: first retry after `baseMs`, doubling up to `maxMs`. */
+  retry?: { baseMs: number; maxMs: number };
+  /** How long after a held call's deadline the gateway expires it itself if the run never reported back. */
+  expiryGraceMs?: number;
+}
+
+/** What the run's `assess` step reports: where the workflow goes next. */
+export interface AssessStepResult {
+  ref: string;
+  route: "auto" | "review" | "decided";
+  status: string;
+  score?: number;
+  deadline?: string;
+}
+
+export interface DecisionStepResult {
+  ref: string;
+  decision: "approved" | "denied";
+  status: string;
+  via: "event" | "timeout" | "ledger";
+}
+
+export interface ExecuteStepResult {
+  ref: string;
+  status: string;
+  executed: boolean;
+  outcome?: "ok" | "error" | "unknown";
+  /** Who ran it: this run's step, or the gateway itself when no run picked a low-risk call up in time. */
+  by?: "workflow" | "gateway";
+  result_sha256?: string;
+}
+
+/** The ledger-side work of each workflow step; the Inngest function calls these inside `step.run`. */
+export interface WorkflowHost {
+  assessStep(ref: string, runId: string): Promise<AssessStepResult>;
+  notifyStep(ref: string, runId: string): Promise<{ ref: string; notified: boolean; status: string }>;
+  recordDecisionStep(ref: string, event: Partial<DecisionEventData> | null, runId: string): Promise<DecisionStepResult>;
+  executeStep(ref: string, runId: string): Promise<ExecuteStepResult>;
+}
+
+/**
+ * A step must stop the run without retrying: the call's outcome is unknown (at most once), or the ref is not this
+ * gateway's. The function turns it into Inngest's `NonRetriableError`.
+ */
+export class WorkflowHalt extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "WorkflowHalt";
+  }
+}
+
+interface Waiter {
+  options: ExecuteOptions | undefined;
+  resolve: (decision: Decision) => void;
+  reject: (error: unknown) => void;
+}
+
+const MAX_TIMER_MS = 2_147_483_647;
+const RECENT_AUTO_LIMIT = 10_000;
+
+/**
+ * The `inngest` engine. The ledger stays the source of truth (so `pending`, `show`, `audit verify` and `atlas_status`
+ * work unchanged); Inngest orchestrates: every call becomes a `governance-workflow` run whose steps do their work
+ * here, in the process that owns the ledger and the upstreams.
+ *
+ * `submit` assesses the call itself, because the agent needs its answer now: a low-risk call is handed to its run
+ * and the agent gets the real result once the run's `execute` step ran it (or, if no run picks it up within
+ * `dispatchTimeoutMs`, the gateway runs it — the ledger guarantees only one of them does); a high-risk call is
+ * held at once and answered PENDING REVIEW, and the run carries the durable part: notify, wait for the decision
+ * or the deadline, execute at most once.
+ *
+ * Events Inngest might lose are re-sent with backoff until the run shows it got them: the request event until
+ * Inngest accepted it, a decision until the run's `record-decision` step ran here.
+ */
+export class InngestEngine implements GovernanceEngine, WorkflowHost {
+  readonly name = "inngest" as const;
+  private readonly log: GovernanceLog;
+  private readonly options: InngestEngineOptions;
+  private readonly now: () => Date;
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Events being (re)sent, by `request:<ref>` / `decision:<ref>`; the timer of the next attempt, if one is due. */
+  private readonly outboxes = new Map<string, NodeJS.Timeout | undefined>();
+  private readonly waiters = new Map<string, Waiter>();
+  /** Requests whose event Inngest accepted. */
+  private readonly requestSent = new Set<string>();
+  /** Decisions the run has consumed (its `record-decision` step ran). */
+  private readonly decisionConsumed = new Set<string>();
+  /** Low-risk refs and their last status: the table forgets finished auto-approved calls, their late runs must not. */
+  private readonly recentAuto = new Map<string, string>();
+  private readonly closers: (() => Promise<void>)[] = [];
+  private upstreamsReady!: () => void;
+  private readonly ready = new Promise<void>((resolve) => (this.upstreamsReady = resolve));
+  private closed = false;
+
+  private constructor(options: InngestEngineOptions) {
+    this.options = options;
+    this.now = options.now ?? (() => new Date());
+    this.log = GovernanceLog.open(options.ledgerPath, {
+      instance: options.instance,
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.sink ? { sink: options.sink } : {}),
+      ...(options.log ? { log: options.log } : {}),
+      onRecord: (record) => this.fold(record),
+    });
+  }
+
+  /** Opens the ledger, replays it, and settles what the last run of the gateway left unfinished. */
+  static open(options: InngestEngineOptions): InngestEngine {
+    const engine = new InngestEngine(options);
+    engine.settleReplay();
+    return engine;
+  }
+
+  /** Registers shutdown work of the Inngest runtime (the connect worker), run before the ledger closes. */
+  onClose(closer: () => Promise<void>): void {
+    this.closers.push(closer);
+  }
+
+  private fold(record: LedgerRecord): void {
+    const ref = record.ref;
+    if (!ref) return;
+    switch (record.type) {
+      case "workflow.event_sent":
+        if (record.data.event === REQUEST_EVENT) this.requestSent.add(ref);
+        break;
+      case "workflow.step":
+        if (record.data.step === "record-decision") this.decisionConsumed.add(ref);
+        break;
+      case "request.auto_approved":
+        this.rememberAuto(ref, "approved");
+        break;
+      case "execution.started":
+      case "execution.finished":
+      case "execution.interrupted":
+      case "request.abandoned":
+        if (this.recentAuto.has(ref)) this.rememberAuto(ref, record.type === "execution.started" ? "executing" : record.type === "execution.finished" ? "executed" : record.type === "request.abandoned" ? "abandoned" : "unknown");
+        break;
+      default:
+        break;
+    }
+  }
+
+  private rememberAuto(ref: string, status: string): void {
+    this.recentAuto.delete(ref);
+    this.recentAuto.set(ref, status);
+    if (this.recentAuto.size > RECENT_AUTO_LIMIT) this.recentAuto.delete(this.recentAuto.keys().next().value!);
+  }
+
+  private settleReplay(): void {
+    const log = this.log;
+    log.record("gateway.started", undefined, { version: this.options.version, pid: process.pid, engine: this.name, app_id: this.options.appId, threshold: this.options.threshold, ...this.options.startInfo }, "sync");
+    for (const view of [...log.table.byRef.values()]) {
+      if (view.status === "assessing" || (view.status === "approved" && view.autoApproved)) {
+        // The agent that asked is gone with the last process; like the local engine, such a call is never run.
+        log.record("request.abandoned", view.ref, { reason: "the gateway stopped before this call was routed; it was never run" }, "sync");
+      } else if (view.status === "executing") {
+        log.record("execution.interrupted", view.ref, { outcome: "unknown", reason: "the gateway stopped while this call was running; whether it took effect is unknown, and it will not be re-run" }, "sync");
+      } else if (view.status === "pending") {
+        this.scheduleBackstop(view);
+      }
+    }
+  }
+
+  /** Upstreams are ready: steps may execute, and events the last process could not deliver are sent again. */
+  resume(): void {
+    this.upstreamsReady();
+    for (const view of this.log.table.byRef.values()) {
+      if (view.autoApproved) continue;
+      // Work is left (a decision to wait for, or an approved call to run): the run must exist.
+      const open = view.status === "pending" || view.status === "approved";
+      if (open && !this.requestSent.has(view.ref)) this.sendRequest(view.ref);
+      // A decision is only worth delivering to a run that exists or is about to.
+      if (view.decision && view.decision.source !== "timeout" && !this.decisionConsumed.has(view.ref) && (open || this.requestSent.has(view.ref))) {
+        this.sendDecision(view.ref);
+      }
+    }
+  }
+
+  get(ref: string): RequestView | undefined {
+    return this.log.table.get(ref);
+  }
+
+  pending(): RequestView[] {
+    return this.log.table.pending();
+  }
+
+  async submit(call: GovernedCall, options?: ExecuteOptions): Promise<Decision> {
+    const digest = digestCall(call.upstream, call.tool, call.args);
+    const openRef = this.log.table.openRefFor(digest);
+    const open = openRef ? this.log.table.get(openRef) : undefined;
+    if (open && open.status === "pending") return { kind: "hold", ref: open.ref, view: open, deduplicated: true };
+
+    const ref = this.log.newRef();
+    try {
+      this.log.record("request.created", ref, {
+        upstream: call.upstream,
+        tool: call.tool,
+        name: call.name,
+        args: call.args,
+        args_digest: digest,
+        ...(call.client ? { client: call.client } : {}),
+      }, "batch");
+      const assessment = await assessRisk(this.options.evaluator, call);
+      this.log.record("request.assessed", ref, { ...assessment }, "batch");
+      if (assessment.score < this.options.threshold) {
+        this.log.record("request.auto_approved", ref, { threshold: this.options.threshold }, "batch");
+      } else {
+        const deadline = new Date(this.now().getTime() + this.options.reviewTimeoutMs).toISOString();
+        this.log.record("request.held", ref, { deadline, threshold: this.options.threshold }, "sync");
+        await this.log.commit();
+        const view = this.log.table.get(ref)!;
+        this.scheduleBackstop(view);
+        this.sendRequest(ref);
+        return { kind: "hold", ref, view, deduplicated: false };
+      }
+    } catch (error) {
+      if (error instanceof LedgerError) return { kind: "deny", ref, reason: `the audit ledger cannot be written, so nothing was run (fail closed): ${error.message}` };
+      throw error;
+    }
+    return this.dispatchAutoApproved(ref, options);
+  }
+
+  /**
+   * A low-risk call: its run executes it and the agent gets the result. If the event cannot be sent, or no run starts
+   * it within `dispatchTimeoutMs`, the gateway runs it itself; whichever comes first records `execution.started`,
+   * and the other finds it started and leaves it alone.
+   */
+  private dispatchAutoApproved(ref: string, options: ExecuteOptions | undefined): Promise<Decision> {
+    const view = this.log.table.get(ref)!;
+    return new Promise<Decision>((resolve, reject) => {
+      const cleanUp = () => {
+        clearTimeout(timer);
+        options?.signal?.removeEventListener("abort", onAbort);
+        this.waiters.delete(ref);
+      };
+      this.waiters.set(ref, {
+        options,
+        resolve: (decision) => {
+          cleanUp();
+          resolve(decision);
+        },
+        reject: (error) => {
+          cleanUp();
+          reject(error);
+        },
+      });
+      const claim = (reason: string) => {
+        if (this.log.table.get(ref)?.status !== "approved") return;
+        this.options.log?.(`${ref}: ${reason}; the gateway runs this low-risk call itself (recorded in the ledger; its run will not run it again)`);
+        void this.runExecution(ref, "gateway", undefined, reason).catch(() => {});
+      };
+      const onAbort = () => {
+        if (this.log.table.get(ref)?.status !== "approved") return;
+        try {
+          this.log.record("request.abandoned", ref, { reason: "the agent cancelled the call before it ran; it will not run" }, "batch");
+        } catch {
+          // the ledger already failed; the call still must not run
+        }
+        this.waiters.get(ref)?.resolve({ kind: "deny", ref, reason: "cancelled by the client before it ran" });
+      };
+      const timer = setTimeout(() => claim(`no Inngest run started it within ${this.options.dispatchTimeoutMs} ms`), this.options.dispatchTimeoutMs);
+      timer.unref();
+      options?.signal?.addEventListener("abort", onAbort, { once: true });
+      if (options?.signal?.aborted) return onAbort();
+      this.options.dispatcher.send(requestEvent(this.options.appId, this.options.instance, view)).then(
+        () => undefined,
+        (error: Error) => claim(`its event could not be sent to Inngest (${error.message})`),
+      );
+    });
+  }
+
+  async decide(input: DecisionInput): Promise<DecideOutcome> {
+    const outcome = this.log.decide(input, this.now());
+    if (outcome.status === "not_found") return outcome;
+    await this.log.commit();
+    if (outcome.status === "applied") {
+      this.clearTimer(input.ref);
+      this.sendDecision(input.ref);
+    }
+    return outcome;
+  }
+
+  waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined> {
+    const view = this.log.table.get(ref);
+    if (!view || TERMINAL_STATUSES.has(view.status) || ms <= 0 || signal?.aborted) return Promise.resolve(view);
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener("abort", finish);
+        resolve(this.log.table.get(ref) ?? view);
+      };
+      const timer = setTimeout(finish, ms);
+      const unsubscribe = this.log.subscribe(ref, (changed) => {
+        if (TERMINAL_STATUSES.has(changed.status)) finish();
+      });
+      signal?.addEventListener("abort", finish, { once: true });
+    });
+  }
+
+  // ---- workflow steps (run inside `step.run`, in this process) ----
+
+  async assessStep(ref: string, runId: string): Promise<AssessStepResult> {
+    const view = this.log.table.get(ref);
+    if (!view) {
+      const status = this.recentAuto.get(ref);
+      if (status) return { ref, route: "auto", status };
+      throw new WorkflowHalt(`no request ${ref} in this gateway's ledger: the workflow only governs calls this gateway received`);
+    }
+    if (view.status === "assessing") throw new Error(`${ref} is still being assessed`);
+    const route = view.autoApproved ? "auto" : view.status === "pending" ? "review" : "decided";
+    this.recordStep(ref, runId, "assess", { route, status: view.status }, "batch");
+    return { ref, route, status: view.status, ...(view.assessment ? { score: view.assessment.score } : {}), ...(view.deadline ? { deadline: view.deadline } : {}) };
+  }
+
+  async notifyStep(ref: string, runId: string): Promise<{ ref: string; notified: boolean; status: string }> {
+    const view = this.requireView(ref);
+    const notified = view.status === "pending";
+    if (notified) this.options.onHeld?.(view);
+    this.recordStep(ref, runId, "notify-reviewer", { notified, channel: "stderr" }, "batch");
+    return { ref, notified, status: view.status };
+  }
+
+  async recordDecisionStep(ref: string, event: Partial<DecisionEventData> | null, runId: string): Promise<DecisionStepResult> {
+    const view = this.requireView(ref);
+    let via: DecisionStepResult["via"] = "ledger";
+    if (view.status === "pending") {
+      if (event) {
+        if (event.decision !== "approved" && event.decision !== "denied") throw new WorkflowHalt(`decision event for ${ref} has no valid decision`);
+        // Inngest only hands the wait an event that arrived before the deadline, so it counts even if this step
+        // runs a moment after it (no deadline check here, unlike a decision taken through `decide`).
+        this.log.record("decision.recorded", ref, {
+          decision: event.decision,
+          source: "human",
+          reviewer: event.reviewer || "inngest",
+          ...(event.reason ? { reason: event.reason } : {}),
+          via: "inngest-event",
+        }, "sync");
+        via = "event";
+      } else {
+        this.log.expire(ref);
+        via = "timeout";
+      }
+    }
+    const decided = this.requireView(ref);
+    const decision = decided.decision?.decision ?? "denied";
+    this.recordStep(ref, runId, "record-decision", { via, decision, status: decided.status }, "sync");
+    await this.log.commit();
+    this.clearTimer(ref);
+    this.stopOutbox(`decision:${ref}`);
+    return { ref, decision, status: decided.status, via };
+  }
+
+  async executeStep(ref: string, runId: string): Promise<ExecuteStepResult> {
+    await this.ready;
+    const view = this.log.table.get(ref);
+    if (!view) {
+      const status = this.recentAuto.get(ref);
+      if (!status) throw new WorkflowHalt(`no request ${ref} in this gateway's ledger`);
+      const executed = status === "executed" || status === "executing";
+      return { ref, status, executed, ...(executed ? { by: "gateway" as const } : {}) };
+    }
+    switch (view.status) {
+      case "approved":
+        return this.runExecution(ref, "workflow", runId);
+      case "executing":
+        // Started by the gateway's own fallback for a low-risk call that no run picked up in time.
+        return { ref, status: view.status, executed: true, by: "gateway" };
+      case "executed":
+        return { ref, status: view.status, executed: true, ...(view.outcome ? { outcome: view.outcome } : {}) };
+      case "unknown":
+        throw new WorkflowHalt(`${ref} was started before and its outcome is unknown; it is never run twice`);
+      default:
+        return { ref, status: view.status, executed: false };
+    }
+  }
+
+  /** Runs an approved call once: `execution.started` is written (and, for a held call, fsynced) before the upstream sees it. */
+  private async runExecution(ref: string, by: "workflow" | "gateway", runId?: string, reason?: string): Promise<ExecuteStepResult> {
+    const view = this.log.table.get(ref)!;
+    const waiter = this.waiters.get(ref);
+    const auto = view.autoApproved;
+    try {
+      this.log.record("execution.started", ref, { by, ...(runId ? { run_id: runId } : {}), ...(reason ? { reason } : {}) }, auto ? "batch" : "sync");
+      if (!auto) await this.log.commit();
+    } catch (error) {
+      const message = `the audit ledger cannot be written, so nothing was run (fail closed): ${(error as Error).message}`;
+      waiter?.resolve({ kind: "deny", ref, reason: message });
+      throw new WorkflowHalt(message);
+    }
+    let result: CallToolResult;
+    try {
+      result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.args }, waiter?.options);
+    } catch (error) {
+      const message = (error as Error).message;
+      this.recordQuietly("execution.finished", ref, auto ? { outcome: "error", error: message } : { outcome: "error", result: { content: [{ type: "text", text: `Execution failed: ${message}` }], isError: true } }, auto ? "batch" : "sync");
+      await this.log.commit().catch(() => {});
+      waiter?.reject(error);
+      // Never retried blindly: the upstream may have acted before it failed.
+      throw new WorkflowHalt(`execution of ${ref} failed and is not retried (at most once): ${message}`);
+    }
+    const outcome = result.isError ? "error" : "ok";
+    const digest = digestResult(result);
+    // Auto-approved results go back in-line, so the ledger keeps their digest; a held call's result is fetched later.
+    this.recordQuietly("execution.finished", ref, auto ? { outcome, result_sha256: digest } : { outcome, result }, auto ? "batch" : "sync");
+    if (!auto) await this.log.commit().catch(() => {});
+    waiter?.resolve({ kind: "allow", ref, result });
+    return { ref, status: "executed", executed: true, outcome, by, result_sha256: digest };
+  }
+
+  // ---- delivery of events Inngest may lose ----
+
+  private sendRequest(ref: string): void {
+    this.startOutbox(`request:${ref}`, async () => {
+      const view = this.log.table.get(ref);
+      if (!view || this.requestSent.has(ref)) return true;
+      await this.options.dispatcher.send(requestEvent(this.options.appId, this.options.instance, view));
+      this.recordQuietly("workflow.event_sent", ref, { event: REQUEST_EVENT }, "batch");
+      return true;
+    });
+  }
+
+  /** Sends the ledger's decision for `ref`, and again with backoff until the run's `record-decision` step ran. */
+  private sendDecision(ref: string): void {
+    this.startOutbox(`decision:${ref}`, async () => {
+      const view = this.log.table.get(ref);
+      const decision = view?.decision;
+      if (!view || !decision || this.decisionConsumed.has(ref)) return true;
+      await this.options.dispatcher.send(decisionEvent({
+        ref,
+        app: this.options.appId,
+        decision: decision.decision,
+        reviewer: decision.reviewer ?? "reviewer",
+        ...(decision.reason ? { reason: decision.reason } : {}),
+      }));
+      return this.decisionConsumed.has(ref);
+    });
+  }
+
+  /** Runs `attempt` now and then with backoff (jittered, capped) until it returns true or the engine closes. */
+  private startOutbox(key: string, attempt: () => Promise<boolean>): void {
+    if (this.closed || this.outboxes.has(key)) return;
+    const retry = this.options.retry ?? { baseMs: 1000, maxMs: 5 * 60_000 };
+    let delay = retry.baseMs;
+    let failures = 0;
+    const tick = async () => {
+      if (this.closed) return;
+      let done = false;
+      try {
+        done = await attempt();
+      } catch (error) {
+        failures += 1;
+        if (failures === 1 || failures % 10 === 0) this.options.log?.(`inngest: sending ${key.replace(":", " event for ")} failed (${(error as Error).message}); retrying with backoff`);
+      }
+      if (done || this.closed) {
+        this.outboxes.delete(key);
+        return;
+      }
+      const timer = setTimeout(() => void tick(), delay * (0.8 + Math.random() * 0.4));
+      timer.unref();
+      this.outboxes.set(key, timer);
+      delay = Math.min(delay * 2, retry.maxMs);
+    };
+    this.outboxes.set(key, undefined);
+    void tick();
+  }
+
+  private stopOutbox(key: string): void {
+    clearTimeout(this.outboxes.get(key));
+    this.outboxes.delete(key);
+  }
+
+  /**
+   * The run's wait expires the call at its deadline. Should the run never report back (Inngest unreachable), the
+   * gateway expires it itself a little later, so no call stays pending forever; expiry counts as a denial either way.
+   */
+  private scheduleBackstop(view: RequestView): void {
+    if (this.closed || !view.deadline) return;
+    this.clearTimer(view.ref);
+    const grace = this.options.expiryGraceMs ?? 60_000;
+    const due = Date.parse(view.deadline) + grace;
+    const ms = Math.min(Math.max(due - this.now().getTime(), 0), MAX_TIMER_MS);
+    const timer = setTimeout(() => {
+      this.timers.delete(view.ref);
+      const current = this.log.table.get(view.ref);
+      if (!current || current.status !== "pending") return;
+      if (Date.parse(current.deadline!) + grace <= this.now().getTime()) void this.expire(view.ref);
+      else this.scheduleBackstop(current);
+    }, ms);
+    timer.unref();
+    this.timers.set(view.ref, timer);
+  }
+
+  private async expire(ref: string): Promise<void> {
+    try {
+      this.log.expire(ref);
+      await this.log.commit();
+    } catch (error) {
+      this.options.log?.(`cannot record the expiry of ${ref}: ${(error as Error).message}`);
+    }
+  }
+
+  private clearTimer(ref: string): void {
+    clearTimeout(this.timers.get(ref));
+    this.timers.delete(ref);
+  }
+
+  private requireView(ref: string): RequestView {
+    const view = this.log.table.get(ref);
+    if (!view) throw new WorkflowHalt(`no request ${ref} in this gateway's ledger`);
+    return view;
+  }
+
+  private recordStep(ref: string, runId: string, step: string, data: Record<string, unknown>, durability: "sync" | "batch"): void {
+    this.log.record("workflow.step", ref, { step, run_id: runId, ...data }, durability);
+  }
+
+  /** After the upstream ran, a failing ledger must not turn a real result into an error; it is logged instead. */
+  private recordQuietly(type: string, ref: string, data: Record<string, unknown>, durability: "sync" | "batch"): void {
+    try {
+      this.log.record(type, ref, data, durability);
+    } catch (error) {
+      this.options.log?.(`ledger: could not record ${type} for ${ref}: ${(error as Error).message}`);
+    }
+  }
+
+  async close(reason = "shutdown"): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of [...this.timers.values(), ...this.outboxes.values()]) clearTimeout(timer);
+    this.timers.clear();
+    this.outboxes.clear();
+    for (const closer of this.closers.splice(0)) await closer().catch((error: Error) => this.options.log?.(`inngest: ${error.message}`));
+    for (const [ref, waiter] of [...this.waiters]) {
+      // Not started yet: it never will be (the next start records it abandoned). Started: its executor finishes or fails.
+      if (this.log.table.get(ref)?.status === "approved") waiter.resolve({ kind: "deny", ref, reason: "the gateway is shutting down; the call was not run" });
+    }
+    try {
+      this.log.record("gateway.stopped", undefined, { reason }, "sync");
+    } catch {
+      // a failed ledger has already been reported; closing must still release it
+    }
+    await this.log.close();
+  }
+}
+
+function digestResult(result: CallToolResult): string {
+  return createHash("sha256").update(JSON.stringify(result)).digest("hex");
+}

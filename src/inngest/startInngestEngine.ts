@@ -1,0 +1,117 @@
+import type { RequestListener } from "node:http";
+import type { GatewayConfig } from "../config.js";
+import type { Executor } from "../engine.js";
+import { ConfigError } from "../errors.js";
+import type { RequestView } from "../requests.js";
+import type { RiskEvaluator } from "../risk.js";
+import { createInngestClient } from "./client.js";
+import { createGovernanceFunction } from "./governanceFunction.js";
+import { InngestEngine } from "./inngestEngine.js";
+import { checkInngestConfig, resolveAppId, SERVE_PATH } from "./settings.js";
+
+export interface StartInngestEngineOptions {
+  config: GatewayConfig;
+  instance: string;
+  ledgerPath: string;
+  evaluator: RiskEvaluator;
+  executor: Executor;
+  version: string;
+  log: (line: string) => void;
+  onHeld?: (view: RequestView) => void;
+  startInfo?: Record<string, unknown>;
+  fetch?: typeof fetch;
+  now?: () => Date;
+}
+
+export interface StartedInngestEngine {
+  engine: InngestEngine;
+  appId: string;
+  /** Listener routes to mount (`/api/inngest` in serve mode; none with connect). */
+  routes: Record<string, RequestListener>;
+}
+
+/** How long shutdown waits for a connect worker to finish in-flight steps. */
+const CONNECT_CLOSE_TIMEOUT_MS = 10_000;
+
+/**
+ * Builds the `inngest` engine: client, the `governance-workflow` function, the engine, and its transport —
+ * the serve handler for the listener, or a connect worker started in the background. Loaded with `import()` only
+ * when this engine is selected, so the local engine never pays for the SDK.
+ */
+export async function startInngestEngine(options: StartInngestEngineOptions): Promise<StartedInngestEngine> {
+  const settings = options.config.inngest;
+  const problems = checkInngestConfig(options.config);
+  if (problems.length) throw new ConfigError(problems);
+  const appId = resolveAppId(settings, options.config.dataDir, options.instance);
+  const client = await createInngestClient(settings, { appId, version: options.version, log: options.log, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const engine = InngestEngine.open({
+    ledgerPath: options.ledgerPath,
+    instance: options.instance,
+    appId,
+    evaluator: options.evaluator,
+    threshold: options.config.risk.threshold,
+    reviewTimeoutMs: options.config.reviewTimeout,
+    executor: options.executor,
+    dispatcher: { send: async (event) => void (await client.send(event)) },
+    dispatchTimeoutMs: settings.dispatchTimeout,
+    version: options.version,
+    log: options.log,
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.onHeld ? { onHeld: options.onHeld } : {}),
+    startInfo: { ...options.startInfo, inngest_mode: settings.mode, inngest_dev: settings.dev, encrypted: Boolean(settings.encryptionKey) },
+  });
+  const fn = createGovernanceFunction(client, engine, appId);
+
+  if (settings.mode === "connect") {
+    await startConnectWorker(engine, client, fn, options.log);
+    return { engine, appId, routes: {} };
+  }
+  const { serve } = await import("inngest/node");
+  const handler = serve({
+    client,
+    functions: [fn],
+    servePath: SERVE_PATH,
+    ...(settings.serveOrigin ? { serveOrigin: settings.serveOrigin } : {}),
+    // An unsigned PUT would make the SDK register itself at a URL taken from the request's Host header.
+    enableUnauthedSync: false,
+  });
+  return { engine, appId, routes: { [SERVE_PATH]: handler } };
+}
+
+/**
+ * Opens the outbound connect worker without waiting for it: `connect()` only settles once a connection is up (it
+ * retries and reconnects on its own), and MCP start-up must not depend on Inngest. The worker leaves signals to
+ * the gateway, runs on this thread (the bundled CLI has no separate worker script), and closes with the engine.
+ */
+async function startConnectWorker(engine: InngestEngine, client: Awaited<ReturnType<typeof createInngestClient>>, fn: ReturnType<typeof createGovernanceFunction>, log: (line: string) => void): Promise<void> {
+  const { connect } = await import("inngest/connect");
+  let connection: Awaited<ReturnType<typeof connect>> | undefined;
+  let closing = false;
+  void connect({ apps: [{ client, functions: [fn] }], handleShutdownSignals: [], isolateExecution: false }).then(
+    (opened) => {
+      connection = opened;
+      if (closing) return void opened.close().catch(() => {});
+      log(`inngest: connect worker active (connection ${opened.connectionId})`);
+    },
+    (error: Error) => log(`inngest: connect worker stopped: ${error.message}`),
+  );
+  engine.onClose(async () => {
+    closing = true;
+    if (!connection) {
+      log("inngest: connect worker was still connecting; the process exit ends its retries");
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      connection.close(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          log(`inngest: connect worker did not drain within ${CONNECT_CLOSE_TIMEOUT_MS} ms; closing anyway`);
+          resolve();
+        }, CONNECT_CLOSE_TIMEOUT_MS);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+  });
+}
