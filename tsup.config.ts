@@ -38,6 +38,11 @@ export default defineConfig([
     sourcemap: false,
     clean: false,
     esbuildPlugins: [singleInngest],
-    banner: { js: "import { createRequire as __atlasCreateRequire } from 'node:module'; const require = __atlasCreateRequire(import.meta.url);" },
+    // CommonJS code that reads __dirname/__filename (libsodium, under the Inngest encryption middleware) gets this
+    // chunk's own; `define` only rewrites free references, so modules declaring their own are untouched.
+    define: { __dirname: "__atlasDirname", __filename: "__atlasFilename" },
+    banner: {
+      js: "import { createRequire as __atlasCreateRequire } from 'node:module'; import { fileURLToPath as __atlasFileURLToPath } from 'node:url'; const require = __atlasCreateRequire(import.meta.url); const __atlasFilename = __atlasFileURLToPath(import.meta.url); const __atlasDirname = __atlasFileURLToPath(new URL('.', import.meta.url));",
+    },
   },
 ]);

@@ -13,6 +13,8 @@ export interface DoctorOptions {
   env: NodeJS.ProcessEnv;
   flags: ConfigFlags;
   out: (line: string) => void;
+  /** How the Inngest check reaches its URLs (tests pass their own). */
+  fetch?: typeof fetch;
 }
 
 type Check = { ok: boolean; line: string; fix?: string };
@@ -51,7 +53,11 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
       : { ok: true, line: `ledger '${instance}': ${scan.last ? scan.last.seq + 1 : 0} records, chain intact` });
   }
   report(await checkPort(config.host, config.port));
-  report({ ok: config.engine === "local", line: `engine: ${config.engine}`, ...(config.engine === "local" ? {} : { fix: "this build supports engine 'local'" }) });
+  report({ ok: true, line: `engine: ${config.engine}` });
+  if (config.engine === "inngest") {
+    const { checkInngestEngine } = await import("./inngest/doctorChecks.js");
+    for (const check of await checkInngestEngine(config, options.fetch)) report(check);
+  }
 
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     const started = performance.now();

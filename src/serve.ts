@@ -35,7 +35,7 @@ export interface RunningGateway extends Gateway {
 function describeInngest(config: GatewayConfig, appId: string, port: number | undefined): string {
   const { mode, dev } = config.inngest;
   const where = dev ? "dev mode: no signature checks" : "signatures verified";
-  if (mode === "connect") return `inngest: app '${appId}' connecting out to ${config.inngest.baseUrl ?? (dev ? "the local dev server" : "Inngest Cloud")} (connect mode, ${where})`;
+  if (mode === "connect") return `inngest: app '${appId}' connecting out to ${config.inngest.baseUrl ?? (dev ? "the local dev server" : "Inngest Cloud")} (connect mode, ${dev ? "dev mode" : "authenticated with the signing key"})`;
   if (port === undefined) return `inngest: app '${appId}' cannot be served: the listener is not running, so no workflow step can run here (set --port, or use inngest.mode connect)`;
   const url = `http://${config.host}:${port}/api/inngest`;
   return `inngest: app '${appId}' served on ${url} (${where})${dev ? `; dev server: npx inngest-cli dev -u ${url}` : ""}`;

@@ -53,7 +53,10 @@ export async function createInngestClient(settings: InngestSettings, options: In
 }
 
 async function encryption(key: string): Promise<Middleware.Class> {
-  const { encryptionMiddleware } = await import("@inngest/middleware-encryption");
+  type EncryptionModule = typeof import("@inngest/middleware-encryption");
+  // CommonJS: Node's import() exposes its exports by name, the bundled chunk only as `default`.
+  const loaded = (await import("@inngest/middleware-encryption")) as EncryptionModule & { default?: EncryptionModule };
+  const { encryptionMiddleware } = loaded.default ?? loaded;
   // The package is CommonJS, so its types name the SDK's .d.cts twin of the same class.
   return encryptionMiddleware({ key, eventEncryptionField: ENCRYPTED_FIELD }) as unknown as Middleware.Class;
 }

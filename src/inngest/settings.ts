@@ -69,6 +69,6 @@ export function inngestBaseUrl(settings: InngestSettings): string {
 }
 
 /** The command that starts a local dev server pointed at this gateway. */
-export function devServerCommand(port: number): string {
+export function devServerCommand(port: number | string): string {
   return `npx inngest-cli dev -u http://127.0.0.1:${port}${SERVE_PATH}`;
 }
