@@ -160,6 +160,8 @@ describe("inngest settings", () => {
     expect(checkInngestConfig(base).join("\n")).toMatch(/signingKey \(INNGEST_SIGNING_KEY\): missing[\s\S]*eventKey \(INNGEST_EVENT_KEY\): missing/);
     expect(checkInngestConfig(config({ INNGEST_SIGNING_KEY: "not-a-key", INNGEST_EVENT_KEY: "has space" })).join("\n")).toMatch(/not a signing key[\s\S]*malformed/);
     expect(checkInngestConfig(config({ INNGEST_SIGNING_KEY: `signkey-prod-${"ab".repeat(32)}`, INNGEST_EVENT_KEY: "abc_DEF-123" }))).toEqual([]);
+    expect(checkInngestConfig(config({ INNGEST_SIGNING_KEY: "cd".repeat(32), INNGEST_EVENT_KEY: "abc" }))).toEqual([]);
+    expect(checkInngestConfig(config({ INNGEST_SIGNING_KEY: "signkey-prod-abc", INNGEST_EVENT_KEY: "abc" })).join("\n")).toContain("not a signing key");
     expect(checkInngestConfig(config({ INNGEST_DEV: "1" }))).toEqual([]);
     expect(checkInngestConfig(config({ INNGEST_DEV: "1", ATLAS_HOST: "0.0.0.0" })).join("\n")).toContain("dev mode skips signature checks");
   });

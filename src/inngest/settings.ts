@@ -6,7 +6,8 @@ import type { GatewayConfig, InngestSettings } from "../config.js";
 /** Where the embedded listener serves the Inngest function. */
 export const SERVE_PATH = "/api/inngest";
 
-const SIGNING_KEY = /^signkey-[A-Za-z0-9]+-(?:[0-9a-f]{2})+$/;
+/** `signkey-<env>-<hex>` as Inngest Cloud shows it, or the bare hex a self-hosted server is started with. */
+const SIGNING_KEY = /^(?:signkey-[A-Za-z0-9]+-)?(?:[0-9a-f]{2}){16,}$/;
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 /**
@@ -25,7 +26,7 @@ export function checkInngestConfig(config: Pick<GatewayConfig, "host" | "inngest
     }
   }
   for (const [key, env, value] of [["signingKey", "INNGEST_SIGNING_KEY", settings.signingKey], ["signingKeyFallback", "INNGEST_SIGNING_KEY_FALLBACK", settings.signingKeyFallback]] as const) {
-    if (value !== undefined && !SIGNING_KEY.test(value)) problems.push(`inngest.${key} (${env}): not a signing key; expected signkey-<env>-<hex>, as shown in the Inngest dashboard`);
+    if (value !== undefined && !SIGNING_KEY.test(value)) problems.push(`inngest.${key} (${env}): not a signing key; expected signkey-<env>-<hex> as the Inngest dashboard shows it (or, self-hosted, the hex key the server was started with)`);
   }
   if (settings.eventKey !== undefined && !/^[A-Za-z0-9_-]+$/.test(settings.eventKey)) {
     problems.push("inngest.eventKey (INNGEST_EVENT_KEY): malformed; an event key is letters, digits, '-' and '_' only (check for quotes or spaces)");
