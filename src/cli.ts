@@ -107,14 +107,16 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         const view = assertApplied(result, describeView);
         if (result.via === "ledger" && resolved.engine === "inngest") {
           // No gateway holds it: tell the waiting run now; the gateway also re-sends it at its next start.
-          const { sendDecisionEvent } = await import("./inngest/sendDecision.js");
+          const { sendDecisionEvent } = await import("./inngest/index.js");
           const failed = await sendDecisionEvent(resolved, result.instance, input, VERSION, (line) => io.err(`atlas-gateway: ${line}`));
           if (failed) io.err(`atlas-gateway: the decision is recorded, but could not be sent to Inngest now (${failed}); the gateway sends it when it next starts`);
         }
         const verb = name === "approve" ? "approved" : "denied";
         const next = name === "deny"
           ? "it will not run."
-          : result.via === "gateway" ? "the gateway is executing it now; the agent gets the result from atlas_status." : "no gateway is running for it; it runs when the gateway next starts.";
+          : resolved.engine === "inngest"
+            ? `its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
+            : result.via === "gateway" ? "the gateway is executing it now; the agent gets the result from atlas_status." : "no gateway is running for it; it runs when the gateway next starts.";
         io.out(`${verb} ${view.ref} (${view.name}) as ${reviewer}: ${next}`);
       });
   decideCommand("approve");

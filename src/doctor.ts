@@ -55,7 +55,7 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   report(await checkPort(config.host, config.port));
   report({ ok: true, line: `engine: ${config.engine}` });
   if (config.engine === "inngest") {
-    const { checkInngestEngine } = await import("./inngest/doctorChecks.js");
+    const { checkInngestEngine } = await import("./inngest/index.js");
     for (const check of await checkInngestEngine(config, options.fetch)) report(check);
   }
 

@@ -106,7 +106,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     let inngestApp: string | undefined;
     if (config.engine === "inngest") {
       // Imported only here: the local engine's start-up never loads the Inngest SDK.
-      const { startInngestEngine } = await import("./inngest/startInngestEngine.js");
+      const { startInngestEngine } = await import("./inngest/index.js");
       const started = await startInngestEngine({ ...engineOptions, config });
       ({ engine, routes, appId: inngestApp } = started);
     } else {
