@@ -31,16 +31,6 @@ export interface RunningGateway extends Gateway {
   close(reason?: string): Promise<void>;
 }
 
-/** One start-up line on where Inngest reaches this gateway (no SDK needed to say it). */
-function describeInngest(config: GatewayConfig, appId: string, port: number | undefined): string {
-  const { mode, dev } = config.inngest;
-  const where = dev ? "dev mode: no signature checks" : "signatures verified";
-  if (mode === "connect") return `inngest: app '${appId}' connecting out to ${config.inngest.baseUrl ?? (dev ? "the local dev server" : "Inngest Cloud")} (connect mode, ${dev ? "dev mode" : "authenticated with the signing key"})`;
-  if (port === undefined) return `inngest: app '${appId}' cannot be served: the listener is not running, so no workflow step can run here (set --port, or use inngest.mode connect)`;
-  const url = `http://${config.host}:${port}/api/inngest`;
-  return `inngest: app '${appId}' served on ${url} (${where})${dev ? `; dev server: npx inngest-cli dev -u ${url}` : ""}`;
-}
-
 /** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
 async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
   const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 3000);
@@ -103,12 +93,12 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     };
     let engine: GovernanceEngine;
     let routes: Record<string, RequestListener> | undefined;
-    let inngestApp: string | undefined;
+    let describeInngest: ((port: number | undefined) => string) | undefined;
     if (config.engine === "inngest") {
       // Imported only here: the local engine's start-up never loads the Inngest SDK.
       const { startInngestEngine } = await import("./inngest/index.js");
       const started = await startInngestEngine({ ...engineOptions, config });
-      ({ engine, routes, appId: inngestApp } = started);
+      ({ engine, routes, describe: describeInngest } = started);
     } else {
       engine = LocalEngine.open(engineOptions);
     }
@@ -154,7 +144,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
     void upstreams.ready.then(() => engine.resume());
     log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
-    if (inngestApp) log(describeInngest(config, inngestApp, listening?.port));
+    if (describeInngest) log(describeInngest(listening?.port));
     return { ...gateway, instance, port: listening?.port, closed, close };
   } catch (error) {
     await cleanUp();

@@ -486,7 +486,8 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
         failures += 1;
         if (failures === 1 || failures % 10 === 0) this.options.log?.(`inngest: sending ${key.replace(":", " event for ")} failed (${(error as Error).message}); retrying with backoff`);
       }
-      if (done || this.closed) {
+      if (done || this.closed || !this.outboxes.has(key)) {
+        // delivered, shutting down, or stopped (the run consumed it) while this attempt was under way
         this.outboxes.delete(key);
         return;
       }

@@ -28,6 +28,8 @@ export interface StartedInngestEngine {
   appId: string;
   /** Listener routes to mount (`/api/inngest` in serve mode; none with connect). */
   routes: Record<string, RequestListener>;
+  /** The start-up line saying where Inngest reaches this gateway, once the listener's port is known. */
+  describe(port: number | undefined): string;
 }
 
 /** How long shutdown waits for a connect worker to finish in-flight steps. */
@@ -62,9 +64,10 @@ export async function startInngestEngine(options: StartInngestEngineOptions): Pr
   });
   const fn = createGovernanceFunction(client, engine, appId);
 
+  const describe = (port: number | undefined) => describeEndpoint(options.config, appId, port);
   if (settings.mode === "connect") {
     await startConnectWorker(engine, client, fn, options.log);
-    return { engine, appId, routes: {} };
+    return { engine, appId, routes: {}, describe };
   }
   const { serve } = await import("inngest/node");
   const handler = serve({
@@ -75,7 +78,17 @@ export async function startInngestEngine(options: StartInngestEngineOptions): Pr
     // An unsigned PUT would make the SDK register itself at a URL taken from the request's Host header.
     enableUnauthedSync: false,
   });
-  return { engine, appId, routes: { [SERVE_PATH]: handler } };
+  return { engine, appId, routes: { [SERVE_PATH]: handler }, describe };
+}
+
+function describeEndpoint(config: GatewayConfig, appId: string, port: number | undefined): string {
+  const { mode, dev, baseUrl } = config.inngest;
+  if (mode === "connect") {
+    return `inngest: app '${appId}' connecting out to ${baseUrl ?? (dev ? "the local dev server" : "Inngest Cloud")} (connect mode, ${dev ? "dev mode" : "authenticated with the signing key"})`;
+  }
+  if (port === undefined) return `inngest: app '${appId}' cannot be served: the listener is not running, so no workflow step can run here (set --port, or use inngest.mode connect)`;
+  const url = `http://${config.host}:${port}${SERVE_PATH}`;
+  return `inngest: app '${appId}' served on ${url} (${dev ? `dev mode: no signature checks; dev server: npx inngest-cli dev -u ${url}` : "signatures verified"})`;
 }
 
 /**
