@@ -90,6 +90,13 @@ interface Waiter {
 }
 
 const MAX_TIMER_MS = 2_147_483_647;
+/** A low-risk call's status after each record that moves it on (the table itself forgets such calls once done). */
+const AUTO_STATUS_AFTER: Record<string, string> = {
+  "execution.started": "executing",
+  "execution.finished": "executed",
+  "execution.interrupted": "unknown",
+  "request.abandoned": "abandoned",
+};
 const RECENT_AUTO_LIMIT = 10_000;
 
 /**
@@ -163,14 +170,11 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       case "request.auto_approved":
         this.rememberAuto(ref, "approved");
         break;
-      case "execution.started":
-      case "execution.finished":
-      case "execution.interrupted":
-      case "request.abandoned":
-        if (this.recentAuto.has(ref)) this.rememberAuto(ref, record.type === "execution.started" ? "executing" : record.type === "execution.finished" ? "executed" : record.type === "request.abandoned" ? "abandoned" : "unknown");
+      default: {
+        const status = AUTO_STATUS_AFTER[record.type];
+        if (status && this.recentAuto.has(ref)) this.rememberAuto(ref, status);
         break;
-      default:
-        break;
+      }
     }
   }
 
