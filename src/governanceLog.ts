@@ -17,6 +17,8 @@ export interface GovernanceLogOptions {
   sink?: (path: string) => LedgerSink;
   keepHistory?: boolean;
   log?: (line: string) => void;
+  /** Told about every record, replayed or new, after the request table (tool pins fold the ledger this way). */
+  onRecord?: (record: LedgerRecord) => void;
 }
 
 /**
@@ -29,11 +31,13 @@ export class GovernanceLog {
   /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
   private readonly refs = new Set<number>();
   private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
+  private readonly onRecord: ((record: LedgerRecord) => void) | undefined;
 
-  private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>) {
+  private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
     this.ledger = ledger;
     this.table = table;
     this.refs = refs;
+    this.onRecord = onRecord;
   }
 
   static open(path: string, options: GovernanceLogOptions): GovernanceLog {
@@ -47,9 +51,10 @@ export class GovernanceLog {
       onRecord: (record) => {
         if (record.type === "request.created" && record.ref) refs.add(refValue(record.ref));
         table.apply(record);
+        options.onRecord?.(record);
       },
     });
-    return new GovernanceLog(ledger, table, refs);
+    return new GovernanceLog(ledger, table, refs, options.onRecord);
   }
 
   /** A fresh `evt_` + 8 hex ref, unique in this ledger. */
@@ -65,6 +70,7 @@ export class GovernanceLog {
     const record = this.ledger.append(type, ref, data, durability);
     if (type === "request.created" && ref) this.refs.add(refValue(ref));
     const view = this.table.apply(record);
+    this.onRecord?.(record);
     if (view && ref) for (const listener of this.listeners.get(ref) ?? []) listener(view);
     return record;
   }
