@@ -139,7 +139,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       }
       const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
       io.out(formatTable(
-        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "RULES", "REASONS"],
+        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
         pending.map(({ instance, view }) => [
           view.ref,
           view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
@@ -147,8 +147,8 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           view.name,
           clip(JSON.stringify(maskSecrets(view.args)), 60),
           String(view.assessment?.score ?? "?"),
-          clip((view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-", 40),
           clip((view.assessment?.reasons ?? []).join("; "), 80),
+          (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
         ]),
       ));
     });

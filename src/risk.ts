@@ -97,7 +97,7 @@ export interface RiskEvaluatorParts {
  */
 export function createRiskEvaluator(parts: RiskEvaluatorParts): RiskEvaluator {
   const models = parts.models ?? [];
-  return async (input) => {
+  return (input) => {
     const result = parts.policy.evaluate(input);
     const fired: FiredRule[] = [...result.fired];
     const ruleReasons = fired.map((rule) => `rule '${rule.id}' (${describeEffect(rule.effect)}): ${rule.reason}`);
@@ -126,53 +126,55 @@ export function createRiskEvaluator(parts: RiskEvaluatorParts): RiskEvaluator {
 
     const base = result.score !== undefined ? { score: result.score, reason: undefined } : baselineScore(input);
     const reasons = [...ruleReasons, ...(base.reason ? [base.reason] : [])];
+    const review = result.verdict === "review" ? { verdict: "review" as const } : {};
     if (result.verdict === "allow") {
       return { score: base.score, classification: classify(base.score), reasons, evaluator: "rules", rules: fired, verdict: "allow" };
     }
-
-    let score = base.score;
-    if (models.length > 0) {
-      const request = {
-        tool: input.tool,
-        arguments: maskSecrets(input.args) as Record<string, unknown>,
-        context: {
-          upstream: input.upstream,
-          exposed_name: input.name,
-          ...(input.description ? { description: input.description } : {}),
-          ...(input.annotations ? { annotations: input.annotations } : {}),
-          rules_fired: fired.map((rule) => ({ id: rule.id, effect: rule.effect })),
-          rules_score: base.score,
-          ...(parts.threshold !== undefined ? { threshold: parts.threshold } : {}),
-          oversight: "EU AI Act Art. 14 human oversight: calls at or above the threshold wait for a human reviewer",
-        },
+    // Rules only: answered synchronously (the fast path, and what `createRulesEvaluator` callers rely on).
+    if (models.length === 0) return { score: base.score, classification: classify(base.score), reasons, evaluator: "rules", rules: fired, ...review };
+    return askModels(models, input, fired, base.score, parts.threshold).then((answers) => {
+      const score = Math.max(base.score, ...answers.map((answer) => answer.score));
+      return {
+        score,
+        classification: classify(score),
+        reasons: [...reasons, ...answers.map((answer) => answer.reason)],
+        evaluator: ["rules", ...models.map((model) => model.name)].join("+"),
+        rules: fired,
+        ...review,
       };
-      const answers = await Promise.all(models.map(async (model) => {
-        try {
-          const answer = await model.evaluate(request);
-          const extra = [answer.classification, answer.action ? `action ${answer.action}` : undefined].filter(Boolean).join(", ");
-          return { score: answer.score, reason: `model ${model.name}: ${answer.score}${extra ? ` (${extra})` : ""}${answer.rationale ? `: ${answer.rationale}` : ""}` };
-        } catch (error) {
-          return { score: 100, reason: `model ${model.name} failed, held for review (fail closed): ${(error as Error).message}` };
-        }
-      }));
-      for (const answer of answers) {
-        score = Math.max(score, answer.score);
-        reasons.push(answer.reason);
-      }
-    }
-    return {
-      score,
-      classification: classify(score),
-      reasons,
-      evaluator: ["rules", ...models.map((model) => model.name)].join("+"),
-      rules: fired,
-      ...(result.verdict === "review" ? { verdict: "review" as const } : {}),
-    };
+    });
   };
 }
 
-/** The rules-only evaluator for a policy (no models, no self-protection, no pins). */
-export function createRulesEvaluator(policy: PolicySource): RiskEvaluator {
+/** Asks every model at once; a failing one answers 100 with the failure as its reason (fail closed). */
+async function askModels(models: ModelEvaluator[], input: RiskInput, fired: FiredRule[], rulesScore: number, threshold: number | undefined): Promise<{ score: number; reason: string }[]> {
+  const request = {
+    tool: input.tool,
+    arguments: maskSecrets(input.args) as Record<string, unknown>,
+    context: {
+      upstream: input.upstream,
+      exposed_name: input.name,
+      ...(input.description ? { description: input.description } : {}),
+      ...(input.annotations ? { annotations: input.annotations } : {}),
+      rules_fired: fired.map((rule) => ({ id: rule.id, effect: rule.effect })),
+      rules_score: rulesScore,
+      ...(threshold !== undefined ? { threshold } : {}),
+      oversight: "EU AI Act Art. 14 human oversight: calls at or above the threshold wait for a human reviewer",
+    },
+  };
+  return Promise.all(models.map(async (model) => {
+    try {
+      const answer = await model.evaluate(request);
+      const extra = [answer.classification, answer.action ? `action ${answer.action}` : undefined].filter(Boolean).join(", ");
+      return { score: answer.score, reason: `model ${model.name}: ${answer.score}${extra ? ` (${extra})` : ""}${answer.rationale ? `: ${answer.rationale}` : ""}` };
+    } catch (error) {
+      return { score: 100, reason: `model ${model.name} failed, held for review (fail closed): ${(error as Error).message}` };
+    }
+  }));
+}
+
+/** The rules-only evaluator for a policy (no models, no self-protection, no pins); it answers synchronously. */
+export function createRulesEvaluator(policy: PolicySource & { threshold?: number }): RiskEvaluator {
   return createRiskEvaluator({ policy: compilePolicy(policy) });
 }
 

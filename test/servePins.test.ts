@@ -57,7 +57,7 @@ describe("a running gateway with a rug-pulled tool", () => {
       expect(stderr.join("")).toContain("rules fired: tool-pinning (review)");
 
       const pending = await cli("pending");
-      expect(pending.out).toMatch(new RegExp(`${ref}.*check_payment_status.*100\\s+tool-pinning`));
+      expect(pending.out).toMatch(new RegExp(`${ref}.*check_payment_status.*100\\s+tool pinning: .*\\s+tool-pinning$`, "m"));
       const show = await cli("show", ref);
       expect(show.out).toContain("rules fired: tool-pinning (review); policy verdict: review");
 
