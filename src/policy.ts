@@ -280,6 +280,8 @@ interface CompiledRule {
   upstream?: (name: string) => boolean;
   /** Glob tool patterns; exact ones are indexed by name instead. */
   toolGlobs?: RegExp[];
+  /** Per glob, its longest literal run: a name without it cannot match (a cheap test before the regex). */
+  toolLiterals?: string[];
   annotations?: [keyof AnnotationHints, boolean][];
   conditions: CompiledCondition[];
 }
@@ -309,14 +311,68 @@ function describeRule(rule: PolicyRule, conditions: CompiledCondition[]): string
 const VERDICT_RANK: Record<Verdict, number> = { allow: 1, review: 2, deny: 3 };
 
 /**
- * Compiles rules (and the legacy `overrides` table) once. Rules whose tool patterns are exact names are indexed by
- * name, so a call only tests the rules that can concern it: 1,000 rules cost little more than a handful.
- * Throws on an invalid path or regex (config validation reports those earlier, with their config path).
+ * Patterns -> rules, looked up by name without testing every pattern: exact names in a map, globs by the literal
+ * text before their first wildcard (`svc_*`) or, failing that, after their last (`*_delete`). Only globs with
+ * neither (`*`, `*pay*`) are tested on every lookup.
+ */
+class PatternIndex {
+  private readonly exact = new Map<string, CompiledRule[]>();
+  private readonly prefixes = new Map<string, CompiledRule[]>();
+  private readonly suffixes = new Map<string, CompiledRule[]>();
+  private prefixLengths: number[] = [];
+  private suffixLengths: number[] = [];
+  /** Rules with a pattern the maps cannot hold, in rule order. */
+  readonly unindexed: CompiledRule[] = [];
+
+  add(pattern: string, rule: CompiledRule): void {
+    if (!isGlob(pattern)) return PatternIndex.push(this.exact, pattern, rule);
+    const prefix = pattern.slice(0, pattern.search(/[*?]/));
+    const suffix = pattern.slice(Math.max(pattern.lastIndexOf("*"), pattern.lastIndexOf("?")) + 1);
+    if (prefix) PatternIndex.push(this.prefixes, prefix, rule);
+    else if (suffix) PatternIndex.push(this.suffixes, suffix, rule);
+    else if (this.unindexed[this.unindexed.length - 1] !== rule) this.unindexed.push(rule);
+  }
+
+  /** Call once all patterns are added. */
+  seal(): void {
+    const lengths = (map: Map<string, unknown>) => [...new Set([...map.keys()].map((key) => key.length))].sort((a, b) => a - b);
+    this.prefixLengths = lengths(this.prefixes);
+    this.suffixLengths = lengths(this.suffixes);
+  }
+
+  /** Visits the rules whose patterns may match one of `names` (`exact` when an exact pattern did). */
+  lookup(names: readonly string[], visit: (rule: CompiledRule, exact: boolean) => void): void {
+    for (const name of names) for (const rule of this.exact.get(name) ?? []) visit(rule, true);
+    for (const name of names) {
+      for (const length of this.prefixLengths) {
+        if (length > name.length) break;
+        for (const rule of this.prefixes.get(name.slice(0, length)) ?? []) visit(rule, false);
+      }
+      for (const length of this.suffixLengths) {
+        if (length > name.length) break;
+        for (const rule of this.suffixes.get(name.slice(name.length - length)) ?? []) visit(rule, false);
+      }
+    }
+  }
+
+  private static push(map: Map<string, CompiledRule[]>, key: string, rule: CompiledRule): void {
+    const list = map.get(key);
+    if (!list) map.set(key, [rule]);
+    else if (list[list.length - 1] !== rule) list.push(rule);
+  }
+}
+
+/**
+ * Compiles rules (and the legacy `overrides` table) once. A rule is indexed by its tool patterns, or — when it names
+ * no tool — by its upstream patterns, so a call only tests the rules that can concern it: 1,000 rules cost little more
+ * than a handful (see bench/rules.js). Throws on an invalid path or regex (config validation reports those earlier,
+ * with their config path).
  */
 export function compilePolicy(source: PolicySource): CompiledPolicy {
   const rules = source.rules ?? [];
-  const byName = new Map<string, CompiledRule[]>();
-  const unindexed: CompiledRule[] = [];
+  const byTool = new PatternIndex();
+  const byUpstream = new PatternIndex();
+  const always: CompiledRule[] = [];
   rules.forEach((rule, index) => {
     const conditions = Object.entries(rule.args ?? {}).map(([path, condition]) => compileCondition(path, condition));
     const tools = asList(rule.tool);
@@ -327,24 +383,27 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
       effect: rule.effect,
       reason: rule.reason ?? describeRule(rule, conditions),
       ...(upstreams ? { upstream: matcherFor(upstreams) } : {}),
-      ...(tools && tools.some(isGlob) ? { toolGlobs: tools.filter(isGlob).map(globToRegExp) } : {}),
+      ...(tools && tools.some(isGlob)
+        ? { toolGlobs: tools.filter(isGlob).map(globToRegExp), toolLiterals: tools.filter(isGlob).map((glob) => glob.split(/[*?]/).reduce((a, b) => (b.length > a.length ? b : a), "")) }
+        : {}),
       ...(rule.annotations ? { annotations: Object.entries(rule.annotations) as [keyof AnnotationHints, boolean][] } : {}),
       conditions,
     };
-    const exactTools = tools?.filter((pattern) => !isGlob(pattern)) ?? [];
-    if (!tools || compiled.toolGlobs) unindexed.push(compiled);
-    for (const name of exactTools) {
-      let list = byName.get(name);
-      if (!list) byName.set(name, (list = []));
-      list.push(compiled);
-    }
+    if (tools) for (const pattern of tools) byTool.add(pattern, compiled);
+    else if (upstreams) for (const pattern of upstreams) byUpstream.add(pattern, compiled);
+    else always.push(compiled);
   });
+  byTool.seal();
+  byUpstream.seal();
+  // Rules tested on every call, in rule order: merged with the (few) indexed candidates without a full sort.
+  const everyCall = [...byTool.unindexed, ...byUpstream.unindexed, ...always].sort((a, b) => a.index - b.index);
 
   const findOverride = compileOverrides(source.overrides ?? {});
 
-  const matches = (rule: CompiledRule, call: PolicyCall, names: string[], indexedHit: boolean): boolean => {
+  /** `exactHit`: reached through an exact tool name, so its tool constraint already holds. */
+  const matches = (rule: CompiledRule, call: PolicyCall, names: string[], exactHit: boolean): boolean => {
     if (rule.upstream && !rule.upstream(call.upstream)) return false;
-    if (rule.toolGlobs && !indexedHit && !names.some((name) => rule.toolGlobs!.some((glob) => glob.test(name)))) return false;
+    if (rule.toolGlobs && !exactHit && !names.some((name) => rule.toolGlobs!.some((glob, k) => name.includes(rule.toolLiterals![k]!) && glob.test(name)))) return false;
     if (rule.annotations) {
       for (const [hint, expected] of rule.annotations) if (call.annotations?.[hint] !== expected) return false;
     }
@@ -356,18 +415,35 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
     size: rules.length,
     evaluate(call) {
       const names = call.name === call.tool ? [call.name, `${call.upstream}__${call.tool}`] : [call.name, `${call.upstream}__${call.tool}`, call.tool];
-      const candidates = new Map<CompiledRule, boolean>();
-      for (const name of names) for (const rule of byName.get(name) ?? []) candidates.set(rule, true);
-      for (const rule of unindexed) if (!candidates.has(rule)) candidates.set(rule, false);
-      const ordered = [...candidates.keys()].sort((a, b) => a.index - b.index);
+      const indexed = new Map<CompiledRule, boolean>();
+      const visit = (rule: CompiledRule, exact: boolean) => {
+        if (exact || !indexed.has(rule)) indexed.set(rule, exact);
+      };
+      byTool.lookup(names, visit);
+      byUpstream.lookup([call.upstream], (rule) => visit(rule, false));
+      const found = [...indexed.keys()].sort((a, b) => a.index - b.index);
+
       const fired: FiredRule[] = [];
       let verdict: Verdict | undefined;
       let score: number | undefined;
-      for (const rule of ordered) {
-        if (!matches(rule, call, names, candidates.get(rule)!)) continue;
+      const consider = (rule: CompiledRule, exact: boolean) => {
+        if (!matches(rule, call, names, exact)) return;
         fired.push({ id: rule.id, effect: rule.effect, reason: rule.reason });
         if (typeof rule.effect === "number") score = Math.max(score ?? 0, rule.effect);
         else if (!verdict || VERDICT_RANK[rule.effect] > VERDICT_RANK[verdict]) verdict = rule.effect;
+      };
+      // merge two lists sorted by rule index; a rule in both (an exact name and a `*`) is considered once
+      for (let i = 0, j = 0; i < found.length || j < everyCall.length; ) {
+        const a = found[i];
+        const b = everyCall[j];
+        if (a && (!b || a.index <= b.index)) {
+          consider(a, indexed.get(a)!);
+          i += 1;
+          if (a === b) j += 1;
+        } else {
+          consider(b!, false);
+          j += 1;
+        }
       }
       const override = findOverride(names);
       if (override) {

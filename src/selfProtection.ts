@@ -42,30 +42,35 @@ export const MAX_PATHS_CHECKED = 2000;
 
 /**
  * realpath that follows every symlink, including dangling ones (a link to a file about to be created), and keeps
- * the part of the path that does not exist yet.
+ * the part of the path that does not exist yet. Walks with non-throwing lstat: a failing realpath throws, and an
+ * exception per argument word would dominate a call's cost.
  */
 export function realpathFollowingLinks(path: string, platform: NodeJS.Platform = process.platform): string {
   const paths = platform === "win32" ? win32 : posix;
   const missing: string[] = [];
   let current = path;
   for (let hops = 0; hops < 64; hops++) {
-    try {
-      const real = realpathSync.native(current);
-      return missing.length ? paths.join(real, ...missing.reverse()) : real;
-    } catch {
+    const stat = lstatSync(current, { throwIfNoEntry: false });
+    if (stat?.isSymbolicLink()) {
       try {
-        if (lstatSync(current).isSymbolicLink()) {
-          current = paths.resolve(paths.dirname(current), readlinkSync(current));
-          continue;
-        }
+        current = paths.resolve(paths.dirname(current), readlinkSync(current));
+        continue;
       } catch {
-        // does not exist at all: keep it as a missing tail
+        break;
       }
-      const parent = paths.dirname(current);
-      if (parent === current) break;
-      missing.push(paths.basename(current));
-      current = parent;
     }
+    if (stat) {
+      try {
+        const real = realpathSync.native(current);
+        return missing.length ? paths.join(real, ...missing.reverse()) : real;
+      } catch {
+        break; // a parent link loops or vanished meanwhile: keep what we have
+      }
+    }
+    const parent = paths.dirname(current);
+    if (parent === current) break;
+    missing.push(paths.basename(current));
+    current = parent;
   }
   return paths.join(current, ...missing.reverse());
 }

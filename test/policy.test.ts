@@ -110,6 +110,13 @@ describe("tool, upstream and annotation matching", () => {
     ["glob *", { tool: "trans*" }, call(), true],
     ["glob ?", { tool: "transfe?" }, call(), true],
     ["glob is anchored", { tool: "ransfer*" }, call(), false],
+    ["suffix glob", { tool: "*fer" }, call(), true],
+    ["suffix glob mismatch", { tool: "*_delete" }, call(), false],
+    ["infix glob", { tool: "*ansf*" }, call(), true],
+    ["infix glob mismatch", { tool: "*zzz*" }, call(), false],
+    ["a glob also sees upstream__tool", { tool: "*pay*" }, call(), true],
+    ["catch-all glob", { tool: "*" }, call(), true],
+    ["glob with ? in the middle", { tool: "tr?nsfer" }, call(), true],
     ["glob chars are literal otherwise", { tool: "trans.er" }, call(), false],
     ["list of patterns", { tool: ["read_*", "transfer"] }, call(), true],
     ["exposed namespaced name", { tool: "bank__transfer" }, many, true],
@@ -118,6 +125,8 @@ describe("tool, upstream and annotation matching", () => {
     ["upstream exact", { upstream: "payments" }, call(), true],
     ["upstream glob", { upstream: "pay*" }, call(), true],
     ["upstream mismatch", { upstream: "files" }, call(), false],
+    ["upstream suffix glob", { upstream: "*ments" }, call(), true],
+    ["upstream glob mismatch", { upstream: "file*" }, call(), false],
     ["annotation equal", { annotations: { destructiveHint: true } }, call(), true],
     ["annotation differs", { annotations: { readOnlyHint: true } }, call(), false],
     ["undeclared annotation never matches", { annotations: { openWorldHint: false } }, call(), false],
@@ -157,9 +166,15 @@ describe("precedence", () => {
         { id: "exact", tool: "transfer", effect: 50 },
         { id: "any", effect: "allow" },
         { id: "both", tool: ["transfer", "x*"], effect: 20 },
+        { id: "suffix", tool: "*fer", effect: 5 },
+        { id: "exact-and-catch-all", tool: ["transfer", "*"], effect: 6 },
+        { id: "upstream-glob", upstream: "pay*", effect: 7 },
+        { id: "upstream-exact", upstream: "payments", effect: 8 },
+        { id: "infix", tool: "*zzz*", effect: 90 },
+        { id: "other-upstream", upstream: "files", effect: 90 },
       ],
     });
-    expect(result.fired.map((rule) => rule.id)).toEqual(["glob", "exact", "any", "both"]);
+    expect(result.fired.map((rule) => rule.id)).toEqual(["glob", "exact", "any", "both", "suffix", "exact-and-catch-all", "upstream-glob", "upstream-exact"]);
     expect(result.score).toBe(50);
   });
 
