@@ -112,7 +112,7 @@ export class LocalEngine implements GovernanceEngine {
       const route = routeAssessment(assessment, this.options.threshold);
       if (route === "deny") {
         const reason = denialReason(assessment);
-        this.log.record("decision.recorded", ref, { decision: "denied", source: "policy", reason }, "sync");
+        this.log.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
         await this.log.commit();
         return { kind: "deny", ref, reason };
       }

@@ -41,7 +41,8 @@ export interface Explanation {
 export async function explainCall(config: GatewayConfig, evaluator: RiskEvaluator, pins: ToolPinTable, request: ExplainRequest): Promise<Explanation> {
   const matches = pins.entries().filter((entry) => namesTool(entry, request.tool) && (request.upstream === undefined || entry.upstream === request.upstream));
   const entry: PinEntry | undefined = matches.find((item) => item.pending) ?? matches[0];
-  const upstream = request.upstream ?? entry?.upstream ?? (config.demo && DEMO_SCORES[request.tool] ? "demo" : Object.keys(config.upstreams)[0] ?? "upstream");
+  const namespaced = Object.keys(config.upstreams).find((name) => request.tool.startsWith(`${name}__`));
+  const upstream = request.upstream ?? entry?.upstream ?? namespaced ?? (config.demo && DEMO_SCORES[request.tool] ? "demo" : Object.keys(config.upstreams)[0] ?? "upstream");
   const tool = entry?.tool ?? request.tool.replace(new RegExp(`^${upstream.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}__`), "");
   const definition = entry?.pending?.definition ?? entry?.definition;
   const annotations = request.annotations ?? (definition?.annotations as AnnotationHints | undefined);

@@ -116,6 +116,9 @@ describe("policy through the gateway", () => {
     expect(decision.data).toMatchObject({ decision: "denied", source: "policy" });
     expect(gw.engine.get(ref)).toMatchObject({ status: "denied", assessment: { verdict: "deny", rules: [{ id: "huge-transfers", effect: "deny" }] } });
     expect(gw.engine.pending()).toEqual([]);
+    const status = await gw.call("atlas_status", { ref });
+    expect(status.isError).toBe(true);
+    expect(text(status)).toContain(`Ref ${ref}: DENIED (denied by policy (reason: denied by policy rule 'huge-transfers'`);
   });
 
   it("allow: runs an unannotated tool that would otherwise be held", async () => {
