@@ -45,53 +45,52 @@ function makeCalls() {
   return calls;
 }
 
-function measure(evaluate, calls, { rounds, perRound, warmup }) {
-  for (let i = 0; i < warmup; i++) evaluate(calls[i % calls.length]);
-  const perCall = [];
+/**
+ * Median µs per call for each case. Rounds are interleaved across cases (a, b, c, a, b, c, …) so that JIT warm-up and
+ * noise from other processes on a shared machine fall on every case alike.
+ */
+function measureAll(cases, { rounds, perRound, warmup }) {
+  for (const { evaluate, calls } of cases) for (let i = 0; i < warmup; i++) evaluate(calls[i % calls.length]);
+  const samples = cases.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < perRound; i++) evaluate(calls[i % calls.length]);
-    perCall.push(Number(process.hrtime.bigint() - start) / perRound / 1000);
+    cases.forEach(({ evaluate, calls }, k) => {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < perRound; i++) evaluate(calls[i % calls.length]);
+      samples[k].push(Number(process.hrtime.bigint() - start) / perRound / 1000);
+    });
   }
-  perCall.sort((a, b) => a - b);
-  return perCall[Math.floor(perCall.length / 2)];
+  return samples.map((list) => list.sort((a, b) => a - b)[Math.floor(list.length / 2)]);
 }
 
 const us = (value) => `${value < 10 ? value.toFixed(2) : value.toFixed(1)} µs`;
 
 /** Runs the measurement and returns rows of [case, µs per call, delta vs baseline]. */
 export function benchRules({ smoke = false } = {}) {
-  const counts = smoke ? { rounds: 1, perRound: 500, warmup: 100 } : { rounds: 5, perRound: 20_000, warmup: 10_000 };
+  const counts = smoke ? { rounds: 1, perRound: 500, warmup: 100 } : { rounds: 7, perRound: 20_000, warmup: 20_000 };
   const calls = makeCalls();
   const evaluatorFor = (rules, extra = {}) => createRiskEvaluator({ policy: compilePolicy({ rules }), ...extra });
-  const baseline = measure(evaluatorFor([]), calls, counts);
-  const rules = thousandRules();
-  const mixed = measure(evaluatorFor(rules), calls, counts);
-  const globs = measure(evaluatorFor(thousandGlobRules()), calls, counts);
-  const unindexable = measure(evaluatorFor(thousandUnindexableRules()), calls, counts);
-
   const dir = mkdtempSync(join(tmpdir(), "atlas-bench-rules-"));
-  let guarded;
   try {
     const selfProtection = createSelfProtection({ paths: [{ path: join(dir, "data"), label: "data dir" }, { path: join(dir, "atlas.json"), label: "config" }], home: dir, cwds: [dir] });
     const withPaths = calls.map((call, i) => ({ ...call, args: { ...call.args, path: `${dir}/work/file-${i}.txt`, command: "ls -la ~/projects && git status" } }));
-    guarded = measure(evaluatorFor(rules, { selfProtection }), withPaths, counts);
+    const cases = [
+      ["empty policy (baseline)", { evaluate: evaluatorFor([]), calls }],
+      ["1,000 rules (600 exact tool names, 300 globs, 100 any-tool)", { evaluate: evaluatorFor(thousandRules()), calls }],
+      ["1,000 glob rules (900 '*_opN' tool globs, 100 'up_N*' upstream globs)", { evaluate: evaluatorFor(thousandGlobRules()), calls }],
+      ["1,000 infix globs ('*opNx*': not indexable, the worst case)", { evaluate: evaluatorFor(thousandUnindexableRules()), calls }],
+      ["1,000 rules + self-protection (a path and a shell command per call)", { evaluate: evaluatorFor(thousandRules(), { selfProtection }), calls: withPaths }],
+    ];
+    const medians = measureAll(cases.map(([, item]) => item), counts);
+    return cases.map(([label], k) => [label, medians[k], medians[k] - medians[0]]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  return [
-    ["empty policy (baseline)", baseline, 0],
-    ["1,000 rules (600 exact tool names, 300 globs, 100 any-tool)", mixed, mixed - baseline],
-    ["1,000 glob rules (900 '*_opN' tool globs, 100 'up_N*' upstream globs)", globs, globs - baseline],
-    ["1,000 infix globs ('*opNx*': not indexable, the worst case)", unindexable, unindexable - baseline],
-    ["1,000 rules + self-protection (a path and a shell command per call)", guarded, guarded - baseline],
-  ];
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const smoke = process.argv.includes("--smoke") || process.env.ATLAS_BENCH_SMOKE === "1";
   const rows = benchRules({ smoke });
   const width = Math.max(...rows.map(([label]) => label.length));
-  console.log(`risk policy: cost per call (median of ${smoke ? 1 : 5} rounds${smoke ? ", smoke counts" : " of 20,000 calls"}), Node ${process.version}`);
-  for (const [label, value, delta] of rows) console.log(`  ${label.padEnd(width)}  ${us(value).padStart(9)}${delta ? `  (+${us(delta)})` : ""}`);
+  console.log(`risk policy: cost per call (median of ${smoke ? 1 : 7} interleaved rounds${smoke ? ", smoke counts" : " of 20,000 calls"}), Node ${process.version}`);
+  for (const [label, value, delta] of rows) console.log(`  ${label.padEnd(width)}  ${us(value).padStart(9)}${delta ? `  (${delta >= 0 ? "+" : "-"}${us(Math.abs(delta))} vs baseline)` : ""}`);
 }
