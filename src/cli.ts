@@ -3,12 +3,14 @@ import { userInfo } from "node:os";
 import { loadConfig, openUserConfig, type ConfigFlags } from "./config.js";
 import { runDemo } from "./demo.js";
 import { runDoctor } from "./doctor.js";
+import { registerPolicyCommands, registerToolCommands } from "./cliPolicy.js";
 import { AtlasError, ConfigError } from "./errors.js";
 import { instancePaths, listInstances } from "./instance.js";
 import { scanLedger } from "./ledger.js";
 import { maskSecrets } from "./mask.js";
 import type { RequestView } from "./requests.js";
 import { assertApplied, decideRef, findRef, readAllInstances } from "./review.js";
+import { describeEffect } from "./risk.js";
 import { runGateway } from "./serve.js";
 import { VERSION } from "./version.js";
 import { loadOrCreateWebhookSecret } from "./webhook.js";
@@ -123,7 +125,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   decideCommand("deny");
 
   withCommonOptions(program.command("pending"))
-    .description("list calls waiting for review: ref, age, tool, masked arguments, risk score and reasons")
+    .description("list calls waiting for review: ref, age, tool, masked arguments, risk score, rules fired and reasons")
     .option("--json", "print JSON instead of a table")
     .action((flags: ConfigFlags & { json?: boolean }) => {
       const { dataDir } = config(flags);
@@ -145,7 +147,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       }
       const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
       io.out(formatTable(
-        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS"],
+        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
         pending.map(({ instance, view }) => [
           view.ref,
           view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
@@ -154,6 +156,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           clip(JSON.stringify(maskSecrets(view.args)), 60),
           String(view.assessment?.score ?? "?"),
           clip((view.assessment?.reasons ?? []).join("; "), 80),
+          (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
         ]),
       ));
     });
@@ -172,6 +175,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       io.out(`${view.ref}  ${view.name} (upstream ${view.upstream}, instance ${instance})  status: ${view.status.toUpperCase()}`);
       io.out(`arguments: ${JSON.stringify(maskSecrets(view.args))}`);
       if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${view.assessment.reasons.join("; ")}`);
+      if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
       if (view.decision) io.out(`decision: ${describeView(view).split(": ").slice(1).join(": ") || view.status}`);
       io.out("history:");
       for (const record of history) {
@@ -222,7 +226,9 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       let value: unknown = resolved;
       for (const part of key.split(".")) value = value && typeof value === "object" ? (value as Record<string, unknown>)[part] : undefined;
       if (value === undefined) throw new ConfigError([`${key}: no such config key`]);
-      io.out(typeof value === "string" ? value : JSON.stringify(value, null, 2));
+      // evaluator API keys and auth headers stay out of terminals and logs
+      const masked = maskSecrets(value, key.split(".").pop());
+      io.out(typeof masked === "string" ? masked : JSON.stringify(masked, null, 2));
     });
   configCommand
     .command("set <key> <value>")
@@ -249,6 +255,10 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .command("path")
     .description("print the user config file's path")
     .action(() => io.out(openUserConfig(io.env).path));
+
+  const commandDeps = { out: io.out, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
+  registerToolCommands(program, commandDeps);
+  registerPolicyCommands(program, commandDeps);
 
   withCommonOptions(program.command("doctor"))
     .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")

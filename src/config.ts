@@ -3,26 +3,13 @@ import { homedir } from "node:os";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import Conf from "conf";
 import { z } from "zod";
+import { durationSchema, parseDuration } from "./duration.js";
 import { ConfigError } from "./errors.js";
+import { resolveEvaluatorSecrets, riskConfigSchema } from "./riskConfig.js";
 
-/** `30s`, `15m`, `24h`, `7d`, `250ms`, or a bare number of seconds. */
-export function parseDuration(value: string | number): number | undefined {
-  if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value);
-  if (!match) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] ?? "s"] ?? 1000;
-  return Math.round(Number(match[1]) * unit);
-}
+export { parseDuration };
 
-const duration = (label: string) =>
-  z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({ code: "custom", message: `expected a ${label} such as 30s, 15m, 24h or 7d, got ${JSON.stringify(value)}` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+const duration = durationSchema;
 
 const stringMap = z.record(z.string(), z.string());
 
@@ -82,18 +69,16 @@ export const configSchema = z.strictObject({
   reviewTimeout: duration("duration").default(24 * 3_600_000),
   toolTimeout: duration("duration").default(5 * 60_000),
   startupTimeout: duration("duration").default(30_000),
-  risk: z
-    .strictObject({
-      threshold: z.number().min(0).max(101).default(70),
-      /** Tool name (exposed or `upstream__tool`) or glob -> fixed score. */
-      overrides: z.record(z.string(), z.number().min(0).max(100)).default({}),
-    })
-    .prefault({}),
+  /** Threshold, policy rules, model evaluators and self-protection paths (see `riskConfig.ts`). */
+  risk: riskConfigSchema.prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
   inngest: inngestSettings,
 });
 
-export type GatewayConfig = z.output<typeof configSchema>;
+export type GatewayConfig = z.output<typeof configSchema> & {
+  /** The config files this config was read from (absolute): the gateway protects them from its own agents. */
+  configFiles?: string[];
+};
 /** What a config file, env or flags may hold: every key optional. */
 export type ConfigInput = Record<string, unknown>;
 
@@ -176,7 +161,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Deep merge of config layers; `upstreams` and `risk.overrides` maps are replaced whole by a higher layer. */
+/** Deep merge of config layers; `upstreams` and `risk.overrides` maps (and arrays such as `risk.rules`) are replaced whole by a higher layer. */
 function mergeLayers(base: Record<string, unknown>, over: Record<string, unknown>, path = ""): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(over)) {
@@ -238,15 +223,19 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const sources = new Map<string, string>();
 
   let userLayer: ConfigInput = {};
+  const configFiles: string[] = [];
   if (options.userConfig === undefined) {
     try {
-      userLayer = normaliseFileLayer({ ...openUserConfig(env).store });
+      const userConfig = openUserConfig(env);
+      configFiles.push(userConfig.path);
+      userLayer = normaliseFileLayer({ ...userConfig.store });
     } catch (error) {
       throw new ConfigError([`user config: ${(error as Error).message}`]);
     }
   } else if (options.userConfig) userLayer = normaliseFileLayer(options.userConfig);
 
   const configFile = flags.config ?? env.ATLAS_CONFIG;
+  if (configFile) configFiles.push(resolve(cwd, configFile));
   const fileLayer = configFile ? readConfigFile(resolve(cwd, configFile)) : {};
 
   const envLayer: Record<string, unknown> = {};
@@ -283,8 +272,11 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
       }),
     );
   }
-  const config = result.data;
+  const config: GatewayConfig = result.data;
+  const secretProblems = resolveEvaluatorSecrets(config.risk, env);
+  if (secretProblems.length > 0) throw new ConfigError(secretProblems);
   config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(cwd, config.dataDir);
+  config.configFiles = configFiles;
   return config;
 }
 

@@ -48,6 +48,11 @@ export interface GovernanceEngine {
   /** Resolves with the view once it is terminal, or when `ms` runs out or `signal` aborts. */
   waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined>;
   pending(): RequestView[];
+  /**
+   * Appends a fact that belongs to no request (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`); durable
+   * when the promise resolves.
+   */
+  recordEvent(type: string, data: Record<string, unknown>): Promise<void>;
   /** Starts work that replay left due (approved-but-not-executed calls) once the upstreams are ready. */
   resume(): void;
   close(reason?: string): Promise<void>;

@@ -2,6 +2,7 @@ import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import type { GovernanceEngine } from "./engine.js";
 import { REF_PATTERN } from "./governanceLog.js";
+import { toolDefinitionHash } from "./toolPins.js";
 import { decisionToResult, statusToResult } from "./toolResults.js";
 import type { UpstreamSet } from "./upstreams.js";
 
@@ -85,6 +86,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
         args,
         ...(entry.definition.annotations ? { annotations: entry.definition.annotations } : {}),
         ...(entry.builtinScore ? { builtinScore: entry.builtinScore } : {}),
+        ...(entry.definition.description ? { description: entry.definition.description } : {}),
+        definitionHash: toolDefinitionHash(entry.definition, entry.tool),
         ...(client ? { client: { name: client.name, version: client.version } } : {}),
         hasOutputSchema,
       },

@@ -17,7 +17,7 @@ export interface GovernanceLogOptions {
   sink?: (path: string) => LedgerSink;
   keepHistory?: boolean;
   log?: (line: string) => void;
-  /** Also told about every record, replayed or new, after the table applied it (an engine's own bookkeeping). */
+  /** Told about every record, replayed or new, after the request table (tool pins fold the ledger this way). */
   onRecord?: (record: LedgerRecord) => void;
 }
 
@@ -31,12 +31,13 @@ export class GovernanceLog {
   /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
   private readonly refs = new Set<number>();
   private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
-  private onRecord: ((record: LedgerRecord) => void) | undefined;
+  private readonly onRecord: ((record: LedgerRecord) => void) | undefined;
 
-  private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>) {
+  private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
     this.ledger = ledger;
     this.table = table;
     this.refs = refs;
+    this.onRecord = onRecord;
   }
 
   static open(path: string, options: GovernanceLogOptions): GovernanceLog {
@@ -53,9 +54,7 @@ export class GovernanceLog {
         options.onRecord?.(record);
       },
     });
-    const log = new GovernanceLog(ledger, table, refs);
-    log.onRecord = options.onRecord;
-    return log;
+    return new GovernanceLog(ledger, table, refs, options.onRecord);
   }
 
   /** A fresh `evt_` + 8 hex ref, unique in this ledger. */

@@ -122,7 +122,9 @@ export async function lockWhenFree(dataDir: string, instance: string, kind: Lock
   }
 }
 
-export type ControlRequest = { op: "decide"; ref: string; decision: "approved" | "denied"; reviewer: string; reason?: string };
+export type ControlRequest =
+  | { op: "decide"; ref: string; decision: "approved" | "denied"; reviewer: string; reason?: string }
+  | { op: "trust"; upstream: string; tool: string; reviewer: string; hash?: string; reason?: string };
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 
 /** The running gateway's control channel: one JSON line in, one JSON line out, on a socket only this user can reach. */

@@ -3,9 +3,9 @@ import { createHash } from "node:crypto";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
 import { LedgerError } from "./errors.js";
 import { digestCall, GovernanceLog, isPastDeadline } from "./governanceLog.js";
-import type { LedgerSink } from "./ledger.js";
+import type { LedgerRecord, LedgerSink } from "./ledger.js";
 import { TERMINAL_STATUSES, type RequestView } from "./requests.js";
-import { assessRisk, type RiskEvaluator } from "./risk.js";
+import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "./risk.js";
 
 export interface LocalEngineOptions {
   ledgerPath: string;
@@ -22,6 +22,8 @@ export interface LocalEngineOptions {
   onHeld?: (view: RequestView) => void;
   /** Extra facts for the `gateway.started` record. */
   startInfo?: Record<string, unknown>;
+  /** Told about every ledger record, replayed or new (tool pins fold the ledger this way). */
+  onRecord?: (record: LedgerRecord) => void;
 }
 
 const MAX_TIMER_MS = 2_147_483_647;
@@ -53,6 +55,7 @@ export class LocalEngine implements GovernanceEngine {
       ...(options.now ? { now: options.now } : {}),
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
+      ...(options.onRecord ? { onRecord: options.onRecord } : {}),
     });
     const engine = new LocalEngine(log, options);
     engine.settleReplay();
@@ -101,12 +104,20 @@ export class LocalEngine implements GovernanceEngine {
         name: call.name,
         args: call.args,
         args_digest: digest,
+        ...(call.annotations ? { annotations: call.annotations } : {}),
         ...(call.client ? { client: call.client } : {}),
       }, "batch");
       const assessment = await assessRisk(this.options.evaluator, call);
       this.log.record("request.assessed", ref, { ...assessment }, "batch");
-      if (assessment.score < this.options.threshold) {
-        this.log.record("request.auto_approved", ref, { threshold: this.options.threshold }, "batch");
+      const route = routeAssessment(assessment, this.options.threshold);
+      if (route === "deny") {
+        const reason = denialReason(assessment);
+        this.log.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
+        await this.log.commit();
+        return { kind: "deny", ref, reason };
+      }
+      if (route === "run") {
+        this.log.record("request.auto_approved", ref, { threshold: this.options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
         this.log.record("execution.started", ref, {}, "batch");
       } else {
         const deadline = new Date(this.now().getTime() + this.options.reviewTimeoutMs).toISOString();
@@ -130,6 +141,15 @@ export class LocalEngine implements GovernanceEngine {
     }
     this.recordQuietly("execution.finished", ref, { outcome: result.isError ? "error" : "ok", result_sha256: digestResult(result) });
     return { kind: "allow", ref, result };
+  }
+
+  /**
+   * Appends a fact that belongs to no request (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`). The record
+   * is applied at once (listeners hear it before this returns a promise) and durable when the promise resolves.
+   */
+  recordEvent(type: string, data: Record<string, unknown>): Promise<void> {
+    this.log.record(type, undefined, data, "sync");
+    return this.log.commit();
   }
 
   async decide(input: DecisionInput): Promise<DecideOutcome> {

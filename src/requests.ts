@@ -1,4 +1,5 @@
 import type { LedgerRecord } from "./ledger.js";
+import type { FiredRule, Verdict } from "./policy.js";
 
 /**
  * Where a governed call stands. `assessing` is transient; at replay an unfinished `executing` becomes `unknown`
@@ -30,6 +31,10 @@ export interface Assessment {
   classification: string;
   reasons: string[];
   evaluator: string;
+  /** The policy rules that matched, in config order, plus `self-protection` / `tool-pinning` when they held the call. */
+  rules?: FiredRule[];
+  /** A route the policy forces whatever the score: `allow` runs, `review` waits for a human, `deny` never runs. */
+  verdict?: Verdict;
 }
 
 /** Everything known about one request, rebuilt from the ledger. */
@@ -106,6 +111,8 @@ export class RequestTable {
           classification: String(data.classification),
           reasons: (data.reasons ?? []) as string[],
           evaluator: String(data.evaluator),
+          ...(Array.isArray(data.rules) ? { rules: data.rules as FiredRule[] } : {}),
+          ...(data.verdict === "allow" || data.verdict === "review" || data.verdict === "deny" ? { verdict: data.verdict } : {}),
         };
         break;
       case "request.auto_approved":

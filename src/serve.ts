@@ -10,9 +10,12 @@ import { instancePaths, lockWhenFree, readLock, serveControl, tryLock, type Inst
 import { createRequestHandler, startListener } from "./listener.js";
 import { LocalEngine } from "./localEngine.js";
 import { maskSecrets } from "./mask.js";
+import type { LedgerRecord } from "./ledger.js";
 import type { RequestView } from "./requests.js";
-import { createRulesEvaluator } from "./risk.js";
+import { describeEffect } from "./risk.js";
+import { createEvaluatorFromConfig } from "./riskSetup.js";
 import { StreamTransport } from "./stdioTransport.js";
+import { pinnableDefinition, ToolPinTable } from "./toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "./webhook.js";
 
@@ -74,22 +77,30 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       toolTimeoutMs: config.toolTimeout,
       startupTimeoutMs: config.startupTimeout,
       version,
-      onToolsChanged: () => void gateway?.server.sendToolListChanged().catch(() => {}),
+      onToolsChanged: () => {
+        observePins();
+        void gateway?.server.sendToolListChanged().catch(() => {});
+      },
     });
     cleanups.push(() => upstreams.close());
 
+    const pins = new ToolPinTable();
+    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
-      evaluator: createRulesEvaluator(config.risk),
+      evaluator,
+      onRecord: (record: LedgerRecord) => pins.apply(record),
       threshold: config.risk.threshold,
       reviewTimeoutMs: config.reviewTimeout,
       executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
       version,
       log,
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
-      onHeld: (view: RequestView) =>
-        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}). Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`),
+      onHeld: (view: RequestView) => {
+        const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
+        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
+      },
     };
     let engine: GovernanceEngine;
     let routes: Record<string, RequestListener> | undefined;
@@ -104,11 +115,33 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     }
     cleanups.push(() => engine.close());
 
+    /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
+    function observePins(): void {
+      for (const entry of upstreams.catalogue()) {
+        for (const record of pins.observe(entry.upstream, entry.tool, pinnableDefinition(entry.definition, entry.tool))) {
+          if (record.type === "tool.changed") {
+            log(`tool ${entry.name} (upstream ${entry.upstream}) changed since it was pinned (${(record.data.changed as string[]).join(", ")}): every call to it is held until a human runs 'atlas-gateway tools trust ${entry.name}'`);
+          }
+          try {
+            void engine.recordEvent(record.type, record.data).catch((error: Error) => log(`ledger: ${error.message}`));
+          } catch (error) {
+            log(`ledger: could not record ${record.type} for ${entry.name}: ${(error as Error).message}`);
+          }
+        }
+      }
+    }
+
     gateway = createGateway({ upstreams, engine, version });
 
     const control: NetServer = await serveControl(paths.socket, async (request) => {
-      if (request.op !== "decide") throw new Error(`unknown op ${String(request.op)}`);
-      return engine.decide(request);
+      if (request.op === "decide") return engine.decide(request);
+      if (request.op === "trust") {
+        const record = pins.trust(request.upstream, request.tool, request.reviewer, { ...(request.hash ? { hash: request.hash } : {}), ...(request.reason ? { reason: request.reason } : {}) });
+        await engine.recordEvent(record.type, record.data);
+        log(`tool ${request.upstream}/${request.tool}: new definition trusted by ${request.reviewer}; calls are routed by policy again`);
+        return { status: "trusted", ...record.data };
+      }
+      throw new Error(`unknown op ${String((request as { op?: unknown }).op)}`);
     });
     cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
@@ -142,7 +175,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     gateway.server.onclose = () => void close("client disconnected");
 
     await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
-    void upstreams.ready.then(() => engine.resume());
+    void upstreams.ready.then(() => {
+      observePins();
+      engine.resume();
+    });
     log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
     if (describeInngest) log(describeInngest(listening?.port));
     return { ...gateway, instance, port: listening?.port, closed, close };

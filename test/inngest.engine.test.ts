@@ -6,6 +6,7 @@ import { loadConfig } from "../src/config.js";
 import { DECISION_EVENT, REQUEST_EVENT } from "../src/inngest/events.js";
 import { WorkflowHalt } from "../src/inngest/inngestEngine.js";
 import { checkInngestConfig, loadOrCreateInstallId, resolveAppId } from "../src/inngest/settings.js";
+import { createRulesEvaluator } from "../src/risk.js";
 import { APP_ID, createEngineFixture, eventually, highRiskCall, lowRiskCall, type EngineFixture } from "./helpers/inngestEngineFixture.js";
 
 const fixtures: EngineFixture[] = [];
@@ -183,5 +184,30 @@ describe("inngest settings", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("InngestEngine and the risk policy", () => {
+  it("refuses a call a deny rule matches: recorded as a policy decision, no event sent, nothing run", async () => {
+    const f = fixture({
+      evaluator: createRulesEvaluator({
+        overrides: {},
+        rules: [{ id: "no-big-transfers", tool: "transfer", args: { "$.amount": { gt: 100 } }, effect: "deny", reason: "transfers over 100 are never automated" }],
+      }),
+    });
+    const decision = await f.engine.submit(highRiskCall);
+    expect(decision).toMatchObject({ kind: "deny", reason: expect.stringContaining("transfers over 100") });
+    expect(f.sent).toEqual([]);
+    expect(f.executed).toEqual([]);
+    expect(f.records().find((record) => record.type === "decision.recorded")?.data).toMatchObject({ decision: "denied", source: "policy" });
+  });
+
+  it("records facts outside requests and tells onRecord about every record (tool pins fold the ledger this way)", async () => {
+    const seen: string[] = [];
+    const f = fixture({ onRecord: (record) => seen.push(record.type) });
+    await f.engine.recordEvent("tool.pinned", { upstream: "files", tool: "read_file", hash: "abc" });
+    expect(seen).toContain("gateway.started");
+    expect(seen.at(-1)).toBe("tool.pinned");
+    expect(f.records().at(-1)).toMatchObject({ type: "tool.pinned", data: { hash: "abc" } });
   });
 });

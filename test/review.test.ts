@@ -39,7 +39,7 @@ describe("reviewer decisions", () => {
     const engine = openEngine(dataDir, executor);
     const lock = tryLock(dataDir, "main", "gateway")!;
     const socket = instancePaths(dataDir, "main").socket;
-    const control = await serveControl(socket, async (request) => engine.decide(request));
+    const control = await serveControl(socket, async (request) => (request.op === "decide" ? engine.decide(request) : { error: `unsupported ${request.op}` }));
     lock.update({ socket });
     try {
       const ref = refOf(await engine.submit(heldCall()));

@@ -5,7 +5,7 @@ import { LedgerError } from "../errors.js";
 import { digestCall, GovernanceLog } from "../governanceLog.js";
 import type { LedgerRecord, LedgerSink } from "../ledger.js";
 import { TERMINAL_STATUSES, type RequestView } from "../requests.js";
-import { assessRisk, type RiskEvaluator } from "../risk.js";
+import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "../risk.js";
 import { decisionEvent, REQUEST_EVENT, requestEvent, type DecisionEventData, type OutgoingEvent } from "./events.js";
 
 /** Sends events to Inngest. Resolves once the event API accepted them; rejects otherwise. */
@@ -32,6 +32,8 @@ export interface InngestEngineOptions {
   /** The reviewer notification, called from the run's `notify-reviewer` step. */
   onHeld?: (view: RequestView) => void;
   startInfo?: Record<string, unknown>;
+  /** Told about every ledger record, replayed or new (tool pins fold the ledger this way). */
+  onRecord?: (record: LedgerRecord) => void;
   /** Backoff for resending events: first retry after `baseMs`, doubling up to `maxMs`. */
   retry?: { baseMs: number; maxMs: number };
   /** How long after a held call's deadline the gateway expires it itself if the run never reported back. */
@@ -141,7 +143,10 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       ...(options.now ? { now: options.now } : {}),
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
-      onRecord: (record) => this.fold(record),
+      onRecord: (record) => {
+        this.fold(record);
+        options.onRecord?.(record);
+      },
     });
   }
 
@@ -236,12 +241,20 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
         name: call.name,
         args: call.args,
         args_digest: digest,
+        ...(call.annotations ? { annotations: call.annotations } : {}),
         ...(call.client ? { client: call.client } : {}),
       }, "batch");
       const assessment = await assessRisk(this.options.evaluator, call);
       this.log.record("request.assessed", ref, { ...assessment }, "batch");
-      if (assessment.score < this.options.threshold) {
-        this.log.record("request.auto_approved", ref, { threshold: this.options.threshold }, "batch");
+      const route = routeAssessment(assessment, this.options.threshold);
+      if (route === "deny") {
+        const reason = denialReason(assessment);
+        this.log.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
+        await this.log.commit();
+        return { kind: "deny", ref, reason };
+      }
+      if (route === "run") {
+        this.log.record("request.auto_approved", ref, { threshold: this.options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
       } else {
         const deadline = new Date(this.now().getTime() + this.options.reviewTimeoutMs).toISOString();
         this.log.record("request.held", ref, { deadline, threshold: this.options.threshold }, "sync");
@@ -305,6 +318,11 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
         (error: Error) => claim(`its event could not be sent to Inngest (${error.message})`),
       );
     });
+  }
+
+  recordEvent(type: string, data: Record<string, unknown>): Promise<void> {
+    this.log.record(type, undefined, data, "sync");
+    return this.log.commit();
   }
 
   async decide(input: DecisionInput): Promise<DecideOutcome> {

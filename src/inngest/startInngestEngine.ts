@@ -2,6 +2,7 @@ import type { RequestListener } from "node:http";
 import type { GatewayConfig } from "../config.js";
 import type { Executor } from "../engine.js";
 import { ConfigError } from "../errors.js";
+import type { LedgerRecord } from "../ledger.js";
 import type { RequestView } from "../requests.js";
 import type { RiskEvaluator } from "../risk.js";
 import { createInngestClient } from "./client.js";
@@ -18,6 +19,7 @@ export interface StartInngestEngineOptions {
   version: string;
   log: (line: string) => void;
   onHeld?: (view: RequestView) => void;
+  onRecord?: (record: LedgerRecord) => void;
   startInfo?: Record<string, unknown>;
   fetch?: typeof fetch;
   now?: () => Date;
@@ -60,6 +62,7 @@ export async function startInngestEngine(options: StartInngestEngineOptions): Pr
     log: options.log,
     ...(options.now ? { now: options.now } : {}),
     ...(options.onHeld ? { onHeld: options.onHeld } : {}),
+    ...(options.onRecord ? { onRecord: options.onRecord } : {}),
     startInfo: { ...options.startInfo, inngest_mode: settings.mode, inngest_dev: settings.dev, encrypted: Boolean(settings.encryptionKey) },
   });
   const fn = createGovernanceFunction(client, engine, appId);
