@@ -27,9 +27,10 @@ export async function bundleFixtures(outDir) {
     clean: false,
     dts: false,
     silent: true,
+    outExtension: () => ({ js: ".mjs" }), // ESM whatever package.json the scratch dir sits under
     banner: { js: "import { createRequire as __atlasCreateRequire } from 'node:module'; const require = __atlasCreateRequire(import.meta.url);" },
   });
-  return { upstream: join(outDir, "upstream.js"), proxy: join(outDir, "proxy.js") };
+  return { upstream: join(outDir, "upstream.mjs"), proxy: join(outDir, "proxy.mjs") };
 }
 
 /** A scratch area for one benchmark run (removed by the caller). */
