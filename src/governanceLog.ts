@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import canonicalize from "canonicalize";
 import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink } from "./ledger.js";
 import type { DecideOutcome, DecisionInput } from "./engine.js";
@@ -57,10 +57,13 @@ export class GovernanceLog {
     return new GovernanceLog(ledger, table, refs, options.onRecord);
   }
 
-  /** A fresh `evt_` + 8 hex ref, unique in this ledger. */
+  /**
+   * A fresh `evt_` + 8 hex ref, unique in this ledger. The hex is the first 8 (fully random) digits of a v4 UUID:
+   * `randomUUID` draws from a cached entropy pool, where `randomBytes(4)` costs a trip into OpenSSL on every call.
+   */
   newRef(): string {
     for (;;) {
-      const ref = `evt_${randomBytes(4).toString("hex")}`;
+      const ref = `evt_${randomUUID().slice(0, 8)}`;
       if (!this.refs.has(refValue(ref))) return ref;
     }
   }
@@ -112,6 +115,11 @@ export class GovernanceLog {
       ...(input.reason ? { reason: input.reason } : {}),
     }, "sync");
     return { status: "applied", view };
+  }
+
+  /** Resolves once every record so far is written (not fsynced); see `Ledger.whenWritten`. */
+  whenWritten(): Promise<void> {
+    return this.ledger.whenWritten();
   }
 
   commit(): Promise<void> {
