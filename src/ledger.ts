@@ -163,8 +163,10 @@ const BATCH_DELAY_MS = 10;
 
 /**
  * The append-only, hash-chained JSONL ledger. One writer at a time (the instance lock guarantees it).
- * Appends are written at once (a failed write throws: callers fail closed); `commit()` resolves once every
- * write so far is fsynced, and concurrent commits share one fsync (group commit).
+ * A `sync` append is written at once, together with anything buffered before it (a failed write throws: callers
+ * fail closed). `batch` appends are buffered and written together — one write per event-loop turn, or earlier by
+ * `flush()`, `whenWritten()`, `commit()` — so a burst of calls costs one write, not five per call. `commit()` resolves
+ * once every append so far is fsynced, and concurrent commits share one fsync (group commit).
  */
 export class Ledger {
   readonly path: string;
@@ -176,6 +178,9 @@ export class Ledger {
   private synced = 0;
   private syncing: Promise<void> | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
+  /** Serialised `batch` records not yet handed to the OS, in seq order. */
+  private unwritten: string[] = [];
+  private writing: Promise<void> | undefined;
   private failure: LedgerError | undefined;
   private closed = false;
 
@@ -233,25 +238,68 @@ export class Ledger {
     if (this.closed) throw new LedgerError("ledger is closed");
     const unsigned: UnsignedRecord = { v: LEDGER_VERSION, seq: this.seq, ts: this.now().toISOString(), type, ...(ref ? { ref } : {}), data, prev: this.lastHash };
     const record: LedgerRecord = { ...unsigned, hash: hashRecord(unsigned) };
+    this.unwritten.push(`${JSON.stringify(record)}\n`);
+    this.seq += 1;
+    this.lastHash = record.hash;
+    this.written += 1;
+    if (durability === "sync") this.flush();
+    else {
+      this.scheduleWrite();
+      this.scheduleBatch();
+    }
+    return record;
+  }
+
+  /** Hands every buffered record to the OS now (not fsynced). Throws `LedgerError` if it cannot; the ledger then stays failed. */
+  flush(): void {
+    if (this.failure) throw this.failure;
+    if (this.unwritten.length === 0) return;
+    const text = this.unwritten.length === 1 ? this.unwritten[0]! : this.unwritten.join("");
+    this.unwritten = [];
     try {
-      this.sink.write(`${JSON.stringify(record)}\n`);
+      this.sink.write(text);
     } catch (error) {
       this.failure = new LedgerError(`cannot write ledger ${this.path}: ${(error as Error).message}`);
       throw this.failure;
     }
-    this.seq += 1;
-    this.lastHash = record.hash;
-    this.written += 1;
-    if (durability === "batch") this.scheduleBatch();
-    return record;
+  }
+
+  /**
+   * Resolves once every record appended so far is written (not fsynced); rejects with `LedgerError` if that write
+   * fails. Callers that must not act on an unwritten record (an auto-approved call before it reaches the upstream)
+   * await this; all the calls of one event-loop turn share a single write.
+   */
+  whenWritten(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.unwritten.length === 0) return Promise.resolve();
+    this.scheduleWrite();
+    return this.writing!;
+  }
+
+  private scheduleWrite(): void {
+    this.writing ??= new Promise<void>((resolve, reject) => {
+      setImmediate(() => {
+        this.writing = undefined;
+        try {
+          this.flush();
+          resolve();
+        } catch (error) {
+          reject(error as Error);
+        }
+      });
+    });
+    // a rejection nobody awaits is not an unhandled one: the failure stays on the ledger and the next append throws it
+    this.writing.catch(() => {});
   }
 
   /** Resolves once everything appended so far is on disk. Rejects (and fails the ledger) if fsync fails. */
   async commit(): Promise<void> {
+    this.flush();
     const target = this.written;
     while (this.synced < target) {
       if (this.failure) throw this.failure;
       if (!this.syncing) {
+        this.flush(); // what is fsynced must first be written: records appended while the last fsync ran
         const upTo = this.written;
         this.syncing = this.sink
           .sync()

@@ -119,6 +119,8 @@ export class LocalEngine implements GovernanceEngine {
       if (route === "run") {
         this.log.record("request.auto_approved", ref, { threshold: this.options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
         this.log.record("execution.started", ref, {}, "batch");
+        // fail closed: nothing reaches the upstream before its records are written (one write shared by the burst)
+        await this.log.whenWritten();
       } else {
         const deadline = new Date(this.now().getTime() + this.options.reviewTimeoutMs).toISOString();
         this.log.record("request.held", ref, { deadline, threshold: this.options.threshold }, "sync");

@@ -255,6 +255,8 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       }
       if (route === "run") {
         this.log.record("request.auto_approved", ref, { threshold: this.options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
+        // batch records are written once per event-loop turn: fail closed here, before the call is dispatched
+        await this.log.whenWritten();
       } else {
         const deadline = new Date(this.now().getTime() + this.options.reviewTimeoutMs).toISOString();
         this.log.record("request.held", ref, { deadline, threshold: this.options.threshold }, "sync");
@@ -438,7 +440,9 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     const auto = view.autoApproved;
     try {
       this.log.record("execution.started", ref, { by, ...(runId ? { run_id: runId } : {}), ...(reason ? { reason } : {}) }, auto ? "batch" : "sync");
-      if (!auto) await this.log.commit();
+      // an auto-approved call's records are written (one write per event-loop turn) before the upstream sees it
+      if (auto) await this.log.whenWritten();
+      else await this.log.commit();
     } catch (error) {
       const message = `the audit ledger cannot be written, so nothing was run (fail closed): ${(error as Error).message}`;
       waiter?.resolve({ kind: "deny", ref, reason: message });
