@@ -1,9 +1,8 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { createHash } from "node:crypto";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
 import { LedgerError } from "./errors.js";
 import { digestCall, GovernanceLog, isPastDeadline } from "./governanceLog.js";
-import type { LedgerRecord, LedgerSink } from "./ledger.js";
+import { sha256Hex, type LedgerRecord, type LedgerSink } from "./ledger.js";
 import { TERMINAL_STATUSES, type RequestView } from "./requests.js";
 import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "./risk.js";
 
@@ -258,5 +257,5 @@ export class LocalEngine implements GovernanceEngine {
 
 /** Auto-approved results are answered in-line; the ledger keeps their digest, not their (possibly huge) body. */
 function digestResult(result: CallToolResult): string {
-  return createHash("sha256").update(JSON.stringify(result)).digest("hex");
+  return sha256Hex(JSON.stringify(result));
 }
