@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import Conf from "conf";
-import { z } from "zod";
+import * as z from "zod";
 import { durationSchema, parseDuration } from "./duration.js";
 import { ConfigError } from "./errors.js";
 import { resolveEvaluatorSecrets, riskConfigSchema } from "./riskConfig.js";

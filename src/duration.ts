@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /** `30s`, `15m`, `24h`, `7d`, `250ms`, or a bare number of seconds. */
 export function parseDuration(value: string | number): number | undefined {

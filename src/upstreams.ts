@@ -3,7 +3,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { CallToolResultSchema, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { createHash } from "node:crypto";
-import { z } from "zod";
+import * as z from "zod";
 import type { UpstreamConfig } from "./config.js";
 import type { ExecuteOptions } from "./engine.js";
 import { ChildProcessTransport } from "./stdioTransport.js";

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
-import { z } from "zod";
+import * as z from "zod";
 
 export function webhookSecretPath(dataDir: string): string {
   return join(dataDir, "webhook-secret");
