@@ -1,8 +1,6 @@
 import { Command, CommanderError, Option } from "commander";
 import { userInfo } from "node:os";
 import { loadConfig, openUserConfig, type ConfigFlags } from "./config.js";
-import { runDemo } from "./demo.js";
-import { runDoctor } from "./doctor.js";
 import { registerPolicyCommands, registerToolCommands } from "./cliPolicy.js";
 import { AtlasError, ConfigError } from "./errors.js";
 import { instancePaths, listInstances } from "./instance.js";
@@ -11,7 +9,6 @@ import { maskSecrets } from "./mask.js";
 import type { RequestView } from "./requests.js";
 import { assertApplied, decideRef, findRef, readAllInstances } from "./review.js";
 import { describeEffect } from "./risk.js";
-import { runGateway } from "./serve.js";
 import { VERSION } from "./version.js";
 import { loadOrCreateWebhookSecret } from "./webhook.js";
 
@@ -87,6 +84,9 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         throw new ConfigError([`unknown command '${upstream[0]}'. Commands: ${program.commands.map((c) => c.name()).join(", ")}. An upstream command goes after --, e.g. atlas-gateway -- npx -y @modelcontextprotocol/server-filesystem ~/Documents`]);
       }
       const resolved = config(flags, upstream);
+      // serve, doctor and demo are imported when run: a one-shot command (approve, pending, audit verify) then never
+      // loads the MCP SDK, and a reviewer's `approve` starts in about half the time
+      const { runGateway } = await import("./serve.js");
       const running = await runGateway(resolved, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: io.env }, VERSION);
       const stop = (signal: string) => void running.close(signal);
       process.once("SIGINT", () => stop("SIGINT"));
@@ -264,6 +264,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")
     .option("--port <port>", "listener port to check")
     .action(async (flags: ConfigFlags) => {
+      const { runDoctor } = await import("./doctor.js");
       const failures = await runDoctor({ env: io.env, flags, out: io.out });
       if (failures > 0) throw new AtlasError(`${failures} check(s) failed`, 1);
     });
@@ -274,6 +275,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .option("--keep", "keep the temporary data dir")
     .option("--verbose", "show the gateway's stderr")
     .action(async (flags: { keep?: boolean; verbose?: boolean }) => {
+      const { runDemo } = await import("./demo.js");
       await runDemo({ out: io.out, env: io.env, keep: flags.keep ?? false, verbose: flags.verbose ?? false });
     });
 

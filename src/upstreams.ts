@@ -1,5 +1,4 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { CallToolResultSchema, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import { createHash } from "node:crypto";
@@ -88,7 +87,7 @@ export class UpstreamSet {
   private async start(source: UpstreamSource): Promise<void> {
     const started = performance.now();
     try {
-      const transport = "config" in source ? this.transportFor(source.name, source.config) : await source.connect();
+      const transport = "config" in source ? await this.transportFor(source.name, source.config) : await source.connect();
       const client = new Client({ name: "atlas-gateway", version: this.options.version }, { capabilities: {} });
       await client.connect(transport, { timeout: this.options.startupTimeoutMs });
       const tools = await this.listTools(source.name, client);
@@ -125,8 +124,10 @@ export class UpstreamSet {
     }
   }
 
-  private transportFor(name: string, config: UpstreamConfig): Transport {
+  private async transportFor(name: string, config: UpstreamConfig): Promise<Transport> {
     if ("url" in config) {
+      // loaded only when an HTTP upstream is configured: it pulls in the SDK's OAuth client, SSE parsing and web streams
+      const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
       return new StreamableHTTPClientTransport(new URL(config.url), { requestInit: { headers: config.headers } });
     }
     return new ChildProcessTransport({
