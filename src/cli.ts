@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from "commander";
 import { userInfo } from "node:os";
-import { loadConfig, openUserConfig, type ConfigFlags } from "./config.js";
+import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "./config.js";
 import { registerPolicyCommands, registerToolCommands } from "./cliPolicy.js";
 import { AtlasError, ConfigError } from "./errors.js";
 import { instancePaths, listInstances } from "./instance.js";
@@ -233,14 +233,14 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   configCommand
     .command("set <key> <value>")
     .description("set a value in the user config file (JSON values are parsed: 75, true, {\"command\":\"npx\"})")
-    .action((key: string, raw: string) => {
+    .action(async (key: string, raw: string) => {
       let value: unknown = raw;
       try {
         value = JSON.parse(raw);
       } catch {
         // a plain string
       }
-      const store = openUserConfig(io.env);
+      const store = await openUserConfig(io.env);
       const before = { ...store.store };
       store.set(key, value);
       try {
@@ -254,7 +254,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   configCommand
     .command("path")
     .description("print the user config file's path")
-    .action(() => io.out(openUserConfig(io.env).path));
+    .action(() => io.out(userConfigPath(io.env)));
 
   const commandDeps = { out: io.out, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
   registerToolCommands(program, commandDeps);
