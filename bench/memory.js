@@ -1,50 +1,55 @@
-import { drive, freshDataDir, rssOf, spawnGateway, spawnProxy } from "./lib/setup.js";
+import { collectAndMeasure, inspectorUrl } from "./lib/inspector.js";
+import { BIN, NODE, drive, freshDataDir } from "./lib/setup.js";
+import { spawnServer } from "./lib/rpc.js";
 import { formatMB, sleep } from "./lib/stats.js";
 
-async function settledRss(pid) {
-  await sleep(300);
-  return rssOf(pid) ?? NaN;
-}
-
-/** Drives `total` calls, sampling RSS after `checkpoint` calls and at the end. */
-async function rssCurve(server, checkpoint, total) {
+/** Drives `total` calls, measuring memory after a forced full GC at `checkpoint` calls and at the end. */
+async function memoryCurve(server, checkpoint, total) {
   await server.initialize();
   await server.request("tools/list");
+  const url = inspectorUrl(server);
   await drive(server, { total: checkpoint, concurrency: 16, collect: false });
-  const atCheckpoint = await settledRss(server.pid);
+  await sleep(200);
+  const atCheckpoint = await collectAndMeasure(url);
   await drive(server, { total: total - checkpoint, concurrency: 16, collect: false });
-  const atEnd = await settledRss(server.pid);
+  await sleep(200);
+  const atEnd = await collectAndMeasure(url);
   return { atCheckpoint, atEnd };
 }
 
 /**
  * 5. Memory: the gateway's resident set after `total` auto-approved calls, and its growth from the checkpoint to the
- * end; the bare SDK proxy under the same load is the baseline.
+ * end, each read right after a forced full GC; the bare SDK proxy under the same load is the baseline.
  */
 export async function benchMemory(ctx) {
   const { checkpoint, total } = ctx.counts.memory;
-  if (rssOf(process.pid) === undefined) {
-    return [{ section: "5 memory", measure: "RSS (needs Linux /proc)", value: "skipped", baseline: "—", target: "info" }];
-  }
-  const gateway = spawnGateway(ctx, freshDataDir(ctx.workDir, "memory"));
+  const inspect = "--inspect=127.0.0.1:0";
+  const gateway = spawnServer({
+    command: NODE,
+    args: [inspect, BIN, "serve", "--data-dir", freshDataDir(ctx.workDir, "memory"), "--port", "0", "--instance", "bench", "--", NODE, ctx.fixtures.upstream],
+    env: ctx.env,
+    label: "gateway",
+  });
   let g;
   try {
-    g = await rssCurve(gateway, checkpoint, total);
+    g = await memoryCurve(gateway, checkpoint, total);
   } finally {
     await gateway.close();
   }
-  const proxy = spawnProxy(ctx);
+  const proxy = spawnServer({ command: NODE, args: [inspect, ctx.fixtures.proxy, "--", NODE, ctx.fixtures.upstream], env: ctx.env, label: "bare proxy" });
   let p;
   try {
-    p = await rssCurve(proxy, checkpoint, total);
+    p = await memoryCurve(proxy, checkpoint, total);
   } finally {
     await proxy.close();
   }
   const label = (n) => (n >= 1000 ? `${n / 1000}k` : String(n));
-  const growth = g.atEnd - g.atCheckpoint;
-  ctx.log(`RSS gateway ${formatMB(g.atCheckpoint)} after ${label(checkpoint)} -> ${formatMB(g.atEnd)} after ${label(total)}; bare proxy ${formatMB(p.atCheckpoint)} -> ${formatMB(p.atEnd)}`);
+  const growth = g.atEnd.rss - g.atCheckpoint.rss;
+  ctx.log(`after a full GC: gateway RSS ${formatMB(g.atCheckpoint.rss)} at ${label(checkpoint)} -> ${formatMB(g.atEnd.rss)} at ${label(total)} calls (heap ${formatMB(g.atCheckpoint.heapUsed)} -> ${formatMB(g.atEnd.heapUsed)}); ` +
+    `bare proxy RSS ${formatMB(p.atCheckpoint.rss)} -> ${formatMB(p.atEnd.rss)} (heap ${formatMB(p.atCheckpoint.heapUsed)} -> ${formatMB(p.atEnd.heapUsed)})`);
   return [
-    { section: "5 memory", measure: `RSS after ${label(total)} governed calls`, value: formatMB(g.atEnd), baseline: `${formatMB(p.atEnd)} bare proxy`, ratio: g.atEnd / p.atEnd, target: "info" },
-    { section: "5 memory", measure: `RSS growth, ${label(checkpoint)} → ${label(total)} calls`, value: formatMB(growth), baseline: `${formatMB(p.atEnd - p.atCheckpoint)} bare proxy`, target: "< 20 MB", pass: growth < 20 * 1024 * 1024 },
+    { section: "5 memory", measure: `RSS after ${label(total)} governed calls (after GC)`, value: formatMB(g.atEnd.rss), baseline: `${formatMB(p.atEnd.rss)} bare proxy`, ratio: g.atEnd.rss / p.atEnd.rss, target: "info" },
+    { section: "5 memory", measure: `RSS growth, ${label(checkpoint)} → ${label(total)} calls`, value: formatMB(growth), baseline: `${formatMB(p.atEnd.rss - p.atCheckpoint.rss)} bare proxy`, target: "< 20 MB", pass: growth < 20 * 1024 * 1024 },
+    { section: "5 memory", measure: `  heap in use, ${label(checkpoint)} → ${label(total)} calls`, value: `${formatMB(g.atCheckpoint.heapUsed)} → ${formatMB(g.atEnd.heapUsed)}`, baseline: `${formatMB(p.atCheckpoint.heapUsed)} → ${formatMB(p.atEnd.heapUsed)}`, target: "info" },
   ];
 }

@@ -38,10 +38,13 @@ export function makeWorkDir() {
   return mkdtempSync(join(tmpdir(), "atlas-bench-"));
 }
 
-/** The environment for every child: no ATLAS_* from the caller's shell, and an empty user config dir. */
+/** The environment for every child, with an empty user config dir. */
 export function childEnv(workDir) {
   const env = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith("ATLAS_") && !key.startsWith("INNGEST_")) env[key] = value;
+  // no ATLAS_*/INNGEST_* from the caller's shell; no compile-cache settings either: each contender runs as shipped
+  for (const [key, value] of Object.entries(process.env)) {
+    if (!/^(ATLAS_|INNGEST_|NODE_COMPILE_CACHE|NODE_DISABLE_COMPILE_CACHE)/.test(key)) env[key] = value;
+  }
   const configDir = join(workDir, "user-config");
   mkdirSync(configDir, { recursive: true });
   return { ...env, ATLAS_CONFIG_DIR: configDir, ATLAS_CONFIG: "" };
@@ -58,11 +61,11 @@ export function gatewayArgs(dataDir, upstreamScript) {
   return [BIN, "serve", "--data-dir", dataDir, "--port", "0", "--instance", "bench", ...(upstreamScript ? ["--", NODE, upstreamScript] : [])];
 }
 
-export function spawnGateway(ctx, dataDir, withUpstream = true) {
-  return spawnServer({ command: NODE, args: gatewayArgs(dataDir, withUpstream ? ctx.fixtures.upstream : undefined), env: ctx.env, label: "gateway" });
+export function spawnGateway(ctx, dataDir, withUpstream = true, extraEnv = {}) {
+  return spawnServer({ command: NODE, args: gatewayArgs(dataDir, withUpstream ? ctx.fixtures.upstream : undefined), env: { ...ctx.env, ...extraEnv }, label: "gateway" });
 }
-export function spawnUpstream(ctx) {
-  return spawnServer({ command: NODE, args: [ctx.fixtures.upstream], env: ctx.env, label: "upstream" });
+export function spawnUpstream(ctx, extraEnv = {}) {
+  return spawnServer({ command: NODE, args: [ctx.fixtures.upstream], env: { ...ctx.env, ...extraEnv }, label: "upstream" });
 }
 export function spawnProxy(ctx) {
   return spawnServer({ command: NODE, args: [ctx.fixtures.proxy, "--", NODE, ctx.fixtures.upstream], env: ctx.env, label: "bare proxy" });
@@ -71,16 +74,6 @@ export function spawnProxy(ctx) {
 /** The running gateway's lock file: its listener port and control socket. */
 export function readLockFile(dataDir, instance = "bench") {
   return JSON.parse(readFileSync(join(dataDir, "run", `${instance}.lock`), "utf8"));
-}
-
-/** Resident set size of a live process, in bytes (Linux /proc; undefined elsewhere). */
-export function rssOf(pid) {
-  try {
-    const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return match ? Number(match[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Calls `echo` until `total` calls are done, `concurrency` at a time; returns per-call latencies and the wall time. */
