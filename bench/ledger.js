@@ -110,8 +110,7 @@ export async function benchLedger(ctx) {
 
   // append: hash-chained ledger vs plain JSONL, same records, one fdatasync per `group` records
   const appendDir = freshDataDir(ctx.workDir, "append");
-  // onRecord is passed on purpose: without one, the core's Ledger.open skipped writing `ledger.created` (a bug fixed on main).
-  const ledger = Ledger.open(join(appendDir, "ledger.jsonl"), { instance: "bench", onRecord: () => {} });
+  const ledger = Ledger.open(join(appendDir, "ledger.jsonl"), { instance: "bench" });
   let started = performance.now();
   const appended = await appendCalls(ledger, appendRecords, group);
   const ledgerRate = (appended / (performance.now() - started)) * 1000;
@@ -143,7 +142,7 @@ export async function benchLedger(ctx) {
     const dataDir = freshDataDir(ctx.workDir, `replay-${size}`);
     const path = join(dataDir, "ledgers", "bench.jsonl");
     mkdirSync(join(dataDir, "ledgers"), { recursive: true });
-    const generator = Ledger.open(path, { instance: "bench", onRecord: () => {} });
+    const generator = Ledger.open(path, { instance: "bench" });
     const records = 1 + (await appendCalls(generator, size - 1, 10_000));
     await generator.close();
     const bytes = statSync(path).size;

@@ -23,6 +23,9 @@ async function memoryCurve(server, checkpoint, total) {
  */
 export async function benchMemory(ctx) {
   const { checkpoint, total } = ctx.counts.memory;
+  if (typeof WebSocket !== "function") {
+    return [{ section: "5 memory", measure: "RSS growth (needs the WebSocket global, Node 22.4+)", value: "skipped", baseline: "—", target: "info" }];
+  }
   const inspect = "--inspect=127.0.0.1:0";
   const gateway = spawnServer({
     command: NODE,
