@@ -1,5 +1,4 @@
 import canonicalize from "canonicalize";
-import { request } from "undici";
 import { sha256Hex } from "./ledger.js";
 import type { EvaluatorConfig, HttpEvaluatorConfig, OpenAiEvaluatorConfig } from "./riskConfig.js";
 
@@ -119,6 +118,8 @@ async function postJson(options: PostOptions): Promise<string> {
   let attempts = 0;
   let retryable = false;
   try {
+    // undici (1.3 MB) is loaded on the first model call, not at every start of every command: most installs use rules only
+    const { request } = await import("undici");
     for (; attempts <= options.retries; ) {
       if (attempts > 0) {
         const backoff = Math.min(100 * 2 ** (attempts - 1), 1000);
