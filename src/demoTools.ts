@@ -2,6 +2,7 @@ import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
 import type { UpstreamSource } from "./upstreams.js";
+import { DEMO_SCORES } from "./demoScores.js";
 
 /** The seed's scenario: a welfare-payments back office. */
 const DEMO_TOOLS: Tool[] = [
@@ -48,12 +49,7 @@ const DEMO_TOOLS: Tool[] = [
   },
 ];
 
-/** What the gateway knows of the demo tools' risk (the seed's scoring). */
-export const DEMO_SCORES: Record<string, { score: number; reason: string }> = {
-  check_payment_status: { score: 15, reason: "read-only status lookup of a single record" },
-  request_payment_extension: { score: 80, reason: "changes a citizen's repayment obligations (financial impact)" },
-  modify_welfare_record: { score: 95, reason: "edits a welfare record: eligibility, payouts or bank details may change" },
-};
+export { DEMO_SCORES };
 
 interface CitizenRecord {
   eligibility: string;

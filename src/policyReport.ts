@@ -1,5 +1,5 @@
 import type { GatewayConfig } from "./config.js";
-import { DEMO_SCORES } from "./demoTools.js";
+import { DEMO_SCORES } from "./demoScores.js";
 import { instancePaths, listInstances } from "./instance.js";
 import { scanLedger } from "./ledger.js";
 import type { AnnotationHints } from "./policy.js";

@@ -3,7 +3,7 @@ import { GovernanceLog } from "./governanceLog.js";
 import { callControl, instancePaths, listInstances, lockWhenFree, readLock, type ControlRequest } from "./instance.js";
 import { scanLedger } from "./ledger.js";
 import { ToolPinTable, type PinEntry } from "./toolPins.js";
-import { exposedToolName } from "./upstreams.js";
+import { exposedToolName } from "./toolNames.js";
 
 /** One instance's tool pins, folded read-only from its ledger (a running gateway may be appending). */
 export function readPins(dataDir: string, instance: string): ToolPinTable {

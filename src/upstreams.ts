@@ -1,11 +1,13 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { CallToolResultSchema, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
-import { createHash } from "node:crypto";
 import * as z from "zod";
 import type { UpstreamConfig } from "./config.js";
 import type { ExecuteOptions } from "./engine.js";
 import { ChildProcessTransport } from "./stdioTransport.js";
+import { exposedToolName } from "./toolNames.js";
+
+export { exposedToolName };
 
 export const TOOL_NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 /** Names the gateway keeps for its own tools. */
@@ -226,9 +228,3 @@ export class UpstreamSet {
   }
 }
 
-/** A name that passes `^[a-zA-Z0-9_-]{1,64}$`: invalid characters become `_`, long names keep a hash suffix. */
-export function exposedToolName(raw: string, forceHash = false): string {
-  let name = raw.replace(/[^a-zA-Z0-9_-]/g, "_") || "tool";
-  if (name.length > 64 || forceHash) name = `${name.slice(0, 55)}_${createHash("sha256").update(raw).digest("hex").slice(0, 8)}`;
-  return name;
-}
