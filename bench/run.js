@@ -7,6 +7,7 @@ import { benchApproval } from "./approval.js";
 import { benchColdStart } from "./coldStart.js";
 import { benchLedger } from "./ledger.js";
 import { benchMemory } from "./memory.js";
+import { benchPolicy } from "./policy.js";
 import { benchToolCalls } from "./toolCalls.js";
 import { ROOT, bundleFixtures, childEnv, makeWorkDir } from "./lib/setup.js";
 import { formatTable } from "./lib/table.js";
@@ -38,6 +39,7 @@ const SECTIONS = [
   ["approval", "3. approval latency", benchApproval],
   ["ledger", "4. ledger", benchLedger],
   ["memory", "5. memory", benchMemory],
+  ["policy", "6. risk policy", benchPolicy],
 ];
 
 async function main() {
