@@ -1,14 +1,32 @@
 import { randomUUID } from "node:crypto";
 import canonicalize from "canonicalize";
 import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink } from "./ledger.js";
-import type { DecideOutcome, DecisionInput } from "./engine.js";
-import { RequestTable, type RequestView } from "./requests.js";
+import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
+import { LedgerError } from "./errors.js";
+import { RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
+import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "./risk.js";
 
 export const REF_PATTERN = /^evt_[0-9a-f]{8}$/;
 
 /** Digest identifying "the same call": upstream, tool and canonical arguments. */
 export function digestCall(upstream: string, tool: string, args: Record<string, unknown>): string {
   return sha256Hex(canonicalize({ upstream, tool, args }) ?? "");
+}
+
+/** How a new call was admitted: its records are written (and fsynced where a human depends on them). */
+export type Admission =
+  | { kind: "duplicate"; view: RequestView }
+  | { kind: "run"; ref: string }
+  | { kind: "hold"; view: RequestView }
+  | { kind: "deny"; ref: string; reason: string };
+
+export interface AdmitOptions {
+  evaluator: RiskEvaluator;
+  threshold: number;
+  reviewTimeoutMs: number;
+  now: () => Date;
+  /** Record `execution.started` with the approval (the engine runs the call itself, right away). */
+  startAutoApproved: boolean;
 }
 
 export interface GovernanceLogOptions {
@@ -87,6 +105,72 @@ export class GovernanceLog {
       set.delete(listener);
       if (set.size === 0) this.listeners.delete(ref);
     };
+  }
+
+  /**
+   * The intake both engines share: an identical call already pending is a duplicate; otherwise the call is recorded,
+   * assessed and routed. A `run` admission resolves only once its records are written, so nothing reaches the
+   * upstream unrecorded; a ledger that cannot be written turns every route into a fail-closed `deny`.
+   */
+  async admit(call: GovernedCall, options: AdmitOptions): Promise<Admission> {
+    const digest = digestCall(call.upstream, call.tool, call.args);
+    const openRef = this.table.openRefFor(digest);
+    const open = openRef ? this.table.get(openRef) : undefined;
+    if (open && open.status === "pending") return { kind: "duplicate", view: open };
+
+    const ref = this.newRef();
+    try {
+      this.record("request.created", ref, {
+        upstream: call.upstream,
+        tool: call.tool,
+        name: call.name,
+        args: call.args,
+        args_digest: digest,
+        ...(call.annotations ? { annotations: call.annotations } : {}),
+        ...(call.client ? { client: call.client } : {}),
+      }, "batch");
+      const assessment = await assessRisk(options.evaluator, call);
+      this.record("request.assessed", ref, { ...assessment }, "batch");
+      const route = routeAssessment(assessment, options.threshold);
+      if (route === "deny") {
+        const reason = denialReason(assessment);
+        this.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
+        await this.commit();
+        return { kind: "deny", ref, reason };
+      }
+      if (route === "run") {
+        this.record("request.auto_approved", ref, { threshold: options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
+        if (options.startAutoApproved) this.record("execution.started", ref, {}, "batch");
+        await this.whenWritten(); // one write shared by the burst of calls in this event-loop turn
+        return { kind: "run", ref };
+      }
+      const deadline = new Date(options.now().getTime() + options.reviewTimeoutMs).toISOString();
+      this.record("request.held", ref, { deadline, threshold: options.threshold }, "sync");
+      await this.commit();
+      return { kind: "hold", view: this.table.get(ref)! };
+    } catch (error) {
+      if (error instanceof LedgerError) return { kind: "deny", ref, reason: `the audit ledger cannot be written, so nothing was run (fail closed): ${error.message}` };
+      throw error;
+    }
+  }
+
+  /** Resolves with the view once it is terminal, or when `ms` runs out or `signal` aborts. */
+  waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined> {
+    const view = this.table.get(ref);
+    if (!view || TERMINAL_STATUSES.has(view.status) || ms <= 0 || signal?.aborted) return Promise.resolve(view);
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener("abort", finish);
+        resolve(this.table.get(ref) ?? view);
+      };
+      const timer = setTimeout(finish, ms);
+      const unsubscribe = this.subscribe(ref, (changed) => {
+        if (TERMINAL_STATUSES.has(changed.status)) finish();
+      });
+      signal?.addEventListener("abort", finish, { once: true });
+    });
   }
 
   /** Records that a pending ref's deadline passed without a decision: expiry counts as a denial. */

@@ -1,10 +1,9 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
-import { LedgerError } from "./errors.js";
-import { digestCall, GovernanceLog, isPastDeadline } from "./governanceLog.js";
+import { GovernanceLog, isPastDeadline } from "./governanceLog.js";
 import { sha256Hex, type LedgerRecord, type LedgerSink } from "./ledger.js";
-import { TERMINAL_STATUSES, type RequestView } from "./requests.js";
-import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "./risk.js";
+import type { RequestView } from "./requests.js";
+import type { RiskEvaluator } from "./risk.js";
 
 export interface LocalEngineOptions {
   ledgerPath: string;
@@ -90,49 +89,18 @@ export class LocalEngine implements GovernanceEngine {
   }
 
   async submit(call: GovernedCall, options?: ExecuteOptions): Promise<Decision> {
-    const digest = digestCall(call.upstream, call.tool, call.args);
-    const openRef = this.log.table.openRefFor(digest);
-    const open = openRef ? this.log.table.get(openRef) : undefined;
-    if (open && open.status === "pending") return { kind: "hold", ref: open.ref, view: open, deduplicated: true };
-
-    const ref = this.log.newRef();
-    try {
-      this.log.record("request.created", ref, {
-        upstream: call.upstream,
-        tool: call.tool,
-        name: call.name,
-        args: call.args,
-        args_digest: digest,
-        ...(call.annotations ? { annotations: call.annotations } : {}),
-        ...(call.client ? { client: call.client } : {}),
-      }, "batch");
-      const assessment = await assessRisk(this.options.evaluator, call);
-      this.log.record("request.assessed", ref, { ...assessment }, "batch");
-      const route = routeAssessment(assessment, this.options.threshold);
-      if (route === "deny") {
-        const reason = denialReason(assessment);
-        this.log.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
-        await this.log.commit();
-        return { kind: "deny", ref, reason };
-      }
-      if (route === "run") {
-        this.log.record("request.auto_approved", ref, { threshold: this.options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
-        this.log.record("execution.started", ref, {}, "batch");
-        // fail closed: nothing reaches the upstream before its records are written (one write shared by the burst)
-        await this.log.whenWritten();
-      } else {
-        const deadline = new Date(this.now().getTime() + this.options.reviewTimeoutMs).toISOString();
-        this.log.record("request.held", ref, { deadline, threshold: this.options.threshold }, "sync");
-        await this.log.commit();
-        const view = this.log.table.get(ref)!;
-        this.scheduleExpiry(view);
-        this.options.onHeld?.(view);
-        return { kind: "hold", ref, view, deduplicated: false };
-      }
-    } catch (error) {
-      if (error instanceof LedgerError) return { kind: "deny", ref, reason: `the audit ledger cannot be written, so nothing was run (fail closed): ${error.message}` };
-      throw error;
+    const admission = await this.log.admit(call, { ...this.options, now: this.now, startAutoApproved: true });
+    switch (admission.kind) {
+      case "duplicate":
+        return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: true };
+      case "deny":
+        return admission;
+      case "hold":
+        this.scheduleExpiry(admission.view);
+        this.options.onHeld?.(admission.view);
+        return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: false };
     }
+    const ref = admission.ref;
     let result: CallToolResult;
     try {
       result = await this.options.executor(call, options);
@@ -163,21 +131,7 @@ export class LocalEngine implements GovernanceEngine {
   }
 
   waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined> {
-    const view = this.log.table.get(ref);
-    if (!view || TERMINAL_STATUSES.has(view.status) || ms <= 0 || signal?.aborted) return Promise.resolve(view);
-    return new Promise((resolve) => {
-      const finish = () => {
-        clearTimeout(timer);
-        unsubscribe();
-        signal?.removeEventListener("abort", finish);
-        resolve(this.log.table.get(ref) ?? view);
-      };
-      const timer = setTimeout(finish, ms);
-      const unsubscribe = this.log.subscribe(ref, (changed) => {
-        if (TERMINAL_STATUSES.has(changed.status)) finish();
-      });
-      signal?.addEventListener("abort", finish, { once: true });
-    });
+    return this.log.waitForOutcome(ref, ms, signal);
   }
 
   /** Runs an approved call once: `execution.started` is on disk before the upstream sees anything. */
