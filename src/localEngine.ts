@@ -1,6 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
-import { GovernanceLog, isPastDeadline } from "./governanceLog.js";
+import { DeadlineTimers } from "./deadlines.js";
+import { GovernanceLog } from "./governanceLog.js";
 import { sha256Hex, type LedgerRecord, type LedgerSink } from "./ledger.js";
 import type { RequestView } from "./requests.js";
 import type { RiskEvaluator } from "./risk.js";
@@ -24,8 +25,6 @@ export interface LocalEngineOptions {
   onRecord?: (record: LedgerRecord) => void;
 }
 
-const MAX_TIMER_MS = 2_147_483_647;
-
 /**
  * The embedded engine: the ledger is the source of truth, state is its replay. Held calls wait for a decision
  * (or expire at their deadline), approved calls run at most once, and a call found started-but-unfinished at
@@ -36,7 +35,7 @@ export class LocalEngine implements GovernanceEngine {
   private readonly log: GovernanceLog;
   private readonly options: LocalEngineOptions;
   private readonly now: () => Date;
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly deadlines: DeadlineTimers;
   private readonly due: string[] = [];
   private closed = false;
 
@@ -44,6 +43,7 @@ export class LocalEngine implements GovernanceEngine {
     this.log = log;
     this.options = options;
     this.now = options.now ?? (() => new Date());
+    this.deadlines = new DeadlineTimers(log, this.now, (line) => options.log?.(line));
   }
 
   /** Opens the ledger, replays it, and settles what the last run left unfinished. */
@@ -69,7 +69,7 @@ export class LocalEngine implements GovernanceEngine {
       } else if (view.status === "executing") {
         log.record("execution.interrupted", view.ref, { outcome: "unknown", reason: "the gateway stopped while this call was running; whether it took effect is unknown, and it will not be re-run" }, "sync");
       } else if (view.status === "pending") {
-        this.scheduleExpiry(view);
+        this.deadlines.schedule(view);
       } else if (view.status === "approved") {
         this.due.push(view.ref);
       }
@@ -96,7 +96,7 @@ export class LocalEngine implements GovernanceEngine {
       case "deny":
         return admission;
       case "hold":
-        this.scheduleExpiry(admission.view);
+        this.deadlines.schedule(admission.view);
         this.options.onHeld?.(admission.view);
         return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: false };
     }
@@ -124,7 +124,7 @@ export class LocalEngine implements GovernanceEngine {
   async decide(input: DecisionInput): Promise<DecideOutcome> {
     const outcome = this.log.decide(input, this.now());
     if (outcome.status === "not_found") return outcome;
-    this.clearTimer(input.ref);
+    this.deadlines.clear(input.ref);
     await this.log.commit();
     if (outcome.status === "applied" && input.decision === "approved") void this.executeApproved(input.ref);
     return outcome;
@@ -157,35 +157,6 @@ export class LocalEngine implements GovernanceEngine {
     await this.log.commit().catch(() => {});
   }
 
-  private scheduleExpiry(view: RequestView): void {
-    if (this.closed || !view.deadline) return;
-    this.clearTimer(view.ref);
-    const ms = Math.min(Math.max(Date.parse(view.deadline) - this.now().getTime(), 0), MAX_TIMER_MS);
-    const timer = setTimeout(() => {
-      this.timers.delete(view.ref);
-      const current = this.log.table.get(view.ref);
-      if (!current || current.status !== "pending") return;
-      if (isPastDeadline(current, this.now())) void this.expire(view.ref);
-      else this.scheduleExpiry(current);
-    }, ms);
-    timer.unref();
-    this.timers.set(view.ref, timer);
-  }
-
-  private async expire(ref: string): Promise<void> {
-    try {
-      this.log.expire(ref);
-      await this.log.commit();
-    } catch (error) {
-      this.options.log?.(`cannot record the expiry of ${ref}: ${(error as Error).message}`);
-    }
-  }
-
-  private clearTimer(ref: string): void {
-    clearTimeout(this.timers.get(ref));
-    this.timers.delete(ref);
-  }
-
   /** After the upstream ran, a failing ledger must not turn a real result into an error; it is logged instead. */
   private recordQuietly(type: string, ref: string, data: Record<string, unknown>, durability: "sync" | "batch" = "batch"): void {
     try {
@@ -198,8 +169,7 @@ export class LocalEngine implements GovernanceEngine {
   async close(reason = "shutdown"): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of this.timers.values()) clearTimeout(timer);
-    this.timers.clear();
+    this.deadlines.close();
     try {
       this.log.record("gateway.stopped", undefined, { reason }, "sync");
     } catch {

@@ -1,6 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { createHash } from "node:crypto";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "../engine.js";
+import { DeadlineTimers } from "../deadlines.js";
 import { GovernanceLog } from "../governanceLog.js";
 import type { LedgerRecord, LedgerSink } from "../ledger.js";
 import type { RequestView } from "../requests.js";
@@ -90,7 +91,6 @@ interface Waiter {
   reject: (error: unknown) => void;
 }
 
-const MAX_TIMER_MS = 2_147_483_647;
 /** A low-risk call's status after each record that moves it on (the table itself forgets such calls once done). */
 const AUTO_STATUS_AFTER: Record<string, string> = {
   "execution.started": "executing",
@@ -119,7 +119,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
   private readonly log: GovernanceLog;
   private readonly options: InngestEngineOptions;
   private readonly now: () => Date;
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly deadlines: DeadlineTimers;
   /** Events being (re)sent, by `request:<ref>` / `decision:<ref>`; the timer of the next attempt, if one is due. */
   private readonly outboxes = new Map<string, NodeJS.Timeout | undefined>();
   private readonly waiters = new Map<string, Waiter>();
@@ -147,6 +147,8 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
         options.onRecord?.(record);
       },
     });
+    // A backstop only: the run's own waitForEvent timeout decides first; the grace covers its delivery.
+    this.deadlines = new DeadlineTimers(this.log, this.now, (line) => options.log?.(line), options.expiryGraceMs ?? 60_000);
   }
 
   /** Opens the ledger, replays it, and settles what the last run of the gateway left unfinished. */
@@ -198,7 +200,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       } else if (view.status === "executing") {
         log.record("execution.interrupted", view.ref, { outcome: "unknown", reason: "the gateway stopped while this call was running; whether it took effect is unknown, and it will not be re-run" }, "sync");
       } else if (view.status === "pending") {
-        this.scheduleBackstop(view);
+        this.deadlines.schedule(view);
       }
     }
   }
@@ -234,7 +236,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       case "deny":
         return admission;
       case "hold":
-        this.scheduleBackstop(admission.view);
+        this.deadlines.schedule(admission.view);
         this.sendRequest(admission.view.ref);
         return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: false };
     }
@@ -301,7 +303,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     if (outcome.status === "not_found") return outcome;
     await this.log.commit();
     if (outcome.status === "applied") {
-      this.clearTimer(input.ref);
+      this.deadlines.clear(input.ref);
       this.sendDecision(input.ref);
     }
     return outcome;
@@ -360,7 +362,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     const decision = decided.decision?.decision ?? "denied";
     this.recordStep(ref, runId, "record-decision", { via, decision, status: decided.status }, "sync");
     await this.log.commit();
-    this.clearTimer(ref);
+    this.deadlines.clear(ref);
     this.stopOutbox(`decision:${ref}`);
     return { ref, decision, status: decided.status, via };
   }
@@ -487,41 +489,6 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     this.outboxes.delete(key);
   }
 
-  /**
-   * The run's wait expires the call at its deadline. Should the run never report back (Inngest unreachable), the
-   * gateway expires it itself a little later, so no call stays pending forever; expiry counts as a denial either way.
-   */
-  private scheduleBackstop(view: RequestView): void {
-    if (this.closed || !view.deadline) return;
-    this.clearTimer(view.ref);
-    const grace = this.options.expiryGraceMs ?? 60_000;
-    const due = Date.parse(view.deadline) + grace;
-    const ms = Math.min(Math.max(due - this.now().getTime(), 0), MAX_TIMER_MS);
-    const timer = setTimeout(() => {
-      this.timers.delete(view.ref);
-      const current = this.log.table.get(view.ref);
-      if (!current || current.status !== "pending") return;
-      if (Date.parse(current.deadline!) + grace <= this.now().getTime()) void this.expire(view.ref);
-      else this.scheduleBackstop(current);
-    }, ms);
-    timer.unref();
-    this.timers.set(view.ref, timer);
-  }
-
-  private async expire(ref: string): Promise<void> {
-    try {
-      this.log.expire(ref);
-      await this.log.commit();
-    } catch (error) {
-      this.options.log?.(`cannot record the expiry of ${ref}: ${(error as Error).message}`);
-    }
-  }
-
-  private clearTimer(ref: string): void {
-    clearTimeout(this.timers.get(ref));
-    this.timers.delete(ref);
-  }
-
   private requireView(ref: string): RequestView {
     const view = this.log.table.get(ref);
     if (!view) throw new WorkflowHalt(`no request ${ref} in this gateway's ledger`);
@@ -544,8 +511,8 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
   async close(reason = "shutdown"): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of [...this.timers.values(), ...this.outboxes.values()]) clearTimeout(timer);
-    this.timers.clear();
+    this.deadlines.close();
+    for (const timer of this.outboxes.values()) clearTimeout(timer);
     this.outboxes.clear();
     for (const closer of this.closers.splice(0)) await closer().catch((error: Error) => this.options.log?.(`inngest: ${error.message}`));
     for (const [ref, waiter] of [...this.waiters]) {
