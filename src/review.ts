@@ -44,18 +44,20 @@ export interface DecideResult {
  * approved call at once), or — when none runs — straight into its ledger, to take effect at the next start.
  */
 export async function decideRef(dataDir: string, input: DecisionInput, now: () => Date = () => new Date()): Promise<DecideResult> {
+  if (!REF_PATTERN.test(input.ref)) throw new AtlasError(`'${input.ref}' is not a ref: refs look like evt_1a2b3c4d`, 2);
+  // Running gateways keep their open requests in memory: ask them before replaying every ledger (seconds on a big one).
+  for (const instance of listInstances(dataDir)) {
+    const holder = readLock(dataDir, instance);
+    if (holder?.kind !== "gateway" || !holder.socket) continue;
+    const reply = await askGateway(holder.socket, input);
+    if (reply && reply.status !== "not_found") return { instance, outcome: reply, via: "gateway" };
+  }
   const { instance, view: seen } = findRef(dataDir, input.ref, false);
   for (let attempt = 0; attempt < 3; attempt++) {
     const holder = readLock(dataDir, instance);
     if (holder?.kind === "gateway" && holder.socket) {
-      try {
-        const reply = (await callControl(holder.socket, { op: "decide", ...input })) as DecideOutcome | { error: string };
-        if ("error" in reply) throw new AtlasError(`the gateway refused the decision: ${reply.error}`);
-        return { instance, outcome: reply.status === "not_found" ? { status: "already_decided", view: seen } : reply, via: "gateway" };
-      } catch (error) {
-        if (error instanceof AtlasError) throw error;
-        // the gateway went away between the lock check and the call: decide offline instead
-      }
+      const reply = await askGateway(holder.socket, input);
+      if (reply) return { instance, outcome: reply.status === "not_found" ? { status: "already_decided", view: seen } : reply, via: "gateway" };
     }
     const lock = await lockWhenFree(dataDir, instance, "cli", 3000);
     if (!lock) continue; // a gateway took the instance meanwhile: go through it
@@ -73,6 +75,18 @@ export async function decideRef(dataDir: string, input: DecisionInput, now: () =
     }
   }
   throw new AtlasError(`instance '${instance}' is busy; try again`);
+}
+
+/** A running gateway's answer to a decision; undefined when it went away between the lock check and the call. */
+async function askGateway(socket: string, input: DecisionInput): Promise<DecideOutcome | undefined> {
+  let reply: DecideOutcome | { error: string };
+  try {
+    reply = (await callControl(socket, { op: "decide", ...input })) as DecideOutcome | { error: string };
+  } catch {
+    return undefined;
+  }
+  if ("error" in reply) throw new AtlasError(`the gateway refused the decision: ${reply.error}`);
+  return reply;
 }
 
 /** Throws the CLI's conflict error for a decision that changed nothing. */

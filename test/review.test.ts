@@ -1,3 +1,4 @@
+import { renameSync, writeFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { NotFoundError } from "../src/errors.js";
 import { instancePaths, serveControl, tryLock } from "../src/instance.js";
@@ -49,6 +50,29 @@ describe("reviewer decisions", () => {
       const second = await decideRef(dataDir, { ref, decision: "denied", reviewer: "frank", reason: "too late" });
       expect(second.outcome.status).toBe("already_decided");
       expect(executor.calls).toHaveLength(1);
+    } finally {
+      control.close();
+      lock.release();
+      await engine.close();
+    }
+  });
+
+  it("asks running gateways before replaying ledgers", async () => {
+    const dataDir = tempDir();
+    const executor = recordingExecutor();
+    const engine = openEngine(dataDir, executor);
+    const lock = tryLock(dataDir, "main", "gateway")!;
+    const { ledger, socket } = instancePaths(dataDir, "main");
+    const control = await serveControl(socket, async (request) => (request.op === "decide" ? engine.decide(request) : { error: `unsupported ${request.op}` }));
+    lock.update({ socket });
+    try {
+      const ref = refOf(await engine.submit(heldCall()));
+      // The gateway keeps writing to its open file; the path now shows an empty ledger, so only the gateway knows the ref.
+      renameSync(ledger, `${ledger}.moved`);
+      writeFileSync(ledger, "");
+      expect(() => findRef(dataDir, ref)).toThrow(NotFoundError);
+      expect(await decideRef(dataDir, { ref, decision: "approved", reviewer: "ivy" })).toMatchObject({ via: "gateway", outcome: { status: "applied" } });
+      expect((await engine.waitForOutcome(ref, 5000))?.status).toBe("executed");
     } finally {
       control.close();
       lock.release();
