@@ -52,6 +52,15 @@ export function canonicalRecord(record: UnsignedRecord): string {
 
 /** The fast path of `canonicalRecord`; undefined when a member is not of the envelope's plain types. */
 function canonicalEnvelope(v: unknown, seq: unknown, ts: unknown, type: unknown, ref: unknown, data: unknown, prev: unknown): string | undefined {
+  const parts = envelopeParts(v, seq, ts, type, ref, data, prev);
+  return parts && `{"data":${parts.data},${parts.rest}`;
+}
+
+/**
+ * The canonical JSON of a record's `data`, and of the members after it (`prev` … `v`, closing brace). Canonical
+ * member order puts `hash` between the two, so one serialisation yields both the hashed text and the stored line.
+ */
+function envelopeParts(v: unknown, seq: unknown, ts: unknown, type: unknown, ref: unknown, data: unknown, prev: unknown): { data: string; rest: string } | undefined {
   if (
     typeof v !== "number" || !Number.isFinite(v) || typeof seq !== "number" || !Number.isFinite(seq) ||
     !isJsonString(ts) || !isJsonString(type) || !isJsonString(prev) || (ref !== undefined && !isJsonString(ref)) ||
@@ -59,7 +68,12 @@ function canonicalEnvelope(v: unknown, seq: unknown, ts: unknown, type: unknown,
   ) {
     return undefined;
   }
-  return `{"data":${canonicalize(data)},"prev":${JSON.stringify(prev)},${ref === undefined ? "" : `"ref":${JSON.stringify(ref)},`}"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"type":${JSON.stringify(type)},"v":${JSON.stringify(v)}}`;
+  const dataJson = canonicalize(data);
+  if (dataJson === undefined) return undefined;
+  return {
+    data: dataJson,
+    rest: `"prev":${JSON.stringify(prev)},${ref === undefined ? "" : `"ref":${JSON.stringify(ref)},`}"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"type":${JSON.stringify(type)},"v":${JSON.stringify(v)}}`,
+  };
 }
 
 /** The chain's anchor: the first record's `prev`. */
@@ -272,12 +286,12 @@ export class Ledger {
     const seq = this.seq;
     const ts = this.now().toISOString();
     const prev = this.lastHash;
-    // one object, hashed through the envelope fast path (the general path only for odd input, which then throws as before)
-    const canonical = canonicalEnvelope(LEDGER_VERSION, seq, ts, type, ref || undefined, data, prev) ??
-      canonicalize({ v: LEDGER_VERSION, seq, ts, type, ...(ref ? { ref } : {}), data, prev });
-    const hash = sha256Hex(HASH_PREFIX + canonical);
+    // Serialised once: the stored line is the record's own canonical JSON, `hash` in its sorted place. Odd input
+    // takes the general path (which throws where canonicalize does, as before).
+    const parts = envelopeParts(LEDGER_VERSION, seq, ts, type, ref || undefined, data, prev);
+    const hash = sha256Hex(HASH_PREFIX + (parts ? `{"data":${parts.data},${parts.rest}` : canonicalize({ v: LEDGER_VERSION, seq, ts, type, ...(ref ? { ref } : {}), data, prev })));
     const record: LedgerRecord = ref ? { v: LEDGER_VERSION, seq, ts, type, ref, data, prev, hash } : { v: LEDGER_VERSION, seq, ts, type, data, prev, hash };
-    this.unwritten.push(`${JSON.stringify(record)}\n`);
+    this.unwritten.push(parts ? `{"data":${parts.data},"hash":"${hash}",${parts.rest}\n` : `${JSON.stringify(record)}\n`);
     this.seq += 1;
     this.lastHash = record.hash;
     this.written += 1;

@@ -38,3 +38,21 @@ describe("canonicalRecord", () => {
     expect(() => canonicalRecord(record as unknown as UnsignedRecord)).toThrow();
   });
 });
+
+describe("stored lines", () => {
+  it("are each record's own RFC 8785 canonical JSON, hash included", async () => {
+    const { mkdtempSync, readFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { default: canonicalizeJson } = await import("canonicalize");
+    const { Ledger } = await import("../src/ledger.js");
+    const path = join(mkdtempSync(join(tmpdir(), "atlas-lines-")), "l.jsonl");
+    const ledger = Ledger.open(path, { instance: "main" });
+    ledger.append("request.created", "evt_0000abcd", { z: 1, a: { y: [3, "é", null], b: 1e21 }, s: "line\nbreak" }, "batch");
+    ledger.append("gateway.started", undefined, {}, "sync");
+    await ledger.close();
+    const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+    expect(lines).toHaveLength(3);
+    for (const line of lines) expect(line).toBe(canonicalizeJson(JSON.parse(line)));
+  });
+});
