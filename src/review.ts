@@ -53,11 +53,14 @@ export async function decideRef(dataDir: string, input: DecisionInput, now: () =
     if (reply && reply.status !== "not_found") return { instance, outcome: reply, via: "gateway" };
   }
   const { instance, view: seen } = findRef(dataDir, input.ref, false);
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < 30; attempt++) {
     const holder = readLock(dataDir, instance);
     if (holder?.kind === "gateway" && holder.socket) {
       const reply = await askGateway(holder.socket, input);
       if (reply) return { instance, outcome: reply.status === "not_found" ? { status: "already_decided", view: seen } : reply, via: "gateway" };
+    } else if (holder?.kind === "gateway") {
+      await new Promise((resolve) => setTimeout(resolve, 100)); // a gateway that is starting: its socket comes in a moment
+      continue;
     }
     const lock = await lockWhenFree(dataDir, instance, "cli", 3000);
     if (!lock) continue; // a gateway took the instance meanwhile: go through it

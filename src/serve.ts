@@ -133,33 +133,6 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
 
     gateway = createGateway({ upstreams, engine, version });
 
-    const control: NetServer = await serveControl(paths.socket, async (request) => {
-      if (request.op === "decide") return engine.decide(request);
-      if (request.op === "trust") {
-        const record = pins.trust(request.upstream, request.tool, request.reviewer, { ...(request.hash ? { hash: request.hash } : {}), ...(request.reason ? { reason: request.reason } : {}) });
-        await engine.recordEvent(record.type, record.data);
-        log(`tool ${request.upstream}/${request.tool}: new definition trusted by ${request.reviewer}; calls are routed by policy again`);
-        return { status: "trusted", ...record.data };
-      }
-      throw new Error(`unknown op ${String((request as { op?: unknown }).op)}`);
-    });
-    cleanups.push(() => new Promise<void>((resolve) => control.close(() => resolve())));
-
-    const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
-      config.host,
-      config.port,
-      log,
-    );
-    const http: HttpServer | undefined = listening?.server;
-    if (http) {
-      cleanups.push(() => new Promise<void>((resolve) => {
-        http.close(() => resolve());
-        http.closeAllConnections();
-      }));
-    }
-    lock.update({ socket: paths.socket, ...(listening ? { port: listening.port, host: config.host } : {}) });
-
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
     let closing: Promise<void> | undefined;
@@ -174,11 +147,48 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     };
     gateway.server.onclose = () => void close("client disconnected");
 
+    // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
+    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
+    // sockets below start.
     await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
     void upstreams.ready.then(() => {
       observePins();
       engine.resume();
     });
+    await new Promise((resolve) => setImmediate(resolve));
+    /** Registers shutdown work; runs it at once if shutdown began while it was starting (stdin closed early). */
+    const onShutdown = (step: () => Promise<void> | void) => {
+      if (closing) void Promise.resolve(step()).catch(() => {});
+      else cleanups.push(step);
+    };
+
+    const control: NetServer = await serveControl(paths.socket, async (request) => {
+      if (request.op === "decide") return engine.decide(request);
+      if (request.op === "trust") {
+        const record = pins.trust(request.upstream, request.tool, request.reviewer, { ...(request.hash ? { hash: request.hash } : {}), ...(request.reason ? { reason: request.reason } : {}) });
+        await engine.recordEvent(record.type, record.data);
+        log(`tool ${request.upstream}/${request.tool}: new definition trusted by ${request.reviewer}; calls are routed by policy again`);
+        return { status: "trusted", ...record.data };
+      }
+      throw new Error(`unknown op ${String((request as { op?: unknown }).op)}`);
+    });
+    onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
+
+    const listening = await startListener(
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
+      config.host,
+      config.port,
+      log,
+    );
+    const http: HttpServer | undefined = listening?.server;
+    if (http) {
+      onShutdown(() => new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      }));
+    }
+    if (!closing) lock.update({ socket: paths.socket, ...(listening ? { port: listening.port, host: config.host } : {}) });
+
     log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
     if (describeInngest) log(describeInngest(listening?.port));
     return { ...gateway, instance, port: listening?.port, closed, close };

@@ -112,7 +112,7 @@ describe("with @modelcontextprotocol/server-filesystem upstream", () => {
 
     const pending = await cli(["pending"], dataDir);
     expect(pending.code).toBe(0);
-    expect(pending.stdout).toMatch(new RegExp(`${ref}\\s+\\S+\\s+write_file\\s+.*approved\\.txt.*\\s90\\s+tool may be destructive`));
+    expect(pending.stdout).toMatch(new RegExp(`${ref}\\s+\\S+\\s+write_file\\s+.*approved content.*\\s90\\s+tool may be destructive`));
 
     const waiting = gateway.call("atlas_status", { ref, wait_seconds: 30 });
     const approve = await cli(["approve", ref, "--reviewer", "alice", "--reason", "looks right"], dataDir);
