@@ -7,7 +7,8 @@ import type { Assessment } from "../src/requests.js";
 
 // The README's policy examples are documentation users copy: they must load and route as the prose says.
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-const section = readme.slice(readme.indexOf("## Risk policy"), readme.indexOf("## Configuration"));
+const policyStart = readme.indexOf("## Risk policy");
+const section = readme.slice(policyStart, readme.indexOf("\n## ", policyStart));
 const examples = [...section.matchAll(/```json\n([\s\S]*?)```/g)].map((match) => JSON.parse(match[1]!) as Record<string, unknown>);
 const env = { MODAL_KEY: "k", MODAL_SECRET: "s", OPENAI_API_KEY: "sk-x" };
 
@@ -19,6 +20,14 @@ function routerFor(example: Record<string, unknown>) {
     return `${routeAssessment(assessment, config.risk.threshold)} ${(assessment.rules ?? []).map((rule) => rule.id).join(",")}`.trim();
   };
 }
+
+describe("README JSON", () => {
+  it("every json code block parses (users paste them into their client and config files)", () => {
+    const blocks = [...readme.matchAll(/```json\n([\s\S]*?)```/g)].map((match) => match[1]!);
+    expect(blocks.length).toBeGreaterThan(3);
+    for (const block of blocks) expect(() => JSON.parse(block), block).not.toThrow();
+  });
+});
 
 describe("README risk policy examples", () => {
   it("has the payments, filesystem and evaluator examples, and each loads", () => {
