@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from "commander";
 import { userInfo } from "node:os";
 import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "./config.js";
 import { registerPolicyCommands, registerToolCommands } from "./cliPolicy.js";
-import { AtlasError, ConfigError } from "./errors.js";
+import { AtlasError, ConfigError, NotFoundError } from "./errors.js";
 import { instancePaths, listInstances } from "./instance.js";
 import { scanLedger } from "./ledger.js";
 import { maskSecrets } from "./mask.js";
@@ -193,8 +193,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       const { dataDir } = config(flags);
       const instances = flags.instance ? [flags.instance] : listInstances(dataDir);
       if (instances.length === 0) {
-        io.out(`no ledgers in ${dataDir}`);
-        return;
+        throw new NotFoundError(`no ledgers in ${dataDir}: nothing to verify (check --data-dir)`);
       }
       let bad = 0;
       for (const instance of instances) {

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { ConfigFlags, GatewayConfig } from "./config.js";
 import { parseDuration } from "./duration.js";
-import { ConfigError } from "./errors.js";
+import { ConfigError, NotFoundError } from "./errors.js";
 import { listInstances } from "./instance.js";
 import { maskSecrets } from "./mask.js";
 import type { AnnotationHints, FiredRule } from "./policy.js";
@@ -89,7 +89,7 @@ export function registerToolCommands(program: Command, deps: CommandDeps): void 
     .action((name: string, flags: ConfigFlags & { upstream?: string }) => {
       const { dataDir } = deps.config(flags);
       const found = findPins(dataDir, name, flags.upstream);
-      if (found.length === 0) throw new ConfigError([`${name}: no pinned tool of that name (see 'atlas-gateway tools list')`]);
+      if (found.length === 0) throw new NotFoundError(`no pinned tool '${name}' (see 'atlas-gateway tools list')`);
       for (const { instance, entry } of found) {
         deps.out(`${entry.upstream}/${entry.tool} (instance ${instance}): ${entry.pending ? "CHANGED, calls held until trusted" : "pinned"}`);
         deps.out(`pinned ${short(entry.hash)} at ${entry.pinnedAt}${entry.trustedBy ? ` (trusted by ${entry.trustedBy})` : ""}:`);

@@ -39,9 +39,10 @@ describe("CLI", () => {
   it("pending, audit verify and show handle an empty data dir and bad refs", async () => {
     const empty = { ...env, ATLAS_DATA_DIR: tempDir() };
     expect((await run(["pending"], empty)).out).toBe("no calls waiting for review");
-    expect((await run(["audit", "verify"], empty)).out).toMatch(/no ledgers/);
+    expect(await run(["audit", "verify"], empty)).toMatchObject({ code: 4, err: expect.stringMatching(/no ledgers in .*nothing to verify/) });
     expect(await run(["show", "evt_12345678"], empty)).toMatchObject({ code: 4 });
     expect(await run(["approve", "12345678"], empty)).toMatchObject({ code: 2, err: expect.stringMatching(/not a ref/) });
+    expect(await run(["tools", "show", "no_such_tool"], empty)).toMatchObject({ code: 4, err: expect.stringMatching(/no pinned tool 'no_such_tool'/) });
   });
 
   it("--version and --help work, an unknown command is a usage error", async () => {
