@@ -60,6 +60,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
   const instance = lock.info.instance;
   const paths = instancePaths(config.dataDir, instance);
   const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  let stopReason = "shutdown";
   const cleanUp = async () => {
     for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
   };
@@ -113,7 +114,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     } else {
       engine = LocalEngine.open(engineOptions);
     }
-    cleanups.push(() => engine.close());
+    cleanups.push(() => engine.close(stopReason));
 
     /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
     function observePins(): void {
@@ -137,12 +138,14 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
     let closing: Promise<void> | undefined;
     const close = (reason = "shutdown") => {
-      closing ??= (async () => {
+      // Assigned before the body runs: closing the MCP server re-enters close() through onclose, synchronously.
+      closing ??= Promise.resolve().then(async () => {
+        stopReason = reason;
         log(`shutting down (${reason})`);
         await gateway.server.close().catch(() => {});
         await cleanUp();
         resolveClosed();
-      })();
+      });
       return closing;
     };
     gateway.server.onclose = () => void close("client disconnected");

@@ -261,6 +261,29 @@ describe("with a slow fixture upstream", () => {
   });
 });
 
+describe("signals", () => {
+  it("SIGTERM closes the upstream process group and records the stop", async () => {
+    const dataDir = tempDir("atlas-e2e-signal-");
+    const pidFile = join(dataDir, "fixture.pid");
+    const gateway = await GatewayProcess.start(dataDir, ["sh", "-c", `"${process.execPath}" "${SLOW_SERVER}"; true`], { FIXTURE_PID_FILE: pidFile });
+    await gateway.client.listTools();
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    gateway.child.kill("SIGTERM");
+    expect(await gateway.exited).toBe(0);
+    await until(() => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, "the grandchild to exit", 8000);
+    const records = readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { type: string; data: { reason?: string } });
+    expect(records.at(-1)).toMatchObject({ type: "gateway.stopped", data: { reason: "SIGTERM" } });
+    expect(gateway.stderr).toMatch(/shutting down \(SIGTERM\)/);
+  });
+});
+
 describe("CLI", () => {
   it("doctor reports each check with ✓/✗ and exits non-zero on a failure", async () => {
     const dataDir = tempDir("atlas-e2e-doctor-");
