@@ -49,6 +49,8 @@ export class GovernanceLog {
   /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
   private readonly refs = new Set<number>();
   private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
+  /** The latest admission in progress per call digest: an identical call waits for it, so it can find it pending. */
+  private readonly admitting = new Map<string, Promise<unknown>>();
   private readonly onRecord: ((record: LedgerRecord) => void) | undefined;
 
   private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
@@ -112,8 +114,21 @@ export class GovernanceLog {
    * assessed and routed. A `run` admission resolves only once its records are written, so nothing reaches the
    * upstream unrecorded; a ledger that cannot be written turns every route into a fail-closed `deny`.
    */
-  async admit(call: GovernedCall, options: AdmitOptions): Promise<Admission> {
+  admit(call: GovernedCall, options: AdmitOptions): Promise<Admission> {
     const digest = digestCall(call.upstream, call.tool, call.args);
+    // Identical calls are admitted one after another: an agent's parallel calls would otherwise all pass the
+    // duplicate check while the first is still being assessed, and queue one held request (and one approval) each.
+    const earlier = this.admitting.get(digest);
+    const admission = earlier ? earlier.then(() => this.admitOnce(call, digest, options)) : this.admitOnce(call, digest, options);
+    const settled = admission.then(() => {}, () => {});
+    this.admitting.set(digest, settled);
+    void settled.then(() => {
+      if (this.admitting.get(digest) === settled) this.admitting.delete(digest);
+    });
+    return admission;
+  }
+
+  private async admitOnce(call: GovernedCall, digest: string, options: AdmitOptions): Promise<Admission> {
     const openRef = this.table.openRefFor(digest);
     const open = openRef ? this.table.get(openRef) : undefined;
     if (open && open.status === "pending") return { kind: "duplicate", view: open };

@@ -165,6 +165,19 @@ describe("governed calls", () => {
     expect(calls.filter((call) => call.tool === "delete_row" && call.args.id === "1")).toHaveLength(1);
   });
 
+  it("gives identical calls made in parallel one ref, so one approval runs the action once", async () => {
+    const { source, calls } = fixtureUpstream("db");
+    const h = await startHarness([source]);
+    await h.upstreams.ready;
+    const [first, second] = await Promise.all([h.call("delete_row", { id: "7" }), h.call("delete_row", { id: "7" })]);
+    const ref = refOf(first);
+    expect(refOf(second)).toBe(ref);
+    expect(h.engine.pending().map((view) => view.ref)).toEqual([ref]);
+    await h.engine.decide({ ref, decision: "approved", reviewer: "alice" });
+    expect((await h.engine.waitForOutcome(ref, 5000))?.status).toBe("executed");
+    expect(calls).toHaveLength(1);
+  });
+
   it("denies: the call never runs and atlas_status says why with isError", async () => {
     const { source, calls } = fixtureUpstream("db");
     const h = await startHarness([source]);
