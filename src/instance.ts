@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -93,21 +93,53 @@ export function tryLock(dataDir: string, instance: string, kind: LockInfo["kind"
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      let seen: string;
       let holder: LockInfo | undefined;
       try {
-        holder = JSON.parse(readFileSync(path, "utf8")) as LockInfo;
+        seen = readFileSync(path, "utf8");
+      } catch {
+        continue; // released meanwhile: try again
+      }
+      try {
+        holder = JSON.parse(seen) as LockInfo;
       } catch {
         holder = undefined; // half-written by a process that died at once: stale
       }
       if (holder && isProcessAlive(holder.pid)) return undefined;
-      try {
-        unlinkSync(path);
-      } catch {
-        // another process took it over first; try again
-      }
+      removeStaleLock(path, seen);
     }
   }
   return undefined;
+}
+
+const TAKEOVER_GUARD_STALE_MS = 5000;
+
+/**
+ * Removes a dead holder's lock file, provided it still holds what was read. One process at a time (a `.takeover`
+ * file created exclusively): otherwise two processes that both read the dead holder could each take the lock, the
+ * later unlink removing the lock the earlier one had just created, and two gateways would write one ledger.
+ */
+function removeStaleLock(path: string, seen: string): void {
+  const guard = `${path}.takeover`;
+  try {
+    writeFileSync(guard, String(process.pid), { flag: "wx", mode: 0o600 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    // another process is taking over right now (microseconds); a guard this old was left by one that died mid-way
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > TAKEOVER_GUARD_STALE_MS) unlinkSync(guard);
+    } catch {
+      // gone already
+    }
+    return;
+  }
+  try {
+    if (readFileSync(path, "utf8") === seen) unlinkSync(path);
+  } catch {
+    // gone already: the next attempt creates it
+  } finally {
+    unlinkSync(guard);
+  }
 }
 
 /** Waits (briefly) for a lock held by a short-lived CLI command rather than moving to another instance. */
