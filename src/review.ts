@@ -58,6 +58,8 @@ export async function decideRef(dataDir: string, input: DecisionInput, now: () =
     if (holder?.kind === "gateway" && holder.socket) {
       const reply = await askGateway(holder.socket, input);
       if (reply) return { instance, outcome: reply.status === "not_found" ? { status: "already_decided", view: seen } : reply, via: "gateway" };
+      await new Promise((resolve) => setTimeout(resolve, 100)); // a gateway shutting down: its lock goes in a moment
+      continue;
     } else if (holder?.kind === "gateway") {
       await new Promise((resolve) => setTimeout(resolve, 100)); // a gateway that is starting: its socket comes in a moment
       continue;

@@ -57,6 +57,19 @@ describe("reviewer decisions", () => {
     }
   });
 
+  it("waits for a gateway that is shutting down (socket closed, lock still held) and writes the decision to the ledger", async () => {
+    const dataDir = tempDir();
+    const engine = openEngine(dataDir, recordingExecutor());
+    const ref = refOf(await engine.submit(heldCall()));
+    await engine.close();
+    // The control socket closes first; the lock goes only after the upstreams have stopped (up to a few seconds).
+    const lock = tryLock(dataDir, "main", "gateway")!;
+    lock.update({ socket: `${instancePaths(dataDir, "main").socket}.closed` });
+    setTimeout(() => lock.release(), 300);
+    expect(await decideRef(dataDir, { ref, decision: "approved", reviewer: "erin" })).toMatchObject({ via: "ledger", outcome: { status: "applied" } });
+    expect(findRef(dataDir, ref).view.status).toBe("approved");
+  });
+
   it("asks running gateways before replaying ledgers", async () => {
     const dataDir = tempDir();
     const executor = recordingExecutor();
