@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,7 +72,7 @@ export function tryLock(dataDir: string, instance: string, kind: LockInfo["kind"
   const info: LockInfo = { pid: process.pid, kind, instance, startedAt: new Date().toISOString() };
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      writeFileSync(path, JSON.stringify(info), { flag: "wx", mode: 0o600 });
+      createWhole(path, JSON.stringify(info));
       let current = info;
       return {
         get info() {
@@ -80,7 +80,9 @@ export function tryLock(dataDir: string, instance: string, kind: LockInfo["kind"
         },
         update(extra) {
           current = { ...current, ...extra };
-          writeFileSync(path, JSON.stringify(current), { mode: 0o600 });
+          const tmp = `${path}.${process.pid}.tmp`;
+          writeFileSync(tmp, JSON.stringify(current), { mode: 0o600 });
+          renameSync(tmp, path); // readers see the old content or the new, never a truncated file
         },
         release() {
           try {
@@ -110,6 +112,20 @@ export function tryLock(dataDir: string, instance: string, kind: LockInfo["kind"
     }
   }
   return undefined;
+}
+
+/**
+ * Creates `path` exclusively with its whole content at once: written to a temp file, then hard-linked into place
+ * (link fails with EEXIST like an exclusive create). A reader never sees the lock empty or half-written.
+ */
+function createWhole(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  try {
+    linkSync(tmp, path);
+  } finally {
+    unlinkSync(tmp);
+  }
 }
 
 const TAKEOVER_GUARD_STALE_MS = 5000;

@@ -36,7 +36,9 @@ export interface RunningGateway extends Gateway {
 
 /** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
 async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
-  const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 3000);
+  // A reviewer command holds the lock only while it writes a decision, but opening a big ledger takes seconds: wait
+  // for it rather than move to another instance and leave this one's approved calls waiting.
+  const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 15_000);
   if (preferred) return preferred;
   for (let n = 2; n <= 20; n++) {
     const name = `${config.instance}-${n}`;

@@ -48,3 +48,21 @@ describe("instance lock", () => {
     }
   }, 30_000);
 });
+
+describe("lock file", () => {
+  it("is created and updated whole, leaving no temp files", async () => {
+    const { mkdtempSync, readdirSync, readFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { tryLock, instancePaths } = await import("../src/instance.js");
+    const dataDir = mkdtempSync(join(tmpdir(), "atlas-lockfile-"));
+    const lock = tryLock(dataDir, "main", "gateway")!;
+    expect(JSON.parse(readFileSync(instancePaths(dataDir, "main").lock, "utf8"))).toMatchObject({ pid: process.pid, kind: "gateway" });
+    lock.update({ port: 1234, socket: "/tmp/x.sock" });
+    expect(JSON.parse(readFileSync(instancePaths(dataDir, "main").lock, "utf8"))).toMatchObject({ pid: process.pid, port: 1234 });
+    expect(tryLock(dataDir, "main", "cli")).toBeUndefined();
+    expect(readdirSync(join(dataDir, "run"))).toEqual(["main.lock"]);
+    lock.release();
+    expect(readdirSync(join(dataDir, "run"))).toEqual([]);
+  });
+});
