@@ -89,6 +89,18 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
   }
 }
 
+/** Waits for a process (an upstream's grandchild) to be gone. */
+function untilGone(pid: number): Promise<void> {
+  return until(() => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }, `process ${pid} to exit`, 8000);
+}
+
 function filesystemSetup() {
   const dataDir = tempDir("atlas-e2e-data-");
   const root = tempDir("atlas-e2e-files-");
@@ -249,14 +261,7 @@ describe("with a slow fixture upstream", () => {
     const pid = Number(readFileSync(env.FIXTURE_PID_FILE, "utf8"));
     expect(() => process.kill(pid, 0)).not.toThrow();
     expect(await gateway.close()).toBe(0);
-    await until(() => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, "the grandchild to exit", 8000);
+    await untilGone(pid);
     gateway.assertCleanStdout();
   });
 });
@@ -270,14 +275,7 @@ describe("signals", () => {
     const pid = Number(readFileSync(pidFile, "utf8"));
     gateway.child.kill("SIGTERM");
     expect(await gateway.exited).toBe(0);
-    await until(() => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, "the grandchild to exit", 8000);
+    await untilGone(pid);
     const records = readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { type: string; data: { reason?: string } });
     expect(records.at(-1)).toMatchObject({ type: "gateway.stopped", data: { reason: "SIGTERM" } });
     expect(gateway.stderr).toMatch(/shutting down \(SIGTERM\)/);
