@@ -263,7 +263,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
       configFiles.push(userConfigPath(env));
       userLayer = normaliseFileLayer(readUserConfig(env));
     } catch (error) {
-      throw new ConfigError([`user config: ${(error as Error).message}`]);
+      throw new ConfigError([`user config ${userConfigPath(env)}: ${(error as Error).message} (fix it, or move it aside and use 'atlas-gateway config set')`]);
     }
   } else if (options.userConfig) userLayer = normaliseFileLayer(options.userConfig);
 

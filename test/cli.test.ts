@@ -29,6 +29,15 @@ describe("CLI", () => {
     expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ risk: { threshold: 55 } });
   });
 
+  it("names the user config file when it is not valid JSON", async () => {
+    const brokenDir = tempDir("atlas-cli-broken-");
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(brokenDir, "config.json"), "{ port: ");
+    const result = await run(["pending"], { ...env, ATLAS_CONFIG_DIR: brokenDir });
+    expect(result.code).toBe(2);
+    expect(result.err).toContain(`user config ${join(brokenDir, "config.json")}: `);
+  });
+
   it("config get webhook.secret creates and prints the secret; unknown keys are an error", async () => {
     const secret = (await run(["config", "get", "webhook.secret"], env)).out;
     expect(secret).toMatch(/^whsec_/);
