@@ -9,7 +9,6 @@ import { exposedToolName } from "./toolNames.js";
 
 export { exposedToolName };
 
-export const TOOL_NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 /** Names the gateway keeps for its own tools. */
 export const RESERVED_TOOL_NAMES = new Set(["atlas_status"]);
 
