@@ -29,7 +29,7 @@ export default defineConfig([
   {
     // The CLI: one bundled ESM file (cold start matters: Claude Desktop spawns it at every launch). The Inngest
     // engine lands in chunks loaded only by `import()` when that engine is selected.
-    entry: { cli: "src/cli.ts" },
+    entry: { cli: "src/cli/main.ts" },
     format: ["esm"],
     target: "node22",
     platform: "node",

@@ -5,7 +5,7 @@ import type Conf from "conf";
 import * as z from "zod";
 import { durationSchema, parseDuration } from "./duration.js";
 import { ConfigError } from "./errors.js";
-import { resolveEvaluatorSecrets, riskConfigSchema } from "./riskConfig.js";
+import { resolveEvaluatorSecrets, riskConfigSchema } from "./risk/config.js";
 
 export { parseDuration };
 

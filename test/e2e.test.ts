@@ -4,7 +4,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { StreamTransport } from "../src/stdioTransport.js";
+import { StreamTransport } from "../src/mcp/stdioTransport.js";
 import { tempDir } from "./helpers.js";
 
 /** End to end: the built CLI, spawned as an MCP client would, with real upstream servers as child processes. */

@@ -2,10 +2,10 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import type { Executor, GovernedCall } from "../src/engine.js";
-import { instancePaths } from "../src/instance.js";
-import { LocalEngine, type LocalEngineOptions } from "../src/localEngine.js";
-import { createRulesEvaluator } from "../src/risk.js";
+import type { Executor, GovernedCall } from "../src/governance/engine.js";
+import { instancePaths } from "../src/dataDir.js";
+import { LocalEngine, type LocalEngineOptions } from "../src/governance/localEngine.js";
+import { createRulesEvaluator } from "../src/risk/assess.js";
 
 export function tempDir(prefix = "atlas-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));

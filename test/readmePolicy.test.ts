@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.js";
-import type { AnnotationHints } from "../src/policy.js";
-import { createRulesEvaluator, routeAssessment } from "../src/risk.js";
-import type { Assessment } from "../src/requests.js";
+import type { AnnotationHints } from "../src/risk/policy.js";
+import { createRulesEvaluator, routeAssessment, type Assessment } from "../src/risk/assess.js";
 
 // The README's policy examples are documentation users copy: they must load and route as the prose says.
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");

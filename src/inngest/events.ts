@@ -1,5 +1,5 @@
 import { maskSecrets } from "../mask.js";
-import type { RequestView } from "../requests.js";
+import type { RequestView } from "../governance/requests.js";
 
 /** Starts one governance run per governed tool call. */
 export const REQUEST_EVENT = "atlas/tool.execution_requested";

@@ -1,11 +1,11 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { createHash } from "node:crypto";
-import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "../engine.js";
-import { DeadlineTimers } from "../deadlines.js";
-import { GovernanceLog } from "../governanceLog.js";
-import type { LedgerRecord, LedgerSink } from "../ledger.js";
-import type { RequestView } from "../requests.js";
-import type { RiskEvaluator } from "../risk.js";
+import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "../governance/engine.js";
+import { DeadlineTimers } from "../governance/deadlines.js";
+import { GovernanceLog } from "../governance/governanceLog.js";
+import type { LedgerRecord, LedgerSink } from "../ledger/ledger.js";
+import type { RequestView } from "../governance/requests.js";
+import type { RiskEvaluator } from "../risk/assess.js";
 import { decisionEvent, REQUEST_EVENT, requestEvent, type DecisionEventData, type OutgoingEvent } from "./events.js";
 
 /** Sends events to Inngest. Resolves once the event API accepted them; rejects otherwise. */

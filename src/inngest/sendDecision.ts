@@ -1,5 +1,5 @@
 import type { GatewayConfig } from "../config.js";
-import type { DecisionInput } from "../engine.js";
+import type { DecisionInput } from "../governance/engine.js";
 import { createInngestClient } from "./client.js";
 import { decisionEvent } from "./events.js";
 import { checkInngestConfig, resolveAppId } from "./settings.js";

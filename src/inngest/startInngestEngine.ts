@@ -1,10 +1,10 @@
 import type { RequestListener } from "node:http";
 import type { GatewayConfig } from "../config.js";
-import type { Executor } from "../engine.js";
+import type { Executor } from "../governance/engine.js";
 import { ConfigError } from "../errors.js";
-import type { LedgerRecord } from "../ledger.js";
-import type { RequestView } from "../requests.js";
-import type { RiskEvaluator } from "../risk.js";
+import type { LedgerRecord } from "../ledger/ledger.js";
+import type { RequestView } from "../governance/requests.js";
+import type { RiskEvaluator } from "../risk/assess.js";
 import { createInngestClient } from "./client.js";
 import { createGovernanceFunction } from "./governanceFunction.js";
 import { InngestEngine } from "./inngestEngine.js";

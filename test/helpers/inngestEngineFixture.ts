@@ -2,11 +2,11 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Executor, GovernedCall } from "../../src/engine.js";
+import type { Executor, GovernedCall } from "../../src/governance/engine.js";
 import type { OutgoingEvent } from "../../src/inngest/events.js";
 import { InngestEngine, type InngestEngineOptions } from "../../src/inngest/inngestEngine.js";
-import { scanLedger, type LedgerRecord } from "../../src/ledger.js";
-import { createRulesEvaluator } from "../../src/risk.js";
+import { scanLedger, type LedgerRecord } from "../../src/ledger/ledger.js";
+import { createRulesEvaluator } from "../../src/risk/assess.js";
 
 export const APP_ID = "atlas-test";
 

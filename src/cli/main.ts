@@ -1,0 +1,312 @@
+import { Command, CommanderError, Option } from "commander";
+import { userInfo } from "node:os";
+import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
+import { registerPolicyCommands, registerToolCommands } from "./policy.js";
+import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
+import { instancePaths } from "../dataDir.js";
+import { listInstances } from "../governance/instance.js";
+import { scanLedger } from "../ledger/ledger.js";
+import { maskSecrets } from "../mask.js";
+import type { RequestView } from "../governance/requests.js";
+import { assertApplied, decideRef, findRef, readAllInstances } from "../governance/review.js";
+import { describeEffect } from "../risk/assess.js";
+import { VERSION } from "../version.js";
+import { loadOrCreateWebhookSecret } from "../http/webhook.js";
+
+export interface CliIO {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+const defaultIO: CliIO = {
+  out: (text) => void process.stdout.write(text.endsWith("\n") ? text : `${text}\n`),
+  err: (text) => void process.stderr.write(text.endsWith("\n") ? text : `${text}\n`),
+  env: process.env,
+};
+
+function withCommonOptions(command: Command): Command {
+  return command
+    .option("-c, --config <file>", "project config file (JSON; env ATLAS_CONFIG)")
+    .option("-d, --data-dir <dir>", "ledger and runtime files (env ATLAS_DATA_DIR; default: the OS data dir)");
+}
+
+function describeView(view: RequestView): string {
+  const decision = view.decision;
+  const by = decision ? (decision.source === "timeout" ? "expired" : `${decision.decision} by ${decision.reviewer ?? "?"}${decision.reason ? ` (${decision.reason})` : ""}`) : "";
+  return `${view.ref} (${view.name}) is ${view.status}${by && view.status !== "expired" ? `: ${by}` : ""}`;
+}
+
+function age(iso: string, now = Date.now()): string {
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, "0")}m`;
+  return `${Math.floor(seconds / 86_400)}d${Math.floor((seconds % 86_400) / 3600)}h`;
+}
+
+function clip(text: string, width: number): string {
+  return text.length <= width ? text : `${text.slice(0, width - 1)}…`;
+}
+
+/** A plain text table: a header row, then rows, columns padded to fit. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => (row[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+/** Builds the CLI. `main` runs it; tests call the commands through it with their own IO. */
+export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = process.argv.slice(2)): Command {
+  const program = new Command()
+    .name("atlas-gateway")
+    .description("Human oversight for AI agents' tool calls: an MCP gateway that holds high-risk calls for review and keeps a tamper-evident ledger.")
+    .version(VERSION, "-v, --version")
+    .enablePositionalOptions()
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ writeOut: (text) => io.out(text), writeErr: (text) => io.err(text) })
+    .exitOverride();
+
+  const config = (flags: ConfigFlags, shorthand?: string[]) => loadConfig({ env: io.env, flags, ...(shorthand ? { shorthand } : {}) });
+
+  withCommonOptions(program.command("serve", { isDefault: true }))
+    .description("run the gateway as a stdio MCP server (the default command). Upstream shorthand: atlas-gateway [options] -- <command> [args...]")
+    .argument("[upstream...]", "one stdio upstream command, after --")
+    .option("--demo", "add the built-in demo tools (check_payment_status, request_payment_extension, modify_welfare_record)")
+    .option("--host <host>", "listener host (env ATLAS_HOST; default 127.0.0.1)")
+    .option("--port <port>", "listener port, 0 = any free port (env ATLAS_PORT; default 8000)")
+    .option("--threshold <score>", "risk score at or above which a call is held (env ATLAS_RISK_THRESHOLD; default 70)")
+    .option("--review-timeout <duration>", "how long a held call waits before it expires as denied (env ATLAS_REVIEW_TIMEOUT; default 24h)")
+    .addOption(new Option("--engine <engine>", "durable engine (env ATLAS_ENGINE)").choices(["local", "inngest"]))
+    .option("--instance <name>", "ledger/instance name in the data dir (env ATLAS_INSTANCE; default main)")
+    .passThroughOptions()
+    .action(async (upstream: string[], flags: ConfigFlags) => {
+      if (upstream.length > 0 && !argv.includes("--")) {
+        throw new ConfigError([`unknown command '${upstream[0]}'. Commands: ${program.commands.map((c) => c.name()).join(", ")}. An upstream command goes after --, e.g. atlas-gateway -- npx -y @modelcontextprotocol/server-filesystem ~/Documents`]);
+      }
+      const resolved = config(flags, upstream);
+      // serve, doctor and demo are imported when run: a one-shot command (approve, pending, audit verify) then never
+      // loads the MCP SDK, and a reviewer's `approve` starts in about half the time
+      const { runGateway } = await import("../mcp/serve.js");
+      const running = await runGateway(resolved, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: io.env }, VERSION);
+      const stop = (signal: string) => void running.close(signal);
+      process.once("SIGINT", () => stop("SIGINT"));
+      process.once("SIGTERM", () => stop("SIGTERM"));
+      process.once("SIGHUP", () => stop("SIGHUP"));
+      await running.closed;
+    });
+
+  const decideCommand = (name: "approve" | "deny") =>
+    withCommonOptions(program.command(`${name} <ref>`))
+      .description(name === "approve" ? "approve a held call: it runs once, and the agent gets its result from atlas_status" : "deny a held call: it never runs")
+      .option("-r, --reason <text>", name === "approve" ? "why (recorded in the ledger)" : "why (required; recorded and shown to the agent)")
+      .option("--reviewer <name>", "who decides (default: your OS user name)")
+      .action(async (ref: string, flags: ConfigFlags & { reason?: string; reviewer?: string }) => {
+        if (name === "deny" && !flags.reason?.trim()) throw new ConfigError(["--reason: a denial needs a reason (the agent and the audit trail see it)"]);
+        const resolved = config(flags);
+        const reviewer = flags.reviewer ?? safeUserName();
+        const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, ...(flags.reason ? { reason: flags.reason } : {}) };
+        const result = await decideRef(resolved.dataDir, input);
+        const view = assertApplied(result, describeView);
+        if (result.via === "ledger" && resolved.engine === "inngest") {
+          // No gateway holds it: tell the waiting run now; the gateway also re-sends it at its next start.
+          const { sendDecisionEvent } = await import("../inngest/index.js");
+          const failed = await sendDecisionEvent(resolved, result.instance, input, VERSION, (line) => io.err(`atlas-gateway: ${line}`));
+          if (failed) io.err(`atlas-gateway: the decision is recorded, but could not be sent to Inngest now (${failed}); the gateway sends it when it next starts`);
+        }
+        const verb = name === "approve" ? "approved" : "denied";
+        const next = name === "deny"
+          ? "it will not run."
+          : resolved.engine === "inngest"
+            ? `its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
+            : result.via === "gateway" ? "the gateway is executing it now; the agent gets the result from atlas_status." : "no gateway is running for it; it runs when the gateway next starts.";
+        io.out(`${verb} ${view.ref} (${view.name}) as ${reviewer}: ${next}`);
+      });
+  decideCommand("approve");
+  decideCommand("deny");
+
+  withCommonOptions(program.command("pending"))
+    .description("list calls waiting for review: ref, age, tool, masked arguments, risk score, rules fired and reasons")
+    .option("--json", "print JSON instead of a table")
+    .action((flags: ConfigFlags & { json?: boolean }) => {
+      const { dataDir } = config(flags);
+      const states = readAllInstances(dataDir);
+      for (const state of states) if (state.problem) io.err(`warning: ledger '${state.instance}' is damaged from ${state.problem.message}; run 'atlas-gateway audit verify'`);
+      const now = Date.now();
+      const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
+        .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
+      if (flags.json) {
+        io.out(JSON.stringify(pending.map(({ instance, view }) => ({
+          ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
+          expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
+        })), null, 2));
+        return;
+      }
+      if (pending.length === 0) {
+        io.out("no calls waiting for review");
+        return;
+      }
+      const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
+      io.out(formatTable(
+        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
+        pending.map(({ instance, view }) => [
+          view.ref,
+          view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
+          ...(showInstance ? [instance] : []),
+          view.name,
+          clip(JSON.stringify(maskSecrets(view.args)), 60),
+          String(view.assessment?.score ?? "?"),
+          clip((view.assessment?.reasons ?? []).join("; "), 80),
+          (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
+        ]),
+      ));
+    });
+
+  withCommonOptions(program.command("show <ref>"))
+    .description("show a call's whole history from the ledger")
+    .option("--json", "print the ledger records as JSON")
+    .action((ref: string, flags: ConfigFlags & { json?: boolean }) => {
+      const { dataDir } = config(flags);
+      const { instance, view } = findRef(dataDir, ref, true);
+      const history = view.history.map((record) => ({ ...record, data: maskSecrets(record.data) as Record<string, unknown> }));
+      if (flags.json) {
+        io.out(JSON.stringify({ instance, ref: view.ref, status: view.status, history }, null, 2));
+        return;
+      }
+      io.out(`${view.ref}  ${view.name} (upstream ${view.upstream}, instance ${instance})  status: ${view.status.toUpperCase()}`);
+      io.out(`arguments: ${JSON.stringify(maskSecrets(view.args))}`);
+      if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${view.assessment.reasons.join("; ")}`);
+      if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
+      if (view.decision) io.out(`decision: ${describeView(view).split(": ").slice(1).join(": ") || view.status}`);
+      io.out("history:");
+      for (const record of history) {
+        const { args: _args, result, ...rest } = record.data;
+        const detail = { ...rest, ...(result !== undefined ? { result: clip(JSON.stringify(result), 200) } : {}) };
+        io.out(`  #${record.seq}  ${record.ts}  ${record.type.padEnd(22)} ${Object.keys(detail).length ? JSON.stringify(detail) : ""}`.trimEnd());
+      }
+    });
+
+  const audit = program.command("audit").description("audit ledger commands");
+  withCommonOptions(audit.command("verify"))
+    .description("recompute every ledger's hash chain; names the first bad record and why. Exit 0 only when all are whole")
+    .option("--instance <name>", "verify only this instance's ledger")
+    .action((flags: ConfigFlags & { instance?: string }) => {
+      const { dataDir } = config(flags);
+      const instances = flags.instance ? [flags.instance] : listInstances(dataDir);
+      if (instances.length === 0) {
+        throw new NotFoundError(`no ledgers in ${dataDir}: nothing to verify (check --data-dir)`);
+      }
+      let bad = 0;
+      for (const instance of instances) {
+        const path = instancePaths(dataDir, instance).ledger;
+        const scan = scanLedger(path, () => {});
+        const count = scan.last ? scan.last.seq + 1 : 0;
+        if (scan.problem) {
+          bad += 1;
+          io.out(`✗ ledger '${instance}' (${path}): ${scan.problem.message}. The ${count} record(s) before it are intact.`);
+        } else if (!scan.last) {
+          bad += 1;
+          io.out(`✗ ledger '${instance}' (${path}): missing or empty`);
+        } else {
+          io.out(`✓ ledger '${instance}': ${count} records, hash chain intact (head ${scan.last.hash.slice(0, 16)}…)`);
+        }
+      }
+      if (bad) throw new AtlasError(`${bad} ledger(s) failed verification`, 5);
+    });
+
+  const configCommand = program.command("config").description("read and change the user config file");
+  withCommonOptions(configCommand.command("get <key>"))
+    .description("print a resolved config value (dot path, e.g. risk.threshold); 'webhook.secret' prints the webhook signing secret")
+    .action((key: string, flags: ConfigFlags) => {
+      const resolved = config(flags);
+      if (key === "webhook.secret") {
+        io.out(loadOrCreateWebhookSecret(resolved.dataDir));
+        return;
+      }
+      let value: unknown = resolved;
+      for (const part of key.split(".")) value = value && typeof value === "object" ? (value as Record<string, unknown>)[part] : undefined;
+      if (value === undefined) throw new ConfigError([`${key}: no such config key`]);
+      // evaluator API keys and auth headers stay out of terminals and logs
+      const masked = maskSecrets(value, key.split(".").pop());
+      io.out(typeof masked === "string" ? masked : JSON.stringify(masked, null, 2));
+    });
+  configCommand
+    .command("set <key> <value>")
+    .description("set a value in the user config file (JSON values are parsed: 75, true, {\"command\":\"npx\"})")
+    .action(async (key: string, raw: string) => {
+      let value: unknown = raw;
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        // a plain string
+      }
+      const store = await openUserConfig(io.env);
+      const before = { ...store.store };
+      store.set(key, value);
+      try {
+        loadConfig({ env: { ...io.env, ATLAS_CONFIG: "" }, userConfig: store.store });
+      } catch (error) {
+        store.store = before;
+        throw error;
+      }
+      io.out(`set ${key} = ${JSON.stringify(value)} in ${store.path}`);
+    });
+  configCommand
+    .command("path")
+    .description("print the user config file's path")
+    .action(() => io.out(userConfigPath(io.env)));
+
+  const commandDeps = { out: io.out, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
+  registerToolCommands(program, commandDeps);
+  registerPolicyCommands(program, commandDeps);
+
+  withCommonOptions(program.command("doctor"))
+    .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")
+    .option("--port <port>", "listener port to check")
+    .action(async (flags: ConfigFlags) => {
+      const { runDoctor } = await import("./doctor.js");
+      const failures = await runDoctor({ env: io.env, flags, out: io.out });
+      if (failures > 0) throw new AtlasError(`${failures} check(s) failed`, 1);
+    });
+
+  program
+    .command("demo")
+    .description("run the governed handshake end to end in a temporary data dir: auto-approved call, held call, signed webhook approval, result, audit")
+    .option("--keep", "keep the temporary data dir")
+    .option("--verbose", "show the gateway's stderr")
+    .action(async (flags: { keep?: boolean; verbose?: boolean }) => {
+      const { runDemo } = await import("../demo/script.js");
+      await runDemo({ out: io.out, env: io.env, keep: flags.keep ?? false, verbose: flags.verbose ?? false });
+    });
+
+  return program;
+}
+
+function safeUserName(): string {
+  try {
+    return userInfo().username || "reviewer";
+  } catch {
+    return "reviewer";
+  }
+}
+
+/** The one catch: typed errors become their message and exit code; anything else is a bug, reported in one line. */
+export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
+  try {
+    await buildProgram(io, argv).parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) io.err(`atlas-gateway: ${problem}`);
+      return error.exitCode;
+    }
+    if (error instanceof AtlasError) {
+      io.err(`atlas-gateway: ${error.message}`);
+      return error.exitCode;
+    }
+    io.err(`atlas-gateway: unexpected error: ${(error as Error).message ?? String(error)}`);
+    if (io.env.ATLAS_DEBUG) io.err(String((error as Error).stack));
+    return 1;
+  }
+}

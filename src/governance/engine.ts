@@ -1,0 +1,59 @@
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { RequestView } from "./requests.js";
+import type { RiskInput } from "../risk/assess.js";
+
+/** A tool call as the engine sees it: where it goes, what it carries, and what the evaluator needs. */
+export interface GovernedCall extends RiskInput {
+  client?: { name?: string; version?: string };
+  /** Whether the tool declares an outputSchema (a held reply must then not claim success). */
+  hasOutputSchema?: boolean;
+}
+
+export interface ExecuteOptions {
+  signal?: AbortSignal;
+  onProgress?: (progress: { progress: number; total?: number; message?: string }) => void;
+}
+
+/** Runs a call against its upstream. Supplied by the proxy; the engine never sees MCP transports. */
+export type Executor = (call: { upstream: string; tool: string; args: Record<string, unknown> }, options?: ExecuteOptions) => Promise<CallToolResult>;
+
+/** The routing outcome of one call: data, turned into an MCP result in one place (`toolResults.ts`). */
+export type Decision =
+  | { kind: "allow"; ref: string; result: CallToolResult }
+  | { kind: "hold"; ref: string; view: RequestView; deduplicated: boolean }
+  | { kind: "deny"; ref?: string; reason: string };
+
+export interface DecisionInput {
+  ref: string;
+  decision: "approved" | "denied";
+  reviewer: string;
+  reason?: string;
+}
+
+export type DecideOutcome =
+  | { status: "applied"; view: RequestView }
+  | { status: "already_decided"; view: RequestView }
+  | { status: "not_found" };
+
+/**
+ * One interface, two engines: the proxy and the reviewer paths talk to this and cannot tell which runs.
+ */
+export interface GovernanceEngine {
+  readonly name: "local" | "inngest";
+  /** Routes one call: runs it now, holds it for review, or refuses it. */
+  submit(call: GovernedCall, options?: ExecuteOptions): Promise<Decision>;
+  /** Applies a human decision. */
+  decide(input: DecisionInput): Promise<DecideOutcome>;
+  get(ref: string): RequestView | undefined;
+  /** Resolves with the view once it is terminal, or when `ms` runs out or `signal` aborts. */
+  waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined>;
+  pending(): RequestView[];
+  /**
+   * Appends a fact that belongs to no request (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`); durable
+   * when the promise resolves.
+   */
+  recordEvent(type: string, data: Record<string, unknown>): Promise<void>;
+  /** Starts work that replay left due (approved-but-not-executed calls) once the upstreams are ready. */
+  resume(): void;
+  close(reason?: string): Promise<void>;
+}

@@ -1,0 +1,239 @@
+import { randomUUID } from "node:crypto";
+import canonicalize from "canonicalize";
+import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
+import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
+import { LedgerError } from "../errors.js";
+import { RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
+import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "../risk/assess.js";
+
+export const REF_PATTERN = /^evt_[0-9a-f]{8}$/;
+
+/** Digest identifying "the same call": upstream, tool and canonical arguments. */
+export function digestCall(upstream: string, tool: string, args: Record<string, unknown>): string {
+  return sha256Hex(canonicalize({ upstream, tool, args }) ?? "");
+}
+
+/** How a new call was admitted: its records are written (and fsynced where a human depends on them). */
+export type Admission =
+  | { kind: "duplicate"; view: RequestView }
+  | { kind: "run"; ref: string }
+  | { kind: "hold"; view: RequestView }
+  | { kind: "deny"; ref: string; reason: string };
+
+export interface AdmitOptions {
+  evaluator: RiskEvaluator;
+  threshold: number;
+  reviewTimeoutMs: number;
+  now: () => Date;
+  /** Record `execution.started` with the approval (the engine runs the call itself, right away). */
+  startAutoApproved: boolean;
+}
+
+export interface GovernanceLogOptions {
+  instance: string;
+  now?: () => Date;
+  sink?: (path: string) => LedgerSink;
+  keepHistory?: boolean;
+  log?: (line: string) => void;
+  /** Told about every record, replayed or new, after the request table (tool pins fold the ledger this way). */
+  onRecord?: (record: LedgerRecord) => void;
+}
+
+/**
+ * A ledger and the request table folded from it, kept in step: every record is applied the moment it is written,
+ * and listeners on a ref hear about it. Used by the local engine and by reviewer commands when no gateway runs.
+ */
+export class GovernanceLog {
+  readonly ledger: Ledger;
+  readonly table: RequestTable;
+  /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
+  private readonly refs = new Set<number>();
+  private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
+  /** The latest admission in progress per call digest: an identical call waits for it, so it can find it pending. */
+  private readonly admitting = new Map<string, Promise<unknown>>();
+  private readonly onRecord: ((record: LedgerRecord) => void) | undefined;
+
+  private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
+    this.ledger = ledger;
+    this.table = table;
+    this.refs = refs;
+    this.onRecord = onRecord;
+  }
+
+  static open(path: string, options: GovernanceLogOptions): GovernanceLog {
+    const table = new RequestTable({ keepHistory: options.keepHistory ?? false });
+    const refs = new Set<number>();
+    const ledger = Ledger.open(path, {
+      instance: options.instance,
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.sink ? { sink: options.sink } : {}),
+      ...(options.log ? { log: options.log } : {}),
+      onRecord: (record) => {
+        if (record.type === "request.created" && record.ref) refs.add(refValue(record.ref));
+        table.apply(record);
+        options.onRecord?.(record);
+      },
+    });
+    return new GovernanceLog(ledger, table, refs, options.onRecord);
+  }
+
+  /**
+   * A fresh `evt_` + 8 hex ref, unique in this ledger. The hex is the first 8 (fully random) digits of a v4 UUID:
+   * `randomUUID` draws from a cached entropy pool, where `randomBytes(4)` costs a trip into OpenSSL on every call.
+   */
+  newRef(): string {
+    for (;;) {
+      const ref = `evt_${randomUUID().slice(0, 8)}`;
+      if (!this.refs.has(refValue(ref))) return ref;
+    }
+  }
+
+  /** Appends and applies one record. Throws `LedgerError` when it cannot be written (callers fail closed). */
+  record(type: string, ref: string | undefined, data: Record<string, unknown>, durability: Durability): LedgerRecord {
+    const record = this.ledger.append(type, ref, data, durability);
+    if (type === "request.created" && ref) this.refs.add(refValue(ref));
+    const view = this.table.apply(record);
+    this.onRecord?.(record);
+    if (view && ref) for (const listener of this.listeners.get(ref) ?? []) listener(view);
+    return record;
+  }
+
+  /** Calls `listener` on every change to `ref`; returns the unsubscribe function. */
+  subscribe(ref: string, listener: (view: RequestView) => void): () => void {
+    let set = this.listeners.get(ref);
+    if (!set) this.listeners.set(ref, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(ref);
+    };
+  }
+
+  /**
+   * The intake both engines share: an identical call already pending is a duplicate; otherwise the call is recorded,
+   * assessed and routed. A `run` admission resolves only once its records are written, so nothing reaches the
+   * upstream unrecorded; a ledger that cannot be written turns every route into a fail-closed `deny`.
+   */
+  admit(call: GovernedCall, options: AdmitOptions): Promise<Admission> {
+    const digest = digestCall(call.upstream, call.tool, call.args);
+    // Identical calls are admitted one after another: an agent's parallel calls would otherwise all pass the
+    // duplicate check while the first is still being assessed, and queue one held request (and one approval) each.
+    const earlier = this.admitting.get(digest);
+    const admission = earlier ? earlier.then(() => this.admitOnce(call, digest, options)) : this.admitOnce(call, digest, options);
+    const settled = admission.then(() => {}, () => {});
+    this.admitting.set(digest, settled);
+    void settled.then(() => {
+      if (this.admitting.get(digest) === settled) this.admitting.delete(digest);
+    });
+    return admission;
+  }
+
+  private async admitOnce(call: GovernedCall, digest: string, options: AdmitOptions): Promise<Admission> {
+    const openRef = this.table.openRefFor(digest);
+    const open = openRef ? this.table.get(openRef) : undefined;
+    if (open && open.status === "pending") return { kind: "duplicate", view: open };
+
+    const ref = this.newRef();
+    try {
+      this.record("request.created", ref, {
+        upstream: call.upstream,
+        tool: call.tool,
+        name: call.name,
+        args: call.args,
+        args_digest: digest,
+        ...(call.annotations ? { annotations: call.annotations } : {}),
+        ...(call.client ? { client: call.client } : {}),
+      }, "batch");
+      const assessment = await assessRisk(options.evaluator, call);
+      this.record("request.assessed", ref, { ...assessment }, "batch");
+      const route = routeAssessment(assessment, options.threshold);
+      if (route === "deny") {
+        const reason = denialReason(assessment);
+        this.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
+        await this.commit();
+        return { kind: "deny", ref, reason };
+      }
+      if (route === "run") {
+        this.record("request.auto_approved", ref, { threshold: options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
+        if (options.startAutoApproved) this.record("execution.started", ref, {}, "batch");
+        await this.whenWritten(); // one write shared by the burst of calls in this event-loop turn
+        return { kind: "run", ref };
+      }
+      const deadline = new Date(options.now().getTime() + options.reviewTimeoutMs).toISOString();
+      this.record("request.held", ref, { deadline, threshold: options.threshold }, "sync");
+      await this.commit();
+      return { kind: "hold", view: this.table.get(ref)! };
+    } catch (error) {
+      if (error instanceof LedgerError) return { kind: "deny", ref, reason: `the audit ledger cannot be written, so nothing was run (fail closed): ${error.message}` };
+      throw error;
+    }
+  }
+
+  /** Resolves with the view once it is terminal, or when `ms` runs out or `signal` aborts. */
+  waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined> {
+    const view = this.table.get(ref);
+    if (!view || TERMINAL_STATUSES.has(view.status) || ms <= 0 || signal?.aborted) return Promise.resolve(view);
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener("abort", finish);
+        resolve(this.table.get(ref) ?? view);
+      };
+      const timer = setTimeout(finish, ms);
+      const unsubscribe = this.subscribe(ref, (changed) => {
+        if (TERMINAL_STATUSES.has(changed.status)) finish();
+      });
+      signal?.addEventListener("abort", finish, { once: true });
+    });
+  }
+
+  /** Records that a pending ref's deadline passed without a decision: expiry counts as a denial. */
+  expire(ref: string): void {
+    const deadline = this.table.get(ref)?.deadline;
+    this.record("decision.recorded", ref, {
+      decision: "denied",
+      source: "timeout",
+      reason: `no decision before the review deadline (${deadline ?? "unknown"}); expiry counts as a denial`,
+    }, "sync");
+  }
+
+  /**
+   * Records a human decision if the ref is still pending (expiring it first if its deadline has passed). Deciding an
+   * already-decided ref changes nothing. The caller commits.
+   */
+  decide(input: DecisionInput, now: Date): DecideOutcome {
+    const view = this.table.get(input.ref);
+    if (!view) return { status: "not_found" };
+    if (isPastDeadline(view, now)) this.expire(view.ref);
+    if (view.status !== "pending") return { status: "already_decided", view };
+    this.record("decision.recorded", view.ref, {
+      decision: input.decision,
+      source: "human",
+      reviewer: input.reviewer,
+      ...(input.reason ? { reason: input.reason } : {}),
+    }, "sync");
+    return { status: "applied", view };
+  }
+
+  /** Resolves once every record so far is written (not fsynced); see `Ledger.whenWritten`. */
+  whenWritten(): Promise<void> {
+    return this.ledger.whenWritten();
+  }
+
+  commit(): Promise<void> {
+    return this.ledger.commit();
+  }
+
+  close(): Promise<void> {
+    return this.ledger.close();
+  }
+}
+
+export function isPastDeadline(view: RequestView, now: Date): boolean {
+  return view.status === "pending" && view.deadline !== undefined && Date.parse(view.deadline) <= now.getTime();
+}
+
+function refValue(ref: string): number {
+  return Number.parseInt(ref.slice(4), 16) | 0;
+}

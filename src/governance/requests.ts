@@ -1,0 +1,157 @@
+import type { LedgerRecord } from "../ledger/ledger.js";
+import type { Assessment } from "../risk/assess.js";
+import type { FiredRule, Verdict } from "../risk/policy.js";
+
+/**
+ * Where a governed call stands. `assessing` is transient; at replay an unfinished `executing` becomes `unknown`
+ * (never re-run) and a call the gateway never finished routing becomes `abandoned`.
+ */
+export type RequestStatus =
+  | "assessing"
+  | "pending"
+  | "approved"
+  | "executing"
+  | "executed"
+  | "denied"
+  | "expired"
+  | "unknown"
+  | "abandoned";
+
+export const TERMINAL_STATUSES: ReadonlySet<RequestStatus> = new Set(["executed", "denied", "expired", "unknown", "abandoned"]);
+
+export interface RecordedDecision {
+  decision: "approved" | "denied";
+  source: "human" | "timeout" | "policy";
+  reviewer?: string;
+  reason?: string;
+  at: string;
+}
+
+/** Everything known about one request, rebuilt from the ledger. */
+export interface RequestView {
+  ref: string;
+  status: RequestStatus;
+  upstream: string;
+  tool: string;
+  name: string;
+  args: Record<string, unknown>;
+  argsDigest: string;
+  client?: { name?: string; version?: string };
+  createdAt: string;
+  updatedAt: string;
+  assessment?: Assessment;
+  autoApproved: boolean;
+  deadline?: string;
+  decision?: RecordedDecision;
+  outcome?: "ok" | "error" | "unknown";
+  result?: unknown;
+  history: LedgerRecord[];
+}
+
+/** The request table: a pure fold over ledger records. */
+export class RequestTable {
+  readonly byRef = new Map<string, RequestView>();
+  /** args digest -> ref, for requests awaiting a human (identical calls share the ref). */
+  private readonly openByDigest = new Map<string, string>();
+  private readonly keepHistory: boolean;
+
+  constructor(options: { keepHistory?: boolean } = {}) {
+    this.keepHistory = options.keepHistory ?? false;
+  }
+
+  get(ref: string): RequestView | undefined {
+    return this.byRef.get(ref);
+  }
+
+  openRefFor(digest: string): string | undefined {
+    return this.openByDigest.get(digest);
+  }
+
+  /** Applies one record; returns the view it changed, if any. */
+  apply(record: LedgerRecord): RequestView | undefined {
+    const ref = record.ref;
+    if (!ref) return undefined;
+    const data = record.data;
+    if (record.type === "request.created") {
+      const view: RequestView = {
+        ref,
+        status: "assessing",
+        upstream: String(data.upstream),
+        tool: String(data.tool),
+        name: String(data.name ?? data.tool),
+        args: (data.args ?? {}) as Record<string, unknown>,
+        argsDigest: String(data.args_digest),
+        ...(data.client ? { client: data.client as RequestView["client"] } : {}),
+        createdAt: record.ts,
+        updatedAt: record.ts,
+        autoApproved: false,
+        history: this.keepHistory ? [record] : [],
+      };
+      this.byRef.set(ref, view);
+      return view;
+    }
+    const view = this.byRef.get(ref);
+    if (!view) return undefined;
+    view.updatedAt = record.ts;
+    if (this.keepHistory) view.history.push(record);
+    switch (record.type) {
+      case "request.assessed":
+        view.assessment = {
+          score: Number(data.score),
+          classification: String(data.classification),
+          reasons: (data.reasons ?? []) as string[],
+          evaluator: String(data.evaluator),
+          ...(Array.isArray(data.rules) ? { rules: data.rules as FiredRule[] } : {}),
+          ...(data.verdict === "allow" || data.verdict === "review" || data.verdict === "deny" ? { verdict: data.verdict } : {}),
+        };
+        break;
+      case "request.auto_approved":
+        view.status = "approved";
+        view.autoApproved = true;
+        break;
+      case "request.held":
+        view.status = "pending";
+        view.deadline = String(data.deadline);
+        this.openByDigest.set(view.argsDigest, ref);
+        break;
+      case "decision.recorded":
+        view.decision = {
+          decision: data.decision === "approved" ? "approved" : "denied",
+          source: (data.source ?? "human") as RecordedDecision["source"],
+          ...(data.reviewer !== undefined ? { reviewer: String(data.reviewer) } : {}),
+          ...(data.reason !== undefined ? { reason: String(data.reason) } : {}),
+          at: record.ts,
+        };
+        view.status = view.decision.decision === "approved" ? "approved" : view.decision.source === "timeout" ? "expired" : "denied";
+        break;
+      case "execution.started":
+        view.status = "executing";
+        break;
+      case "execution.finished":
+        view.status = "executed";
+        view.outcome = data.outcome === "ok" ? "ok" : "error";
+        view.result = data.result;
+        break;
+      case "execution.interrupted":
+        view.status = "unknown";
+        view.outcome = "unknown";
+        break;
+      case "request.abandoned":
+        view.status = "abandoned";
+        break;
+      default:
+        break;
+    }
+    if (TERMINAL_STATUSES.has(view.status)) {
+      if (this.openByDigest.get(view.argsDigest) === ref) this.openByDigest.delete(view.argsDigest);
+      // A finished auto-approved call was answered in-line; a running gateway need not keep it (memory stays flat).
+      if (view.autoApproved && !this.keepHistory) this.byRef.delete(ref);
+    }
+    return view;
+  }
+
+  /** Requests waiting for a human, oldest first. */
+  pending(): RequestView[] {
+    return [...this.byRef.values()].filter((view) => view.status === "pending");
+  }
+}

@@ -1,0 +1,122 @@
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import type { DecisionInput, GovernanceEngine } from "../governance/engine.js";
+import { AtlasError, NotFoundError } from "../errors.js";
+import { decideRef } from "../governance/review.js";
+import type { WebhookVerifier } from "./webhook.js";
+
+// Loaded through require on purpose: an ESM import of node:http builds a facade over all its exports, whose lazy
+// getters load Node's bundled undici (fetch, WebSocket, web streams) — about 25 ms of every gateway start, for nothing.
+const { createServer } = createRequire(import.meta.url)("node:http") as typeof import("node:http");
+
+export const MAX_WEBHOOK_BODY_BYTES = 64 * 1024;
+
+export interface ListenerDeps {
+  engine: GovernanceEngine;
+  verifier: WebhookVerifier;
+  dataDir: string;
+  version: string;
+  log: (line: string) => void;
+  /** Extra routes by exact path (the Inngest serve handler mounts on `/api/inngest`). */
+  routes?: Record<string, RequestListener>;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string | "too-large"> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"]);
+    if (Number.isFinite(declared) && declared > limit) {
+      resolve("too-large");
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) tooLarge = true;
+      else chunks.push(chunk);
+    });
+    req.on("end", () => resolve(tooLarge ? "too-large" : Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+/** Applies a decision here if this gateway holds the ref, otherwise wherever in the data dir it lives. */
+async function applyDecision(deps: ListenerDeps, input: DecisionInput) {
+  const local = await deps.engine.decide(input);
+  if (local.status !== "not_found") return local;
+  return (await decideRef(deps.dataDir, input)).outcome;
+}
+
+/** The embedded HTTP listener: health on `/`, the signed approval webhook, and any mounted routes. */
+export function createRequestHandler(deps: ListenerDeps): RequestListener {
+  return (req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const mounted = path ? deps.routes?.[path] : undefined;
+    if (mounted) return mounted(req, res);
+    if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
+      return sendJson(res, 200, { status: "ATLAS Governance Gateway Running", version: deps.version, engine: deps.engine.name, pending: deps.engine.pending().length });
+    }
+    if (path === "/webhook/approval") {
+      if (req.method !== "POST") return sendJson(res, 405, { error: "use POST" });
+      void handleWebhook(deps, req, res).catch((error: Error) => {
+        deps.log(`webhook: ${error.message}`);
+        if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
+      });
+      return;
+    }
+    sendJson(res, 404, { error: `no route ${req.method} ${path}` });
+  };
+}
+
+async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await readBody(req, MAX_WEBHOOK_BODY_BYTES);
+  if (body === "too-large") return sendJson(res, 413, { error: `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes` });
+  const check = deps.verifier.check(body, req.headers);
+  if (!check.ok) return sendJson(res, check.status, { error: check.error });
+  const { event_id: ref, decision, reviewer, reason } = check.body;
+  let outcome;
+  try {
+    outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", ...(reason ? { reason } : {}) });
+  } catch (error) {
+    if (error instanceof NotFoundError) return sendJson(res, 404, { error: `unknown ref ${ref}` });
+    if (error instanceof AtlasError) return sendJson(res, 409, { error: error.message });
+    throw error;
+  }
+  if (outcome.status === "not_found") return sendJson(res, 404, { error: `unknown ref ${ref}` });
+  if (outcome.status === "already_decided") {
+    return sendJson(res, 409, { error: `${ref} is already ${outcome.view.status}; nothing changed`, ref, status: outcome.view.status });
+  }
+  deps.log(`webhook: ${ref} ${decision} by ${reviewer ?? "webhook"}`);
+  sendJson(res, 200, { ref, decision, status: outcome.view.status });
+}
+
+/**
+ * Starts listening. A busy port is reported and resolves undefined: the MCP server keeps running without it.
+ */
+export function startListener(handler: RequestListener, host: string, port: number, log: (line: string) => void): Promise<{ server: Server; port: number } | undefined> {
+  const server = createServer(handler);
+  server.keepAliveTimeout = 5000;
+  return new Promise((resolve) => {
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      log(
+        error.code === "EADDRINUSE"
+          ? `listener: ${host}:${port} is in use (another atlas-gateway?). The webhook is unavailable for this gateway; set --port or ATLAS_PORT (0 = any free port). Reviewer commands still work.`
+          : `listener: cannot listen on ${host}:${port}: ${error.message}. The webhook is unavailable; reviewer commands still work.`,
+      );
+      resolve(undefined);
+    });
+    server.listen(port, host, () => {
+      server.unref();
+      resolve({ server, port: (server.address() as AddressInfo).port });
+    });
+  });
+}

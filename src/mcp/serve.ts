@@ -1,0 +1,205 @@
+import type { Server as HttpServer, RequestListener } from "node:http";
+import type { Server as NetServer } from "node:net";
+import type { Readable, Writable } from "node:stream";
+import type { GatewayConfig } from "../config.js";
+import { demoUpstream } from "../demo/tools.js";
+import type { Executor, GovernanceEngine } from "../governance/engine.js";
+import { AtlasError } from "../errors.js";
+import { createGateway, type Gateway } from "./gateway.js";
+import { instancePaths } from "../dataDir.js";
+import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
+import { createRequestHandler, startListener } from "../http/listener.js";
+import { LocalEngine } from "../governance/localEngine.js";
+import { maskSecrets } from "../mask.js";
+import type { LedgerRecord } from "../ledger/ledger.js";
+import type { RequestView } from "../governance/requests.js";
+import { describeEffect } from "../risk/assess.js";
+import { createEvaluatorFromConfig } from "../risk/setup.js";
+import { StreamTransport } from "./stdioTransport.js";
+import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
+import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
+import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
+
+export interface ServeIO {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface RunningGateway extends Gateway {
+  instance: string;
+  port: number | undefined;
+  /** Resolves once the gateway has shut down (stdin closed, or `close()`). */
+  closed: Promise<void>;
+  close(reason?: string): Promise<void>;
+}
+
+/** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
+async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
+  // A reviewer command holds the lock only while it writes a decision, but opening a big ledger takes seconds: wait
+  // for it rather than move to another instance and leave this one's approved calls waiting.
+  const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 15_000);
+  if (preferred) return preferred;
+  for (let n = 2; n <= 20; n++) {
+    const name = `${config.instance}-${n}`;
+    const lock = tryLock(config.dataDir, name, "gateway");
+    if (lock) {
+      const holder = readLock(config.dataDir, config.instance);
+      log(`instance '${config.instance}' is held by another gateway (pid ${holder?.pid ?? "?"}); this one uses instance '${name}' (set ATLAS_INSTANCE to choose)`);
+      return lock;
+    }
+  }
+  throw new AtlasError(`every instance '${config.instance}' .. '${config.instance}-20' in ${config.dataDir} is held by a running gateway`);
+}
+
+/**
+ * Starts the whole gateway on the given streams: upstreams, engine (ledger replay), MCP server, control socket and
+ * HTTP listener. Signals are the caller's business.
+ */
+export async function runGateway(config: GatewayConfig, io: ServeIO, version: string): Promise<RunningGateway> {
+  const log = (line: string) => void io.stderr.write(`atlas-gateway: ${line}\n`);
+  const lock = await claimInstance(config, log);
+  const instance = lock.info.instance;
+  const paths = instancePaths(config.dataDir, instance);
+  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  let stopReason = "shutdown";
+  const cleanUp = async () => {
+    for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
+  };
+
+  try {
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir));
+    const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
+    if (config.demo) sources.unshift(demoUpstream(version));
+    if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
+
+    let gateway: Gateway | undefined;
+    const upstreams = new UpstreamSet(sources, {
+      env: io.env,
+      log,
+      toolTimeoutMs: config.toolTimeout,
+      startupTimeoutMs: config.startupTimeout,
+      version,
+      onToolsChanged: () => {
+        observePins();
+        void gateway?.server.sendToolListChanged().catch(() => {});
+      },
+    });
+    cleanups.push(() => upstreams.close());
+
+    const pins = new ToolPinTable();
+    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
+    const engineOptions = {
+      ledgerPath: paths.ledger,
+      instance,
+      evaluator,
+      onRecord: (record: LedgerRecord) => pins.apply(record),
+      threshold: config.risk.threshold,
+      reviewTimeoutMs: config.reviewTimeout,
+      executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
+      version,
+      log,
+      startInfo: { instance, upstreams: sources.map((source) => source.name) },
+      onHeld: (view: RequestView) => {
+        const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
+        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
+      },
+    };
+    let engine: GovernanceEngine;
+    let routes: Record<string, RequestListener> | undefined;
+    let describeInngest: ((port: number | undefined) => string) | undefined;
+    if (config.engine === "inngest") {
+      // Imported only here: the local engine's start-up never loads the Inngest SDK.
+      const { startInngestEngine } = await import("../inngest/index.js");
+      const started = await startInngestEngine({ ...engineOptions, config });
+      ({ engine, routes, describe: describeInngest } = started);
+    } else {
+      engine = LocalEngine.open(engineOptions);
+    }
+    cleanups.push(() => engine.close(stopReason));
+
+    /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
+    function observePins(): void {
+      for (const entry of upstreams.catalogue()) {
+        for (const record of pins.observe(entry.upstream, entry.tool, pinnableDefinition(entry.definition, entry.tool))) {
+          if (record.type === "tool.changed") {
+            log(`tool ${entry.name} (upstream ${entry.upstream}) changed since it was pinned (${(record.data.changed as string[]).join(", ")}): every call to it is held until a human runs 'atlas-gateway tools trust ${entry.name}'`);
+          }
+          try {
+            void engine.recordEvent(record.type, record.data).catch((error: Error) => log(`ledger: ${error.message}`));
+          } catch (error) {
+            log(`ledger: could not record ${record.type} for ${entry.name}: ${(error as Error).message}`);
+          }
+        }
+      }
+    }
+
+    gateway = createGateway({ upstreams, engine, version });
+
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    let closing: Promise<void> | undefined;
+    const close = (reason = "shutdown") => {
+      // Assigned before the body runs: closing the MCP server re-enters close() through onclose, synchronously.
+      closing ??= Promise.resolve().then(async () => {
+        stopReason = reason;
+        log(`shutting down (${reason})`);
+        await gateway.server.close().catch(() => {});
+        await cleanUp();
+        resolveClosed();
+      });
+      return closing;
+    };
+    gateway.server.onclose = () => void close("client disconnected");
+
+    // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
+    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
+    // sockets below start.
+    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
+    void upstreams.ready.then(() => {
+      observePins();
+      engine.resume();
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    /** Registers shutdown work; runs it at once if shutdown began while it was starting (stdin closed early). */
+    const onShutdown = (step: () => Promise<void> | void) => {
+      if (closing) void Promise.resolve(step()).catch(() => {});
+      else cleanups.push(step);
+    };
+
+    const control: NetServer = await serveControl(paths.socket, async (request) => {
+      if (request.op === "decide") return engine.decide(request);
+      if (request.op === "trust") {
+        const record = pins.trust(request.upstream, request.tool, request.reviewer, { ...(request.hash ? { hash: request.hash } : {}), ...(request.reason ? { reason: request.reason } : {}) });
+        await engine.recordEvent(record.type, record.data);
+        log(`tool ${request.upstream}/${request.tool}: new definition trusted by ${request.reviewer}; calls are routed by policy again`);
+        return { status: "trusted", ...record.data };
+      }
+      throw new Error(`unknown op ${String((request as { op?: unknown }).op)}`);
+    });
+    onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
+
+    const listening = await startListener(
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
+      config.host,
+      config.port,
+      log,
+    );
+    const http: HttpServer | undefined = listening?.server;
+    if (http) {
+      onShutdown(() => new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      }));
+    }
+    if (!closing) lock.update({ socket: paths.socket, ...(listening ? { port: listening.port, host: config.host } : {}) });
+
+    log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
+    if (describeInngest) log(describeInngest(listening?.port));
+    return { ...gateway, instance, port: listening?.port, closed, close };
+  } catch (error) {
+    await cleanUp();
+    throw error;
+  }
+}

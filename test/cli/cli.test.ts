@@ -1,0 +1,68 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { main } from "../../src/cli/main.js";
+import { VERSION } from "../../src/version.js";
+import { tempDir } from "../helpers.js";
+
+/** The CLI in-process, with its own IO and a private user-config dir. */
+async function run(args: string[], env: NodeJS.ProcessEnv) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (text) => out.push(text), err: (text) => err.push(text), env });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+describe("CLI", () => {
+  const configDir = tempDir("atlas-cli-config-");
+  const dataDir = tempDir("atlas-cli-data-");
+  const env = { HOME: dataDir, ATLAS_CONFIG_DIR: configDir, ATLAS_DATA_DIR: dataDir };
+
+  it("config set validates, persists, and reverts a bad value", async () => {
+    expect((await run(["config", "set", "risk.threshold", "55"], env)).code).toBe(0);
+    expect((await run(["config", "get", "risk.threshold"], env)).out).toBe("55");
+    const bad = await run(["config", "set", "port", "\"eighty\""], env);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/^atlas-gateway: port: /);
+    const path = (await run(["config", "path"], env)).out;
+    expect(path).toBe(join(configDir, "config.json"));
+    expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ risk: { threshold: 55 } });
+  });
+
+  it("names the user config file when it is not valid JSON", async () => {
+    const brokenDir = tempDir("atlas-cli-broken-");
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(brokenDir, "config.json"), "{ port: ");
+    const result = await run(["pending"], { ...env, ATLAS_CONFIG_DIR: brokenDir });
+    expect(result.code).toBe(2);
+    expect(result.err).toContain(`user config ${join(brokenDir, "config.json")}: `);
+  });
+
+  it("config get webhook.secret creates and prints the secret; unknown keys are an error", async () => {
+    const secret = (await run(["config", "get", "webhook.secret"], env)).out;
+    expect(secret).toMatch(/^whsec_/);
+    expect((await run(["config", "get", "webhook.secret"], env)).out).toBe(secret);
+    expect((await run(["config", "get", "nope"], env)).code).toBe(2);
+  });
+
+  it("pending, audit verify and show handle an empty data dir and bad refs", async () => {
+    const empty = { ...env, ATLAS_DATA_DIR: tempDir() };
+    expect((await run(["pending"], empty)).out).toBe("no calls waiting for review");
+    expect(await run(["audit", "verify"], empty)).toMatchObject({ code: 4, err: expect.stringMatching(/no ledgers in .*nothing to verify/) });
+    expect(await run(["show", "evt_12345678"], empty)).toMatchObject({ code: 4 });
+    expect(await run(["approve", "12345678"], empty)).toMatchObject({ code: 2, err: expect.stringMatching(/not a ref/) });
+    expect(await run(["tools", "show", "no_such_tool"], empty)).toMatchObject({ code: 4, err: expect.stringMatching(/no pinned tool 'no_such_tool'/) });
+  });
+
+  it("--version and --help work, an unknown command is a usage error", async () => {
+    expect((await run(["--version"], env)).out.trim()).toBe(VERSION);
+    expect((await run(["--help"], env)).out).toMatch(/approve \[options\] <ref>/);
+    const typo = await run(["aprove", "evt_12345678"], env);
+    expect(typo.code).toBe(2);
+    expect(typo.err).toMatch(/unknown command 'aprove'.*after --/);
+  });
+
+  it("keeps VERSION equal to package.json", () => {
+    expect(VERSION).toBe(JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "package.json"), "utf8")).version);
+  });
+});

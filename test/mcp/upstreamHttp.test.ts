@@ -1,0 +1,60 @@
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { createServer, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { UpstreamSet } from "../../src/mcp/upstreams.js";
+
+/** A real Streamable HTTP MCP server on 127.0.0.1 that insists on an Authorization header. */
+describe("Streamable HTTP upstream", () => {
+  const seen: (string | undefined)[] = [];
+  let url = "";
+  let close = () => {};
+
+  beforeAll(async () => {
+    const http = createServer(async (req: IncomingMessage, res) => {
+      seen.push(req.headers.authorization);
+      if (req.headers.authorization !== "Bearer s3cret") {
+        res.writeHead(401).end();
+        return;
+      }
+      const server = new Server({ name: "http-fixture", version: "1" }, { capabilities: { tools: {} } });
+      server.setRequestHandler(ListToolsRequestSchema, () => ({
+        tools: [{ name: "ping", inputSchema: { type: "object" }, annotations: { readOnlyHint: true } }],
+      }));
+      server.setRequestHandler(CallToolRequestSchema, () => ({ content: [{ type: "text", text: "pong" }] }));
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      await server.connect(transport);
+      await transport.handleRequest(req, res);
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+    close = () => http.close();
+  });
+  afterAll(() => close());
+
+  it("connects with the configured headers, lists and calls tools", async () => {
+    const logs: string[] = [];
+    const set = new UpstreamSet([{ name: "remote", config: { url, headers: { Authorization: "Bearer s3cret" } } }], {
+      env: {}, log: (line) => logs.push(line), toolTimeoutMs: 5000, startupTimeoutMs: 5000, version: "test",
+    });
+    await set.ready;
+    expect(set.catalogue().map((entry) => entry.name)).toEqual(["ping"]);
+    expect(await set.call({ upstream: "remote", tool: "ping", args: {} })).toMatchObject({ content: [{ type: "text", text: "pong" }] });
+    expect(seen.every((header) => header === "Bearer s3cret")).toBe(true);
+    await set.close();
+  });
+
+  it("reports a refused upstream and keeps going", async () => {
+    const logs: string[] = [];
+    const set = new UpstreamSet([{ name: "remote", config: { url, headers: {} } }], {
+      env: {}, log: (line) => logs.push(line), toolTimeoutMs: 5000, startupTimeoutMs: 5000, version: "test",
+    });
+    await set.ready;
+    expect(set.catalogue()).toEqual([]);
+    expect(set.status()[0]).toMatchObject({ name: "remote", ok: false });
+    expect(logs.some((line) => line.startsWith("upstream remote: failed to start"))).toBe(true);
+    await set.close();
+  });
+});

@@ -1,0 +1,142 @@
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.js";
+import { compilePolicy } from "../../src/risk/policy.js";
+import { createRiskEvaluator } from "../../src/risk/assess.js";
+import { createEvaluatorFromConfig } from "../../src/risk/setup.js";
+import { createSelfProtection, shellWords } from "../../src/risk/selfProtection.js";
+
+// A fake home with the gateway's files laid out as on a real machine.
+const root = realpathSync(mkdtempSync(join(tmpdir(), "atlas-selfprot-")));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const home = join(root, "home", "ana");
+const dataDir = join(home, ".local", "share", "atlas-gateway");
+const configFile = join(home, "work", "atlas.json");
+const packageDir = join(root, "lib", "node_modules", "atlas-gateway");
+const work = join(home, "work");
+mkdirSync(join(dataDir, "ledgers"), { recursive: true });
+mkdirSync(work, { recursive: true });
+mkdirSync(join(packageDir, "bin"), { recursive: true });
+mkdirSync(join(home, "src", "atlas-gateway"), { recursive: true });
+writeFileSync(join(dataDir, "webhook-secret"), "whsec_x\n");
+writeFileSync(join(dataDir, "ledgers", "main.jsonl"), "");
+writeFileSync(configFile, "{}");
+symlinkSync(dataDir, join(work, "innocent"));
+symlinkSync(join(dataDir, "webhook-secret"), join(root, "secret-link"));
+symlinkSync(join(dataDir, "not-yet-there.json"), join(root, "dangling-link"));
+
+const check = createSelfProtection({
+  paths: [
+    { path: dataDir, label: "the gateway's data dir" },
+    { path: configFile, label: "the gateway's config" },
+    { path: packageDir, label: "the gateway's CLI" },
+  ],
+  home,
+  cwds: [work],
+  env: { XDG_DATA_HOME: join(home, ".local", "share") },
+});
+
+describe("self-protection", () => {
+  const reached: [string, Record<string, unknown>, string][] = [
+    ["absolute path into the data dir", { path: join(dataDir, "ledgers", "main.jsonl") }, "data dir"],
+    ["the data dir itself", { path: dataDir }, "data dir"],
+    ["trailing slash", { path: `${dataDir}/` }, "data dir"],
+    ["the webhook secret with ~", { path: "~/.local/share/atlas-gateway/webhook-secret" }, "data dir"],
+    ["$HOME", { path: "$HOME/.local/share/atlas-gateway/ledgers" }, "data dir"],
+    ["${XDG_DATA_HOME}", { path: "${XDG_DATA_HOME}/atlas-gateway/webhook-secret" }, "data dir"],
+    ["relative path from the cwd", { path: "../.local/share/atlas-gateway/webhook-secret" }, "data dir"],
+    ["relative config file", { path: "atlas.json" }, "config"],
+    ["dot-dot normalised", { path: `${work}/../work/./atlas.json` }, "config"],
+    ["symlinked directory", { path: join(work, "innocent", "webhook-secret") }, "data dir"],
+    ["symlinked file", { path: join(root, "secret-link") }, "data dir"],
+    ["dangling symlink to a file about to be created", { path: join(root, "dangling-link") }, "data dir"],
+    ["a new file inside the data dir", { path: join(dataDir, "ledgers", "forged.jsonl") }, "data dir"],
+    ["file:// URL", { uri: `file://${dataDir}/webhook-secret` }, "data dir"],
+    ["nested in arrays and objects", { edits: [{ ok: "x" }, { target: { path: "~/work/atlas.json" } }] }, "config"],
+    ["path inside a shell command", { command: "cat ~/.local/share/atlas-gateway/webhook-secret | base64" }, "data dir"],
+    ["quoted path with spaces in a command", { command: `cp x "${dataDir}/ledgers/a b.jsonl"` }, "data dir"],
+    ["--flag=path", { command: `node x.js --data-dir=${dataDir}` }, "data dir"],
+    ["redirect into the config", { command: "echo '{}'>~/work/atlas.json" }, "config"],
+    ["PATH-style list", { env: `PATH=/usr/bin:${packageDir}/bin` }, "CLI"],
+    ["the CLI by name", { command: "atlas-gateway approve evt_1a2b3c4d" }, "CLI"],
+    ["the CLI through npx", { command: "npx -y atlas-gateway@latest approve evt_1a2b3c4d --reason ok" }, "CLI"],
+    ["the CLI after another command", { command: "ls; ATLAS_DATA_DIR=/x atlas-gateway deny evt_1 -r no" }, "CLI"],
+    ["the CLI in a subshell", { script: "echo $(atlas-gateway config get webhook.secret)" }, "CLI"],
+    ["the CLI from a bin dir", { command: "/usr/local/bin/atlas-gateway pending" }, "CLI"],
+    ["the CLI's launcher script", { command: "node ./node_modules/atlas-gateway/bin/atlas-gateway.js approve evt_1" }, "CLI"],
+    ["the CLI in node_modules/.bin", { command: "node_modules/.bin/atlas-gateway approve evt_1" }, "CLI"],
+    ["the CLI, upper case", { command: "ATLAS-GATEWAY approve evt_1" }, "CLI"],
+    ["the installed package", { path: join(packageDir, "dist", "cli.js") }, "CLI"],
+  ];
+  it.each(reached)("holds %s", (_label, args, target) => {
+    const hit = check(args);
+    expect(hit, JSON.stringify(args)).toBeDefined();
+    expect(hit!.target).toContain(target);
+  });
+
+  const clear: [string, Record<string, unknown>][] = [
+    ["an unrelated absolute path", { path: join(home, "notes.txt") }],
+    ["a sibling that shares a prefix", { path: `${dataDir}-backup/x` }],
+    ["a relative path elsewhere", { path: "src/index.ts" }],
+    ["a repository that shares the CLI's name", { command: `cd ${join(home, "src", "atlas-gateway")} && git status` }],
+    ["a word that contains the name", { query: "my-atlas-gateway-notes" }],
+    ["plain values", { citizen_id: "C-1001", days: 30, ok: true, none: null }],
+    ["no arguments", {}],
+  ];
+  it.each(clear)("lets through %s", (_label, args) => {
+    expect(check(args)).toBeUndefined();
+  });
+
+  it("a gateway started inside its own package dir holds relative paths into it, not every bare word", () => {
+    const inside = createSelfProtection({ paths: [{ path: packageDir, label: "the gateway's CLI" }], home, cwds: [packageDir] });
+    expect(inside({ citizen_id: "C-1001", note: "dist" })).toBeUndefined();
+    expect(inside({ path: "./dist/cli.js" })?.target).toContain("CLI");
+    expect(inside({ path: "bin/atlas-gateway.js" })?.target).toContain("CLI");
+    expect(inside({ path: "." })?.target).toContain("CLI");
+  });
+
+  it("names where in the arguments it found the path", () => {
+    expect(check({ edits: [{ ok: "x" }, { "target file": "~/work/atlas.json" }] })).toEqual({
+      at: '$.edits[1]["target file"]',
+      value: "~/work/atlas.json",
+      target: `the gateway's config (${configFile})`,
+    });
+  });
+
+  it.each([
+    ["a b  c", ["a", "b", "c"]],
+    [`cat "x y" 'z w'`, ["cat", "x y", "z w"]],
+    ["a\\ b;c|d&&e>f", ["a b", "c", "d", "e", "f"]],
+    ["$(atlas-gateway pending)", ["$", "atlas-gateway", "pending"]],
+  ])("splits shell words of %j", (text, words) => {
+    expect(shellWords(text)).toEqual(words);
+  });
+});
+
+describe("self-protection in the risk evaluator", () => {
+  const input = { upstream: "fs", tool: "write_file", name: "write_file", args: { path: "~/.local/share/atlas-gateway/ledgers/main.jsonl" } };
+
+  it("holds as critical whatever allow or score rules say; a deny rule still denies", async () => {
+    const evaluate = (rules: Parameters<typeof compilePolicy>[0]["rules"]) => createRiskEvaluator({ policy: compilePolicy({ rules }), selfProtection: check })({ ...input, annotations: { readOnlyHint: true } });
+    const allowed = await evaluate([{ tool: "write_file", effect: "allow" }, { tool: "*", effect: 0 }]);
+    expect(allowed).toMatchObject({ score: 100, classification: "critical", verdict: "review" });
+    expect(allowed.rules!.map((rule) => rule.id)).toEqual(["rules[0]", "rules[1]", "self-protection"]);
+    expect(allowed.reasons[0]).toMatch(/^self-protection: arguments reach the gateway's data dir/);
+    expect((await evaluate([{ tool: "write_file", effect: "deny" }])).verdict).toBe("deny");
+  });
+
+  it("protects the config files, data dir and control socket the config names", async () => {
+    const config = loadConfig({ env: {}, userConfig: false, flags: { config: configFile, dataDir }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env: { HOME: home }, cwd: work, packageDir });
+    for (const path of ["./atlas.json", "~/.local/share/atlas-gateway/webhook-secret", join(dataDir, "run", "main.sock"), join(packageDir, "dist", "cli.js"), join(packageDir, "package.json")]) {
+      const assessment = await evaluator({ ...input, args: { path } });
+      expect(assessment.verdict, path).toBe("review");
+      expect(assessment.rules?.some((rule) => rule.id === "self-protection"), path).toBe(true);
+    }
+    for (const path of ["./notes.md", join(packageDir, "src", "risk.ts")]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.some((rule) => rule.id === "self-protection"), path).toBe(false);
+    }
+  });
+});
