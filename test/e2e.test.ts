@@ -3,19 +3,15 @@ import { CallToolResultSchema, type CallToolResult } from "@modelcontextprotocol
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { StreamTransport } from "../src/mcp/stdioTransport.js";
 import { tempDir } from "./helpers.js";
+import { BIN } from "./helpers/rawMcpProcess.js";
 
-/** End to end: the built CLI, spawned as an MCP client would, with real upstream servers as child processes. */
+/** End to end: the installed CLI (see BIN), spawned as an MCP client would, with real upstream servers as child processes. */
 const ROOT = resolve(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "atlas-gateway.js");
 const FS_SERVER = join(ROOT, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js");
 const SLOW_SERVER = join(ROOT, "test", "fixtures", "slow-server.mjs");
-
-beforeAll(() => {
-  if (!existsSync(join(ROOT, "dist", "cli.js"))) throw new Error("run `npm run build` first (npm test does)");
-});
 
 class GatewayProcess {
   readonly stdout: Buffer[] = [];
