@@ -3,8 +3,7 @@
 var major = Number(process.versions.node.split(".")[0]);
 if (major < 22) {
   process.stderr.write(
-    "atlas-gateway needs Node.js 22 or newer, but this is Node " + process.version + ".\n" +
-      "Install Node 22+ from https://nodejs.org, or run it with: npx -y -p node@22 -- npx -y atlas-gateway\n"
+    "atlas-gateway needs Node.js 22 or newer, but this is Node " + process.version + ": install Node 22+ (https://nodejs.org), or run it with npx -y -p node@22 -- npx -y atlas-gateway\n"
   );
   process.exit(1);
 }
