@@ -325,13 +325,22 @@ describe("CLI", () => {
     expect(result.stderr).toMatch(new RegExp(`needs Node\\.js 22 or newer, but this is Node ${version.replace(/\./g, "\\.")}`));
   });
 
-  it("the demo runs the whole handshake and exits 0", async () => {
+  it("the demo runs the original system's calls end to end and exits 0", async () => {
     const result = await cli(["demo"], tempDir(), false);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
-    expect(result.stdout).toMatch(/HTTP 200/);
-    expect(result.stdout).toMatch(/EXECUTED \(approved by demo-reviewer/);
-    expect(result.stdout).toMatch(/hash chain intact/);
+    const out = result.stdout;
+    expect(out).toContain(`agent calls check_payment_status {"beneficiary_id":"B-1001"}`);
+    expect(out).toMatch(/Beneficiary B-1001: payment/);
+    expect(out).toContain(`agent calls request_payment_extension {"beneficiary_id":"B-1001","reason":"hardship: medical bills"}`);
+    expect(out).toMatch(/PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
+    expect(out).toMatch(/← HTTP 401 \{"error":"unsigned request: approvals must be signed per Standard Webhooks: send the headers webhook-id/);
+    expect(out).toMatch(/webhook-signature: v1,[A-Za-z0-9+/]+=*\n/);
+    expect(out).toMatch(/HTTP 200 \{"ref":"evt_[0-9a-f]{8}","decision":"approved"/);
+    expect(out).toMatch(/EXECUTED \(approved by demo-reviewer[\s\S]*Extension granted for beneficiary B-1001/);
+    expect(out).toContain(`agent calls modify_welfare_record {"beneficiary_id":"B-1001","changes":{"bank_account":"DE02 1203 0000 0000 2020 51"}}`);
+    expect(out).toMatch(/DENIED \(denied by demo-reviewer/);
+    expect(out).toMatch(/hash chain intact/);
+    expect(out).not.toMatch(/seed/i);
   });
 });
