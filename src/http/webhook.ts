@@ -23,7 +23,7 @@ export function loadOrCreateWebhookSecret(dataDir: string): string {
   return secret;
 }
 
-/** The seed's approval body, plus who decided and why. */
+/** The original system's approval body, plus who decided and why. */
 export const approvalBodySchema = z.object({
   decision: z.string().transform((value, ctx) => {
     const upper = value.toUpperCase();

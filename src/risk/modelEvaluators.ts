@@ -3,7 +3,7 @@ import { sha256Hex } from "../ledger/ledger.js";
 import type { EvaluatorConfig, HttpEvaluatorConfig, OpenAiEvaluatorConfig } from "./config.js";
 
 /**
- * Model evaluators: a remote model scores a call 0-100. One interface, two wire formats (the seed's `http` contract
+ * Model evaluators: a remote model scores a call 0-100. One interface, two wire formats (the plain `http` scoring contract
  * and OpenAI-compatible chat completions), both over Node's built-in fetch with an overall timeout and bounded retries. Any failure
  * throws a `ModelEvaluatorError` whose message names it; the risk evaluator turns that into score 100 (fail closed).
  */
@@ -180,7 +180,7 @@ async function readCapped(body: ReadableStream<Uint8Array> | null): Promise<stri
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** The seed's contract: POST `{tool, arguments, context}` -> `{risk_score, classification, action, rationale}`. */
+/** The plain scoring contract (the original welfare system's risk model): POST `{tool, arguments, context}` -> `{risk_score, classification, action, rationale}`. */
 export function createHttpEvaluator(config: Pick<HttpEvaluatorConfig, "url" | "headers" | "timeout" | "retries"> & { name?: string | undefined }): ModelEvaluator {
   const name = config.name ?? `http:${new URL(config.url).host}`;
   return {
