@@ -323,6 +323,7 @@ describe("CLI", () => {
     );
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(new RegExp(`needs Node\\.js 22 or newer, but this is Node ${version.replace(/\./g, "\\.")}`));
+    expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
   });
 
   it("the demo runs the original system's calls end to end and exits 0", async () => {
