@@ -10,7 +10,9 @@
 //   3. every name an importer takes from a dynamic import (`const { a, b: c } = await import("…")`,
 //      `(await import("…")).a`, `import("…").then((m) => m.a)`) is an export of what it loads;
 //   4. every package the built files import is a `dependencies` or `peerDependencies` entry of package.json, and every
-//      `dependencies` entry is imported by some built file (the CLI is bundled; only the library entry needs packages).
+//      `dependencies` entry is imported by some built file (the CLI is bundled; only the library entry needs packages);
+//   5. a `require("pkg")` that esbuild could not bundle (left as `__require`) is either such a dependency or an
+//      optional one, inside a `try` (debug's `supports-color`): otherwise it would throw at run time for a user.
 // It loads them in a child process with a temp HOME and config/data dirs, so loading a chunk cannot touch the user's files.
 // Usage: node scripts/check-dist.mjs [distDir]   (exit 0 = all good, 1 = problems, one line each)
 
@@ -63,10 +65,19 @@ const need = (file, specifier, name) => {
   if (!entry) targets.set(key, (entry = { file, specifier, names: [] }));
   if (name && !entry.names.includes(name)) entry.names.push(name);
 };
+const UNBUNDLED_REQUIRE = /\b__require\(\s*(["'])([^"']+)\1\s*\)/g;
+const unbundledRequires = [];
+
 await init;
 for (const name of files) {
   const file = join(dist, name);
   const code = readFileSync(file, "utf8");
+  for (const match of code.matchAll(UNBUNDLED_REQUIRE)) {
+    const specifier = match[2];
+    if (specifier.startsWith("node:") || isBuiltin(specifier)) continue;
+    const optional = /\btry\s*\{[^{}]*$/.test(code.slice(Math.max(0, match.index - 300), match.index));
+    unbundledRequires.push({ file, name: packageOf(specifier), optional });
+  }
   const [imports] = parse(code, name);
   for (const found of imports) {
     if (found.n !== undefined) notePackage(file, found.n);
@@ -142,6 +153,9 @@ for (const target of report.targets) {
 }
 const manifest = JSON.parse(readFileSync(join(dirname(dist), "package.json"), "utf8"));
 const declared = new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.peerDependencies ?? {})]);
+for (const { file, name, optional } of unbundledRequires) {
+  if (!optional && !declared.has(name)) problems.push(`${rel(file)} requires '${name}' at run time outside a try (esbuild could not bundle it), and package.json does not list it in dependencies`);
+}
 for (const [name, file] of packagesUsed) {
   if (!declared.has(name)) problems.push(`${rel(file)} imports '${name}', which package.json does not list in dependencies (a user's install would not have it)`);
 }

@@ -74,4 +74,14 @@ describe("check-dist", () => {
     expect(result.stderr).toContain("dist/cli.js imports 'left-pad-nowhere', which package.json does not list in dependencies");
     expect(result.stderr).toContain("package.json lists 'unused-dep' in dependencies, but no built file imports it");
   });
+
+  it("fails on a require that esbuild left unbundled, unless it is optional (inside a try)", async () => {
+    const dist = fakePackage({
+      "cli.js": `var __require = () => ({});\nexport function a() { return __require("needed-pkg"); }\nexport function b() { try { return __require("optional-pkg"); } catch { return undefined; } }\n`,
+    });
+    const result = await checkDist(dist);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("dist/cli.js requires 'needed-pkg' at run time outside a try");
+    expect(result.stderr).not.toContain("optional-pkg");
+  });
 });
