@@ -168,7 +168,12 @@ function checkLedgers(dataDir: string, instance: string): Check[] {
   return instances.map((name): Check => {
     const path = instancePaths(dataDir, name).ledger;
     try {
-      closeSync(openSync(path, "a")); // opening for append writes nothing, and fails as the gateway's append would
+      if (statSync(path).isDirectory()) {
+        // a ledger kept as a folder of segment files: the next segment must be creatable there
+        const probe = join(path, `.doctor-${process.pid}`);
+        writeFileSync(probe, "");
+        rmSync(probe);
+      } else closeSync(openSync(path, "a")); // opening for append writes nothing, and fails as the gateway's append would
     } catch (error) {
       return { ok: false, line: `ledger '${name}' not writable: ${path} (${fsMessage(error)}): the gateway cannot start`, fix: fsFix(error, path) };
     }

@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type ServerResponse } from "node:http";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
@@ -53,6 +54,24 @@ async function modelServer(handler: (res: ServerResponse) => void): Promise<stri
     server.close();
   });
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/**
+ * Makes a file refuse appends. Permissions do not stop root, so as root the file is made immutable (chattr +i, EPERM);
+ * otherwise it is made read-only (EACCES). Returns the error code an append meets, or undefined if impossible here.
+ */
+function refuseWrites(file: string): string | undefined {
+  if (process.getuid?.() !== 0) {
+    chmodSync(file, 0o444);
+    return "EACCES";
+  }
+  try {
+    execFileSync("chattr", ["+i", file], { stdio: "ignore" });
+  } catch {
+    return undefined;
+  }
+  cleanups.push(() => execFileSync("chattr", ["-i", file], { stdio: "ignore" }));
+  return "EPERM";
 }
 
 async function closedPort(): Promise<number> {
@@ -112,14 +131,17 @@ describe("doctor", () => {
     expect(failure(text, /ledger 'main' damaged/).fix).toMatch(/atlas-gateway audit verify/);
   });
 
-  it("ledger: ✗ not writable when the ledger cannot take an append (here a directory in its place)", async () => {
+  it("ledger: ✗ not writable when the ledger refuses appends, with the fix for that cause", async (context) => {
     const dataDir = tempDir();
-    mkdirSync(instancePaths(dataDir, "main").ledger, { recursive: true });
+    const engine = openEngine(dataDir, recordingExecutor());
+    await engine.close();
+    const code = refuseWrites(instancePaths(dataDir, "main").ledger);
+    if (!code) return context.skip("running as root without chattr: no way to make a file refuse root's writes here");
     const { text, failures } = await doctor(dataDir);
     expect(failures).toBe(1);
     const { line, fix } = failure(text, /ledger 'main' not writable/);
-    expect(line).toMatch(/EISDIR.*the gateway cannot start/);
-    expect(fix).toMatch(/is a directory where a file belongs/);
+    expect(line).toContain(`(${code}): the gateway cannot start`);
+    expect(fix).toMatch(code === "EACCES" ? /give your user write access/ : /chattr -i/);
   });
 
   it("ledger folder: ✗ when a file sits where it belongs", async () => {
