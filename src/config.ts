@@ -176,14 +176,15 @@ function mergeLayers(base: Record<string, unknown>, over: Record<string, unknown
 
 /** Reads a JSON config file; `mcpServers` (the MCP client shape) is accepted as `upstreams`. */
 export function readConfigFile(file: string): ConfigInput {
-  if (!existsSync(file)) throw new ConfigError([`${file}: config file not found`]);
+  if (!existsSync(file)) throw new ConfigError([`${file}: config file not found`], "create the file, or correct the path given with --config / ATLAS_CONFIG");
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
   } catch (error) {
-    throw new ConfigError([`${file}: not valid JSON (${(error as Error).message})`]);
+    const where = /line \d+ column \d+/.exec((error as Error).message)?.[0];
+    throw new ConfigError([`${file}: not valid JSON (${(error as Error).message})`], `fix the JSON syntax${where ? ` at ${where}` : ""} of ${file} (JSON allows no comments or trailing commas, and needs double quotes)`);
   }
-  if (!isPlainObject(parsed)) throw new ConfigError([`${file}: expected a JSON object at the top level`]);
+  if (!isPlainObject(parsed)) throw new ConfigError([`${file}: expected a JSON object at the top level`], `make ${file} one JSON object, e.g. {"upstreams": {…}}`);
   return normaliseFileLayer(parsed);
 }
 
@@ -263,7 +264,7 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
       configFiles.push(userConfigPath(env));
       userLayer = normaliseFileLayer(readUserConfig(env));
     } catch (error) {
-      throw new ConfigError([`user config ${userConfigPath(env)}: ${(error as Error).message} (fix it, or move it aside and use 'atlas-gateway config set')`]);
+      throw new ConfigError([`user config ${userConfigPath(env)}: ${(error as Error).message} (fix it, or move it aside and use 'atlas-gateway config set')`], `fix the JSON of ${userConfigPath(env)}, or move it aside and use 'atlas-gateway config set'`);
     }
   } else if (options.userConfig) userLayer = normaliseFileLayer(options.userConfig);
 

@@ -14,9 +14,12 @@ export class AtlasError extends Error {
 /** Invalid configuration or usage: one line per problem, exit 2. */
 export class ConfigError extends AtlasError {
   readonly problems: string[];
-  constructor(problems: string[]) {
+  /** What to do about it, when the cause is known (a missing file, a JSON syntax error); `doctor` prints it. */
+  readonly fix: string | undefined;
+  constructor(problems: string[], fix?: string) {
     super(problems.join("\n"), 2);
     this.problems = problems;
+    this.fix = fix;
   }
 }
 

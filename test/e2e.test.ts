@@ -3,19 +3,15 @@ import { CallToolResultSchema, type CallToolResult } from "@modelcontextprotocol
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { StreamTransport } from "../src/mcp/stdioTransport.js";
 import { tempDir } from "./helpers.js";
+import { BIN } from "./helpers/rawMcpProcess.js";
 
-/** End to end: the built CLI, spawned as an MCP client would, with real upstream servers as child processes. */
+/** End to end: the installed CLI (see BIN), spawned as an MCP client would, with real upstream servers as child processes. */
 const ROOT = resolve(import.meta.dirname, "..");
-const BIN = join(ROOT, "bin", "atlas-gateway.js");
 const FS_SERVER = join(ROOT, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js");
 const SLOW_SERVER = join(ROOT, "test", "fixtures", "slow-server.mjs");
-
-beforeAll(() => {
-  if (!existsSync(join(ROOT, "dist", "cli.js"))) throw new Error("run `npm run build` first (npm test does)");
-});
 
 class GatewayProcess {
   readonly stdout: Buffer[] = [];
@@ -327,15 +323,25 @@ describe("CLI", () => {
     );
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(new RegExp(`needs Node\\.js 22 or newer, but this is Node ${version.replace(/\./g, "\\.")}`));
+    expect(result.stderr.trimEnd().split("\n")).toHaveLength(1);
   });
 
-  it("the demo runs the whole handshake and exits 0", async () => {
+  it("the demo runs the original system's calls end to end and exits 0", async () => {
     const result = await cli(["demo"], tempDir(), false);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
-    expect(result.stdout).toMatch(/HTTP 200/);
-    expect(result.stdout).toMatch(/EXECUTED \(approved by demo-reviewer/);
-    expect(result.stdout).toMatch(/hash chain intact/);
+    const out = result.stdout;
+    expect(out).toContain(`agent calls check_payment_status {"beneficiary_id":"B-1001"}`);
+    expect(out).toMatch(/Beneficiary B-1001: payment/);
+    expect(out).toContain(`agent calls request_payment_extension {"beneficiary_id":"B-1001","reason":"hardship: medical bills"}`);
+    expect(out).toMatch(/PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
+    expect(out).toMatch(/← HTTP 401 \{"error":"unsigned request: approvals must be signed per Standard Webhooks: send the headers webhook-id/);
+    expect(out).toMatch(/webhook-signature: v1,[A-Za-z0-9+/]+=*\n/);
+    expect(out).toMatch(/HTTP 200 \{"ref":"evt_[0-9a-f]{8}","decision":"approved"/);
+    expect(out).toMatch(/EXECUTED \(approved by demo-reviewer[\s\S]*Extension granted for beneficiary B-1001/);
+    expect(out).toContain(`agent calls modify_welfare_record {"beneficiary_id":"B-1001","changes":{"bank_account":"DE02 1203 0000 0000 2020 51"}}`);
+    expect(out).toMatch(/DENIED \(denied by demo-reviewer/);
+    expect(out).toMatch(/hash chain intact/);
+    expect(out).not.toMatch(/seed/i);
   });
 });

@@ -1,12 +1,14 @@
-import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { loadConfig, type ConfigFlags, type GatewayConfig } from "../config.js";
 import { ConfigError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
 import { scanLedger } from "../ledger/ledger.js";
 import { UpstreamSet } from "../mcp/upstreams.js";
+import type { EvaluatorConfig } from "../risk/config.js";
+import { createModelEvaluator } from "../risk/modelEvaluators.js";
 import { VERSION } from "../version.js";
 import { webhookSecretPath } from "../http/webhook.js";
 
@@ -20,7 +22,12 @@ export interface DoctorOptions {
 
 type Check = { ok: boolean; line: string; fix?: string };
 
-/** Runs every check, prints one ✓/✗ line each (with the fix), and returns how many failed. */
+/**
+ * Runs every check, prints one ✓/✗ line each (with the fix), and returns how many failed. The rule (issue 13): a ✓
+ * means the gateway will start and work on that point, a ✗ means it will not, and each ✗ says what to do about its
+ * own cause. What start-up creates (data dir, ledger, webhook secret) is not a failure when absent: doctor checks that
+ * it can be created.
+ */
 export async function runDoctor(options: DoctorOptions): Promise<number> {
   const checks: Check[] = [];
   const report = (check: Check) => {
@@ -39,19 +46,16 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
     report({ ok: true, line: `config valid (engine ${config.engine}, threshold ${config.risk.threshold}, ${Object.keys(config.upstreams).length} upstream(s)${config.demo ? " + demo tools" : ""})` });
   } catch (error) {
     const problems = error instanceof ConfigError ? error.problems : [(error as Error).message];
-    report({ ok: false, line: `config invalid:\n    ${problems.join("\n    ")}`, fix: "correct the listed keys (see README, Configuration)" });
+    const fix = error instanceof ConfigError && error.fix ? error.fix : "correct the listed keys (see README, Configuration)";
+    report({ ok: false, line: `config invalid:\n    ${problems.join("\n    ")}`, fix });
     return checks.filter((check) => !check.ok).length;
   }
 
-  report(checkDataDir(config.dataDir));
-  report(checkSecret(config.dataDir));
-  const instances = listInstances(config.dataDir);
-  if (instances.length === 0) report({ ok: true, line: "ledger: none yet (created when the gateway first starts)" });
-  for (const instance of instances) {
-    const scan = scanLedger(instancePaths(config.dataDir, instance).ledger, () => {});
-    report(scan.problem
-      ? { ok: false, line: `ledger '${instance}': ${scan.problem.message}`, fix: "run 'atlas-gateway audit verify' and restore the ledger from a backup; a torn tail is repaired at the next start" }
-      : { ok: true, line: `ledger '${instance}': ${scan.last ? scan.last.seq + 1 : 0} records, chain intact` });
+  const dataDir = checkDataDir(config.dataDir);
+  report(dataDir);
+  if (dataDir.ok) {
+    report(checkSecret(config.dataDir));
+    for (const check of checkLedgers(config.dataDir, config.instance)) report(check);
   }
   report(await checkPort(config.host, config.port));
   report({ ok: true, line: `engine: ${config.engine}` });
@@ -59,6 +63,9 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
     const { checkInngestEngine } = await import("../inngest/index.js");
     for (const check of await checkInngestEngine(config, options.fetch)) report(check);
   }
+
+  for (const evaluator of config.risk.evaluators) report(await checkEvaluator(evaluator));
+  // Notification sinks (issue 9b) report here, one dry-run check per sink.
 
   for (const [name, upstream] of Object.entries(config.upstreams)) {
     const started = performance.now();
@@ -83,21 +90,46 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   return checks.filter((check) => !check.ok).length;
 }
 
+/** What to do about a file system error on `path`, by its cause. */
+function fsFix(error: unknown, path: string): string {
+  switch ((error as NodeJS.ErrnoException).code) {
+    case "EACCES":
+      return `give your user write access to ${path} (chmod u+w, or chown it to you), or set --data-dir / ATLAS_DATA_DIR to a directory you own`;
+    case "EPERM":
+      return `the system refuses writes to ${path} even with write permission (an immutable or append-only attribute: see lsattr / chattr -i, or a sandbox rule): lift it, or set --data-dir / ATLAS_DATA_DIR elsewhere`;
+    case "EROFS":
+      return `${path} is on a read-only file system: set --data-dir / ATLAS_DATA_DIR to a writable directory`;
+    case "EISDIR":
+      return `${path} is a directory where a file belongs: move it aside`;
+    case "ENOTDIR":
+    case "EEXIST":
+      return `a file sits where a directory belongs on the way to ${path}: move it aside`;
+    case "ENOSPC":
+      return "the disk is full: free some space";
+    default:
+      return `check ${path}, or set --data-dir / ATLAS_DATA_DIR to a directory you own`;
+  }
+}
+
+const fsMessage = (error: unknown) => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+
+/** Creates the data dir as start-up would, and proves a file can be written in it. */
 function checkDataDir(dataDir: string): Check {
+  const existed = existsSync(dataDir);
   try {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const probe = join(dataDir, `.doctor-${process.pid}`);
     writeFileSync(probe, "ok");
     rmSync(probe);
-    return { ok: true, line: `data dir writable: ${dataDir}` };
+    return { ok: true, line: `data dir writable: ${dataDir}${existed ? "" : " (created)"}` };
   } catch (error) {
-    return { ok: false, line: `data dir not writable: ${dataDir} (${(error as Error).message})`, fix: "set --data-dir / ATLAS_DATA_DIR to a directory you own" };
+    return { ok: false, line: `data dir not writable: ${dataDir} (${fsMessage(error)})`, fix: fsFix(error, dataDir) };
   }
 }
 
 function checkSecret(dataDir: string): Check {
   const path = webhookSecretPath(dataDir);
-  if (!existsSync(path)) return { ok: false, line: "webhook secret missing", fix: "start the gateway once, or run 'atlas-gateway config get webhook.secret' to create it" };
+  if (!existsSync(path)) return { ok: true, line: "webhook secret: none yet (created when the gateway first starts; 'atlas-gateway config get webhook.secret' creates and prints it)" };
   try {
     accessSync(path, constants.R_OK);
     const mode = statSync(path).mode & 0o777;
@@ -106,7 +138,84 @@ function checkSecret(dataDir: string): Check {
     }
     return { ok: true, line: `webhook secret present (${path}, mode 600)` };
   } catch (error) {
-    return { ok: false, line: `webhook secret unreadable: ${(error as Error).message}`, fix: `check the permissions of ${path}` };
+    return { ok: false, line: `webhook secret unreadable: ${fsMessage(error)}`, fix: `give your user read access to ${path} (chmod 600, owned by you)` };
+  }
+}
+
+/**
+ * Each ledger must verify and take appends (the gateway refuses to start otherwise: it fails closed); with none yet,
+ * the folder that will hold the configured instance's ledger must take a new file.
+ */
+function checkLedgers(dataDir: string, instance: string): Check[] {
+  const folder = dirname(instancePaths(dataDir, instance).ledger);
+  let instances: string[];
+  try {
+    instances = listInstances(dataDir);
+  } catch (error) {
+    return [{ ok: false, line: `ledger folder ${folder} unreadable (${fsMessage(error)})`, fix: fsFix(error, folder) }];
+  }
+  if (instances.length === 0) {
+    try {
+      mkdirSync(folder, { recursive: true, mode: 0o700 });
+      const probe = join(folder, `.doctor-${process.pid}`);
+      writeFileSync(probe, "");
+      rmSync(probe);
+      return [{ ok: true, line: `ledger: none yet (created in ${folder} when the gateway first starts)` }];
+    } catch (error) {
+      return [{ ok: false, line: `ledger folder ${folder} not writable (${fsMessage(error)}): the gateway cannot start`, fix: fsFix(error, folder) }];
+    }
+  }
+  return instances.map((name): Check => {
+    const path = instancePaths(dataDir, name).ledger;
+    try {
+      if (statSync(path).isDirectory()) {
+        // a ledger kept as a folder of segment files: the next segment must be creatable there
+        const probe = join(path, `.doctor-${process.pid}`);
+        writeFileSync(probe, "");
+        rmSync(probe);
+      } else closeSync(openSync(path, "a")); // opening for append writes nothing, and fails as the gateway's append would
+    } catch (error) {
+      return { ok: false, line: `ledger '${name}' not writable: ${path} (${fsMessage(error)}): the gateway cannot start`, fix: fsFix(error, path) };
+    }
+    const scan = scanLedger(path, () => {});
+    return scan.problem
+      ? { ok: false, line: `ledger '${name}' damaged: ${scan.problem.message}`, fix: "run 'atlas-gateway audit verify' to see where, and restore the ledger from a backup; a torn last line is repaired at the next start" }
+      : { ok: true, line: `ledger '${name}': ${scan.last ? scan.last.seq + 1 : 0} records, chain intact, writable` };
+  });
+}
+
+/** What a user can do about a model evaluator's failure, read from the failure's cause. */
+function evaluatorFix(evaluator: EvaluatorConfig, message: string): string {
+  const where = evaluator.type === "http" ? `url (${evaluator.url})` : `baseUrl (${evaluator.baseUrl})`;
+  if (/ECONNREFUSED/.test(message)) return `nothing answers there: start the model server, or correct ${where}`;
+  if (/ENOTFOUND|EAI_AGAIN/.test(message)) return `the host name does not resolve: correct ${where}`;
+  if (/^timeout/.test(message)) return `no answer within ${evaluator.timeout} ms: check that the server is up and not overloaded, or raise its timeout`;
+  if (/HTTP 40[13]\b/.test(message)) return evaluator.type === "openai" ? "the endpoint refused the credentials: check apiKey (and its environment variable) and headers" : "the endpoint refused the credentials: check headers";
+  if (/HTTP 404\b/.test(message)) return evaluator.type === "openai" ? `no such endpoint: baseUrl must be the API base that /chat/completions is appended to (often ending in /v1), and model a model it serves` : `no such endpoint: url must be the full scoring URL`;
+  if (/HTTP 5\d\d\b/.test(message)) return "the model server failed: see its logs";
+  if (/HTTP 3\d\d\b/.test(message)) return `the endpoint redirects: put the final address in ${where}`;
+  if (/malformed answer|out-of-range|not JSON|larger than/.test(message)) return `the endpoint answered, but not as a${evaluator.type === "http" ? "n http" : "n openai"} evaluator must (see README, Model evaluators)`;
+  if (/refused/.test(message)) return "the model refused the probe: try another model";
+  return `check ${where} and the server's logs`;
+}
+
+/**
+ * A live probe call to a model evaluator, as the gateway will make one (issue 13: in the 0.1 bundle every model call
+ * failed while doctor showed ✓). A failing evaluator holds every call it scores (fail closed), so it is a ✗.
+ */
+async function checkEvaluator(config: EvaluatorConfig): Promise<Check> {
+  const evaluator = createModelEvaluator({ ...config, cacheTtl: 0 });
+  const started = performance.now();
+  try {
+    const answer = await evaluator.evaluate({
+      tool: "atlas_doctor_probe",
+      arguments: {},
+      context: { probe: "a connectivity check from 'atlas-gateway doctor', not a real call; nothing will run", description: "does nothing" },
+    });
+    return { ok: true, line: `evaluator '${evaluator.name}': answered in ${Math.round(performance.now() - started)} ms (probe scored ${answer.score})` };
+  } catch (error) {
+    const message = (error as Error).message;
+    return { ok: false, line: `evaluator '${evaluator.name}': ${message} — every call it scores would be held (fail closed)`, fix: evaluatorFix(config, message) };
   }
 }
 

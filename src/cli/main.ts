@@ -261,7 +261,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   registerPolicyCommands(program, commandDeps);
 
   withCommonOptions(program.command("doctor"))
-    .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")
+    .description("check Node, config, data dir, ledgers, webhook secret, listener port, model evaluators (live probe) and upstreams; exit non-zero on any ✗")
     .option("--port <port>", "listener port to check")
     .action(async (flags: ConfigFlags) => {
       const { runDoctor } = await import("./doctor.js");
@@ -271,7 +271,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
 
   program
     .command("demo")
-    .description("run the governed handshake end to end in a temporary data dir: auto-approved call, held call, signed webhook approval, result, audit")
+    .description("run a governed agent session end to end in a temporary data dir: auto-approved call, held call, unsigned and signed webhook approval, result, a denial, audit")
     .option("--keep", "keep the temporary data dir")
     .option("--verbose", "show the gateway's stderr")
     .action(async (flags: { keep?: boolean; verbose?: boolean }) => {

@@ -21,6 +21,8 @@ export interface DemoOptions {
   bin?: string;
 }
 
+const refIn = (result: CallToolResult) => /PENDING REVIEW \(Ref: (evt_[0-9a-f]{8})\)/.exec(resultText(result))?.[1];
+
 function resultText(result: CallToolResult): string {
   return result.content.map((block) => (block.type === "text" ? block.text : `[${block.type}]`)).join("\n");
 }
@@ -28,9 +30,10 @@ function resultText(result: CallToolResult): string {
 const indent = (text: string) => text.split("\n").map((line) => `    ${line}`).join("\n");
 
 /**
- * The seed's handshake, end to end, against the real CLI in a fresh data dir: a low-risk call runs at once, a
- * high-risk call is held, a reviewer approves it through the signed webhook, the agent fetches the executed result,
- * and the ledger verifies.
+ * The original welfare back office's own calls, end to end, against the real CLI in a fresh data dir: a status check
+ * runs at once; a payment extension is held, the reviewer's unsigned approval (as the original system sent it) is
+ * refused with how to sign, the signed one approves it, and the agent fetches the executed result; a record change is
+ * held and denied; the ledger verifies.
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
   const { out } = options;
@@ -54,7 +57,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   };
 
   try {
-    out("ATLAS governance demo — the seed's handshake, end to end");
+    out("ATLAS governance demo: a welfare-payments agent's tool calls, governed end to end");
     out(`data dir: ${dataDir}`);
     const started = performance.now();
     await client.connect(transport, { timeout: 30_000 });
@@ -62,31 +65,55 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const { tools } = await client.listTools();
     out(`✓ tools offered: ${tools.map((tool) => tool.name).join(", ")}`);
 
-    const status = await call("check_payment_status", { citizen_id: "C-1001" });
+    const status = await call("check_payment_status", { beneficiary_id: "B-1001" });
     if (status.isError || resultText(status).startsWith("PENDING")) throw new AtlasError("check_payment_status should have been auto-approved");
     out("✓ low risk: auto-approved and executed at once");
 
-    const held = await call("request_payment_extension", { citizen_id: "C-1001", days: 30, reason: "hardship: medical bills" });
-    const ref = /PENDING REVIEW \(Ref: (evt_[0-9a-f]{8})\)/.exec(resultText(held))?.[1];
+    const held = await call("request_payment_extension", { beneficiary_id: "B-1001", reason: "hardship: medical bills" });
+    const ref = refIn(held);
     if (!ref) throw new AtlasError("request_payment_extension should have been held for review");
     out(`✓ high risk: held for human review as ${ref}`);
 
     const lock = JSON.parse(readFileSync(instancePaths(dataDir, instance).lock, "utf8")) as LockInfo;
     if (!lock.port) throw new AtlasError("the gateway's listener did not start");
-    const body = JSON.stringify({ decision: "APPROVED", event_id: ref, reviewer: "demo-reviewer", reason: "hardship documented" });
-    const response = await fetch(`http://127.0.0.1:${lock.port}/webhook/approval`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...signWebhook(loadOrCreateWebhookSecret(dataDir), body) },
-      body,
-    });
-    out(`\n→ reviewer POSTs a signed approval to /webhook/approval\n← HTTP ${response.status} ${await response.text()}`);
-    if (response.status !== 200) throw new AtlasError(`the signed webhook was refused (HTTP ${response.status})`);
-    out("✓ approval accepted (Standard Webhooks signature verified)");
+    const webhook = `http://127.0.0.1:${lock.port}/webhook/approval`;
+    const secret = loadOrCreateWebhookSecret(dataDir);
+    const post = async (body: string, headers: Record<string, string>) => {
+      const response = await fetch(webhook, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+      return { status: response.status, text: await response.text() };
+    };
+
+    const approval = JSON.stringify({ decision: "APPROVED", event_id: ref, reviewer: "demo-reviewer", reason: "hardship documented" });
+    out(`\n→ reviewer POSTs an unsigned approval to /webhook/approval, as the original system did\n  ${approval}`);
+    const unsigned = await post(approval, {});
+    out(`← HTTP ${unsigned.status} ${unsigned.text}`);
+    if (unsigned.status !== 401) throw new AtlasError(`an unsigned approval must be refused, got HTTP ${unsigned.status}`);
+    out("✓ unsigned approval refused: nothing without the secret can approve");
+
+    const signature = signWebhook(secret, approval);
+    out(`\n→ the same approval, signed (Standard Webhooks; secret from 'atlas-gateway config get webhook.secret'):`);
+    out(`  POST ${webhook}\n${Object.entries(signature).map(([name, value]) => `  ${name}: ${value}`).join("\n")}\n  ${approval}`);
+    const signed = await post(approval, signature);
+    out(`← HTTP ${signed.status} ${signed.text}`);
+    if (signed.status !== 200) throw new AtlasError(`the signed webhook was refused (HTTP ${signed.status})`);
+    out("✓ approval accepted (signature verified)");
 
     const final = await call("atlas_status", { ref, wait_seconds: 20 });
     const structured = final.structuredContent as { status?: string } | undefined;
     if (structured?.status !== "executed" || final.isError) throw new AtlasError(`expected ${ref} to be executed, got ${structured?.status ?? "no status"}`);
     out("✓ approved call executed exactly once; the agent received its real result");
+
+    const change = await call("modify_welfare_record", { beneficiary_id: "B-1001", changes: { bank_account: "DE02 1203 0000 0000 2020 51" } });
+    const changeRef = refIn(change);
+    if (!changeRef) throw new AtlasError("modify_welfare_record should have been held for review");
+    out(`✓ very high risk: held for human review as ${changeRef}`);
+    const denial = JSON.stringify({ decision: "DENIED", event_id: changeRef, reviewer: "demo-reviewer", reason: "bank change needs the beneficiary's own request" });
+    const denied = await post(denial, signWebhook(secret, denial));
+    out(`\n→ reviewer POSTs a signed denial\n← HTTP ${denied.status} ${denied.text}`);
+    if (denied.status !== 200) throw new AtlasError(`the signed denial was refused (HTTP ${denied.status})`);
+    const refusal = await call("atlas_status", { ref: changeRef, wait_seconds: 20 });
+    if (!refusal.isError || (refusal.structuredContent as { status?: string } | undefined)?.status !== "denied") throw new AtlasError(`expected ${changeRef} to be denied`);
+    out("✓ denied call never ran; the agent was told why");
 
     await client.close();
     const scan = scanLedger(instancePaths(dataDir, instance).ledger);

@@ -23,7 +23,7 @@ export function loadOrCreateWebhookSecret(dataDir: string): string {
   return secret;
 }
 
-/** The seed's approval body, plus who decided and why. */
+/** The original system's approval body, plus who decided and why. */
 export const approvalBodySchema = z.object({
   decision: z.string().transform((value, ctx) => {
     const upper = value.toUpperCase();
@@ -37,6 +37,18 @@ export const approvalBodySchema = z.object({
   reason: z.string().max(2000).optional(),
 });
 export type ApprovalBody = z.output<typeof approvalBodySchema>;
+
+const SIGNATURE_HEADERS = ["webhook-id", "webhook-timestamp", "webhook-signature"] as const;
+
+/**
+ * Told to a sender whose request carries no signature (issue 13: the original system's unsigned POST got a bare 401).
+ * Standard Webhooks, https://www.standardwebhooks.com/ (the signature scheme of the README's "Approval webhook").
+ */
+export const HOW_TO_SIGN =
+  "approvals must be signed per Standard Webhooks: send the headers webhook-id (a unique id), webhook-timestamp (unix " +
+  "seconds, within 5 minutes) and webhook-signature: v1,<base64 HMAC-SHA256 of \"<webhook-id>.<webhook-timestamp>.<body>\", " +
+  "keyed with the base64-decoded part of the secret after whsec_>. The secret: run 'atlas-gateway config get webhook.secret'. " +
+  "Example and libraries: README, Approval webhook; 'atlas-gateway demo' shows a signed request.";
 
 export type WebhookCheck =
   | { ok: true; body: ApprovalBody; id: string }
@@ -56,10 +68,13 @@ export class WebhookVerifier {
 
   check(rawBody: string, headers: Record<string, string | string[] | undefined>): WebhookCheck {
     const flat: Record<string, string> = {};
-    for (const name of ["webhook-id", "webhook-timestamp", "webhook-signature"]) {
+    for (const name of SIGNATURE_HEADERS) {
       const value = headers[name];
       if (typeof value === "string") flat[name] = value;
     }
+    const missing = SIGNATURE_HEADERS.filter((name) => flat[name] === undefined);
+    if (missing.length === SIGNATURE_HEADERS.length) return { ok: false, status: 401, error: `unsigned request: ${HOW_TO_SIGN}` };
+    if (missing.length > 0) return { ok: false, status: 401, error: `webhook signature rejected: missing header(s) ${missing.join(", ")}; ${HOW_TO_SIGN}` };
     try {
       this.webhook.verify(rawBody, flat, { jsonParse: false });
     } catch (error) {

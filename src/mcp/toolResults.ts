@@ -2,7 +2,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Decision } from "../governance/engine.js";
 import type { RequestView } from "../governance/requests.js";
 
-/** The line a held call answers with: the seed's wording, which agents and prompts already know. */
+/** The line a held call answers with: the original system's wording, which agents and prompts already know. */
 export function pendingText(ref: string): string {
   return `PENDING REVIEW (Ref: ${ref}). Action queued subject to governance checks.`;
 }

@@ -3,8 +3,8 @@ import { sha256Hex } from "../ledger/ledger.js";
 import type { EvaluatorConfig, HttpEvaluatorConfig, OpenAiEvaluatorConfig } from "./config.js";
 
 /**
- * Model evaluators: a remote model scores a call 0-100. One interface, two wire formats (the seed's `http` contract
- * and OpenAI-compatible chat completions), both over undici with an overall timeout and bounded retries. Any failure
+ * Model evaluators: a remote model scores a call 0-100. One interface, two wire formats (the plain `http` scoring contract
+ * and OpenAI-compatible chat completions), both over Node's built-in fetch with an overall timeout and bounded retries. Any failure
  * throws a `ModelEvaluatorError` whose message names it; the risk evaluator turns that into score 100 (fail closed).
  */
 
@@ -118,8 +118,6 @@ async function postJson(options: PostOptions): Promise<string> {
   let attempts = 0;
   let retryable = false;
   try {
-    // undici (1.3 MB) is loaded on the first model call, not at every start of every command: most installs use rules only
-    const { request } = await import("undici");
     for (; attempts <= options.retries; ) {
       if (attempts > 0) {
         const backoff = Math.min(100 * 2 ** (attempts - 1), 1000);
@@ -130,18 +128,21 @@ async function postJson(options: PostOptions): Promise<string> {
       let status: number;
       let text: string;
       try {
-        const response = await request(options.url, {
+        // Node's own fetch (undici inside Node): no dependency to bundle, so no CommonJS interop to get wrong (issue 13).
+        // Redirects are not followed: an evaluator that answers 3xx is misconfigured, and the arguments stay where sent.
+        const response = await fetch(options.url, {
           method: "POST",
           headers: { "content-type": "application/json", accept: "application/json", ...options.headers },
           body: payload,
           signal: controller.signal,
+          redirect: "manual",
         });
-        status = response.statusCode;
+        status = response.status;
         text = await readCapped(response.body);
       } catch (error) {
         if (controller.signal.aborted) throw new ModelEvaluatorError(`timeout: no answer within ${options.timeoutMs} ms${lastProblem ? ` (last: ${lastProblem})` : ""}`);
         if (error instanceof ModelEvaluatorError) throw error;
-        lastProblem = `cannot reach the evaluator (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+        lastProblem = `cannot reach the evaluator (${networkCause(error)})`;
         retryable = true;
         continue;
       }
@@ -156,13 +157,22 @@ async function postJson(options: PostOptions): Promise<string> {
   throw new ModelEvaluatorError(`${lastProblem}${retryable && attempts > 1 ? ` after ${attempts} attempts` : ""}`);
 }
 
-async function readCapped(body: AsyncIterable<Buffer | Uint8Array> & { destroy?: () => void }): Promise<string> {
+/** fetch reports every network failure as `TypeError: fetch failed`; the system error code (ECONNREFUSED…) is in `cause`. */
+function networkCause(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause;
+  if (typeof cause?.code === "string") return cause.code;
+  if (typeof cause?.message === "string" && cause.message) return cause.message;
+  return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+}
+
+async function readCapped(body: ReadableStream<Uint8Array> | null): Promise<string> {
+  if (!body) return "";
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
     if (size > MAX_BODY_BYTES) {
-      body.destroy?.();
+      await body.cancel().catch(() => undefined);
       throw new ModelEvaluatorError(`answer larger than ${MAX_BODY_BYTES} bytes`);
     }
     chunks.push(Buffer.from(chunk));
@@ -170,7 +180,7 @@ async function readCapped(body: AsyncIterable<Buffer | Uint8Array> & { destroy?:
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** The seed's contract: POST `{tool, arguments, context}` -> `{risk_score, classification, action, rationale}`. */
+/** The plain scoring contract (the original welfare system's risk model): POST `{tool, arguments, context}` -> `{risk_score, classification, action, rationale}`. */
 export function createHttpEvaluator(config: Pick<HttpEvaluatorConfig, "url" | "headers" | "timeout" | "retries"> & { name?: string | undefined }): ModelEvaluator {
   const name = config.name ?? `http:${new URL(config.url).host}`;
   return {

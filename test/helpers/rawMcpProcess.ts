@@ -1,7 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { inject } from "vitest";
 
-export const BIN = fileURLToPath(new URL("../../bin/atlas-gateway.js", import.meta.url));
+/**
+ * The CLI every end-to-end test drives: `bin/atlas-gateway.js` of the packed tarball installed into an empty project
+ * (test/setup/installedPackage.ts), i.e. what `npx atlas-gateway` runs for a user, not this checkout's files.
+ */
+export const BIN = inject("atlasBin");
 
 interface JsonRpcResponse {
   jsonrpc: "2.0";

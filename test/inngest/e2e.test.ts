@@ -83,18 +83,18 @@ async function runScenario(setup: Setup, encrypted = false): Promise<{ autoRun: 
   expect((tools.result!.tools as { name: string }[]).map((tool) => tool.name)).toContain("request_payment_extension");
 
   // Low risk: the agent's call waits while its run executes it; the agent gets the real result.
-  const lowCall = gateway.callTool("check_payment_status", { citizen_id: "C-1001" });
+  const lowCall = gateway.callTool("check_payment_status", { beneficiary_id: "B-1001" });
   const autoEvent = await api.waitFor((event) => event.name === REQUEST_EVENT);
   expect(autoEvent.data).toMatchObject({ route: "auto", instance: INSTANCE });
   const autoRun = await executorFor(setup, autoEvent).drive();
   expectOutput(autoRun, encrypted, { status: "executed", executed: true, by: "workflow" });
   const low = await lowCall;
   expect(low.result?.isError).toBeFalsy();
-  expect(text(low.result)).toContain("C-1001");
+  expect(text(low.result)).toContain("B-1001");
   expect(text(low.result)).not.toContain("PENDING");
 
   // High risk: held at once, the run waits for the reviewer.
-  const held = await gateway.callTool("request_payment_extension", { citizen_id: "C-1001", days: 30, reason: "hardship: medical bills" });
+  const held = await gateway.callTool("request_payment_extension", { beneficiary_id: "B-1001", reason: "hardship: medical bills" });
   const ref = /PENDING REVIEW \(Ref: (evt_[0-9a-f]{8})\)/.exec(text(held.result))?.[1];
   expect(ref).toBeDefined();
   const heldEvent = await api.waitFor((event) => event.name === REQUEST_EVENT && event.data.ref === ref);
@@ -118,7 +118,7 @@ async function runScenario(setup: Setup, encrypted = false): Promise<{ autoRun: 
 
   const status = await gateway.callTool("atlas_status", { ref, wait_seconds: 10 });
   expect(status.result?.structuredContent).toMatchObject({ ref, status: "executed", outcome: "ok", decision: { decision: "approved", reviewer: "e2e-reviewer" } });
-  expect(text(status.result)).toContain("C-1001");
+  expect(text(status.result)).toContain("B-1001");
   return { autoRun, heldRun, ref: ref! };
 }
 
@@ -127,7 +127,7 @@ describe("engine inngest, end to end through the built CLI", () => {
     const setup = await startGateway();
     const { ref } = await runScenario(setup);
     expect(setup.api.keys.every((key) => key === TEST_EVENT_KEY)).toBe(true);
-    expect(setup.api.raw.join("\n")).toContain("C-1001");
+    expect(setup.api.raw.join("\n")).toContain("B-1001");
 
     expect(await setup.gateway.close()).toBe(0);
     expect(setup.gateway.nonProtocol).toEqual([]);
@@ -147,10 +147,10 @@ describe("engine inngest, end to end through the built CLI", () => {
       expect(event.data.call).toMatchObject({ __ENCRYPTED__: true, __STRATEGY__: "inngest/libsodium" });
       expect(event.data.ref).toMatch(/^evt_/);
     }
-    expect(setup.api.raw.filter((raw) => raw.includes(REQUEST_EVENT)).join("\n")).not.toContain("C-1001");
+    expect(setup.api.raw.filter((raw) => raw.includes(REQUEST_EVENT)).join("\n")).not.toContain("B-1001");
     const stepData = [...autoRun.responses, ...heldRun.responses].map((res) => res.text).join("\n");
     expect(stepData).toContain("__ENCRYPTED__");
-    expect(stepData).not.toContain("C-1001");
+    expect(stepData).not.toContain("B-1001");
     expect(stepData).not.toContain("executed");
     expect(await setup.gateway.close()).toBe(0);
     expect(setup.gateway.nonProtocol).toEqual([]);
@@ -159,7 +159,7 @@ describe("engine inngest, end to end through the built CLI", () => {
   it("a reviewer command with no gateway running records the decision and sends it to Inngest", async () => {
     const setup = await startGateway();
     await setup.gateway.initialize();
-    const held = await setup.gateway.callTool("request_payment_extension", { citizen_id: "C-2002", days: 10 });
+    const held = await setup.gateway.callTool("request_payment_extension", { beneficiary_id: "B-2002", reason: "hardship" });
     const ref = /Ref: (evt_[0-9a-f]{8})/.exec(text(held.result))![1]!;
     await setup.api.waitFor((event) => event.name === REQUEST_EVENT && event.data.ref === ref);
     expect(await setup.gateway.close()).toBe(0);

@@ -242,11 +242,11 @@ describe("governed calls", () => {
     expect(calls).toHaveLength(0);
   });
 
-  it("governs the demo tools as the seed scores them", async () => {
+  it("governs the demo tools with their built-in scores", async () => {
     const h = await startHarness([demoUpstream("test")]);
-    const ok = await h.call("check_payment_status", { citizen_id: "C-7" });
-    expect(JSON.stringify(ok.content)).toContain("Citizen C-7");
-    for (const [tool, args] of [["request_payment_extension", { citizen_id: "C-7", days: 10 }], ["modify_welfare_record", { citizen_id: "C-7", field: "address", value: "x" }]] as const) {
+    const ok = await h.call("check_payment_status", { beneficiary_id: "B-7" });
+    expect(JSON.stringify(ok.content)).toContain("Beneficiary B-7");
+    for (const [tool, args] of [["request_payment_extension", { beneficiary_id: "B-7", reason: "hardship" }], ["modify_welfare_record", { beneficiary_id: "B-7", changes: { address: "x" } }]] as const) {
       const held = await h.call(tool, args);
       const view = h.engine.get(refOf(held))!;
       expect(view.status).toBe("pending");

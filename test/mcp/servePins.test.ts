@@ -49,7 +49,7 @@ describe("a running gateway with a rug-pulled tool", () => {
       const call = (args: Record<string, unknown>) => client.request({ method: "tools/call", params: { name: "check_payment_status", arguments: args } }, CallToolResultSchema);
       await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.some((record) => record.type === "tool.changed")).toBe(true);
 
-      const held = await call({ citizen_id: "C-1" });
+      const held = await call({ beneficiary_id: "B-1" });
       expect(text(held)).toContain("PENDING REVIEW");
       const ref = /Ref: (evt_[0-9a-f]{8})/.exec(text(held))![1]!;
       expect(stderr.join("")).toContain("tool check_payment_status (upstream demo) changed since it was pinned (description, inputSchema, annotations)");
@@ -65,8 +65,8 @@ describe("a running gateway with a rug-pulled tool", () => {
       expect(trust.code, trust.err).toBe(0);
       expect(trust.out).toContain("the running gateway routes its calls by policy again");
 
-      const ran = await call({ citizen_id: "C-2" });
-      expect(text(ran)).toContain("Citizen C-2: payment");
+      const ran = await call({ beneficiary_id: "B-2" });
+      expect(text(ran)).toContain("Beneficiary B-2: payment");
       expect((await cli("pending")).out).toContain(ref); // the call held before the trust still waits for a human
     } finally {
       await client.close().catch(() => {});
