@@ -2,6 +2,9 @@ import { Command, CommanderError, Option } from "commander";
 import { userInfo } from "node:os";
 import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
 import { registerPolicyCommands, registerToolCommands } from "./policy.js";
+import { registerHaltCommands } from "./halt.js";
+import { currentHalt } from "../governance/halt.js";
+import { describeHalt } from "../governance/haltState.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
@@ -132,6 +135,9 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       const { dataDir } = config(flags);
       const states = readAllInstances(dataDir);
       for (const state of states) if (state.problem) io.err(`warning: ledger '${state.instance}' is damaged from ${state.problem.message}; run 'atlas-gateway audit verify'`);
+      const halt = currentHalt(dataDir, states.flatMap((state) => (state.halt ? [state.halt] : [])));
+      // stderr for --json, so the JSON stays a plain list for scripts
+      if (halt?.halted) (flags.json ? io.err : io.out)(`HALTED: ${describeHalt(halt)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`);
       const now = Date.now();
       const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
         .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
@@ -259,6 +265,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   const commandDeps = { out: io.out, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
   registerToolCommands(program, commandDeps);
   registerPolicyCommands(program, commandDeps);
+  registerHaltCommands(program, commandDeps);
 
   withCommonOptions(program.command("doctor"))
     .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")

@@ -1,6 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { RequestView } from "./requests.js";
 import type { RiskInput } from "../risk/assess.js";
+import type { HaltFact } from "./haltState.js";
 
 /** A tool call as the engine sees it: where it goes, what it carries, and what the evaluator needs. */
 export interface GovernedCall extends RiskInput {
@@ -21,7 +22,7 @@ export type Executor = (call: { upstream: string; tool: string; args: Record<str
 export type Decision =
   | { kind: "allow"; ref: string; result: CallToolResult }
   | { kind: "hold"; ref: string; view: RequestView; deduplicated: boolean }
-  | { kind: "deny"; ref?: string; reason: string };
+  | { kind: "deny"; ref?: string; reason: string; halted?: boolean };
 
 export interface DecisionInput {
   ref: string;
@@ -53,6 +54,13 @@ export interface GovernanceEngine {
    * when the promise resolves.
    */
   recordEvent(type: string, data: Record<string, unknown>): Promise<void>;
+  /** The newest stop-button fact this engine's ledger holds (halted or resumed), if any. */
+  haltState(): HaltFact | undefined;
+  /**
+   * Records a halt or resume fact (durable when the promise resolves) unless the ledger already holds it or a newer one.
+   * While halted every new call is refused and approved calls wait; on resume they start if their deadline has not passed.
+   */
+  applyHalt(fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }>;
   /** Starts work that replay left due (approved-but-not-executed calls) once the upstreams are ready. */
   resume(): void;
   close(reason?: string): Promise<void>;

@@ -44,6 +44,8 @@ export interface RequestView {
   deadline?: string;
   decision?: RecordedDecision;
   outcome?: "ok" | "error" | "unknown";
+  /** Why an `abandoned` call was never run (the gateway stopped before routing it, or a halt outlasted its deadline). */
+  abandonedReason?: string;
   result?: unknown;
   history: LedgerRecord[];
 }
@@ -138,6 +140,7 @@ export class RequestTable {
         break;
       case "request.abandoned":
         view.status = "abandoned";
+        if (typeof data.reason === "string") view.abandonedReason = data.reason;
         break;
       default:
         break;

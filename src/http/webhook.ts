@@ -38,9 +38,26 @@ export const approvalBodySchema = z.object({
 });
 export type ApprovalBody = z.output<typeof approvalBodySchema>;
 
+/** The stop button over HTTP (`POST /webhook/halt`): the action is inside the signed body, so a signature for one cannot serve the other. */
+export const haltBodySchema = z.strictObject({
+  action: z.enum(["halt", "resume"], { error: "action must be \"halt\" or \"resume\"" }),
+  reason: z.string().trim().min(1).max(2000).optional(),
+  reviewer: z.string().min(1).max(200).optional(),
+}).refine((body) => body.action !== "halt" || body.reason !== undefined, { message: "a halt needs a reason", path: ["reason"] });
+export type HaltBody = z.output<typeof haltBodySchema>;
+
 export type WebhookCheck =
   | { ok: true; body: ApprovalBody; id: string }
   | { ok: false; status: 400 | 401; error: string };
+
+/** A request whose signature holds and whose id is fresh, with its body parsed as JSON (not yet validated). */
+export type SignedRequest =
+  | { ok: true; id: string; json: unknown }
+  | { ok: false; status: 400 | 401; error: string };
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ");
+}
 
 /**
  * Verifies a Standard Webhooks request (`webhook-id`, `webhook-timestamp` within ±5 min, `webhook-signature`
@@ -55,6 +72,15 @@ export class WebhookVerifier {
   }
 
   check(rawBody: string, headers: Record<string, string | string[] | undefined>): WebhookCheck {
+    const signed = this.verify(rawBody, headers);
+    if (!signed.ok) return signed;
+    const parsed = approvalBodySchema.safeParse(signed.json);
+    if (!parsed.success) return { ok: false, status: 400, error: describeIssues(parsed.error) };
+    return { ok: true, body: parsed.data, id: signed.id };
+  }
+
+  /** Checks the signature and the id (replays are refused), then parses the body as JSON. */
+  verify(rawBody: string, headers: Record<string, string | string[] | undefined>): SignedRequest {
     const flat: Record<string, string> = {};
     for (const name of ["webhook-id", "webhook-timestamp", "webhook-signature"]) {
       const value = headers[name];
@@ -70,15 +96,20 @@ export class WebhookVerifier {
     this.forgetOld();
     if (this.seen.has(id)) return { ok: false, status: 401, error: "webhook signature rejected: this webhook-id was already used (replay)" };
     this.seen.set(id, Date.now());
-    let json: unknown;
     try {
-      json = JSON.parse(rawBody);
+      return { ok: true, id, json: JSON.parse(rawBody) as unknown };
     } catch {
       return { ok: false, status: 400, error: "body is not valid JSON" };
     }
-    const parsed = approvalBodySchema.safeParse(json);
-    if (!parsed.success) return { ok: false, status: 400, error: parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ") };
-    return { ok: true, body: parsed.data, id };
+  }
+
+  /** Checks a signed stop-button request (`POST /webhook/halt`). */
+  checkHalt(rawBody: string, headers: Record<string, string | string[] | undefined>): { ok: true; body: HaltBody; id: string } | { ok: false; status: 400 | 401; error: string } {
+    const signed = this.verify(rawBody, headers);
+    if (!signed.ok) return signed;
+    const parsed = haltBodySchema.safeParse(signed.json);
+    if (!parsed.success) return { ok: false, status: 400, error: describeIssues(parsed.error) };
+    return { ok: true, body: parsed.data, id: signed.id };
   }
 
   /** Ids only need remembering while their timestamp is still acceptable (10 min covers ±5 min). */

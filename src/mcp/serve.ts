@@ -19,6 +19,8 @@ import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
+import { watchHaltFile } from "../governance/halt.js";
+import { describeHalt, isNewerHalt, type HaltFact } from "../governance/haltState.js";
 
 export interface ServeIO {
   stdin: Readable;
@@ -137,6 +139,22 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
 
     gateway = createGateway({ upstreams, engine, version });
 
+    /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
+    const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
+      if (!isNewerHalt(fact, engine.haltState())) return { changed: false, state: engine.haltState() };
+      const result = await engine.applyHalt(fact);
+      if (result.changed) {
+        log(fact.halted
+          ? `HALTED: ${describeHalt(fact)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`
+          : `RESUMED by ${fact.by} at ${fact.at}${fact.reason ? ` (reason: ${fact.reason})` : ""}: tool calls are routed by policy again.`);
+      }
+      return result;
+    };
+    // Before any call is routed or any approved call starts: a halt pressed while this gateway was down holds now.
+    const stopWatchingHalt = watchHaltFile(config.dataDir, (fact) => void adoptHalt(fact).catch((error: Error) => log(`halt: ${error.message}`)));
+    cleanups.push(stopWatchingHalt);
+    if (engine.haltState()?.halted) log(`starting HALTED: ${describeHalt(engine.haltState()!)}; run 'atlas-gateway resume' to let calls through.`);
+
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
     let closing: Promise<void> | undefined;
@@ -176,12 +194,16 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
         log(`tool ${request.upstream}/${request.tool}: new definition trusted by ${request.reviewer}; calls are routed by policy again`);
         return { status: "trusted", ...record.data };
       }
+      if (request.op === "halt") {
+        const result = await adoptHalt(request.fact);
+        return { status: result.changed ? "applied" : "unchanged", ...(result.state ? { state: result.state } : {}) };
+      }
       throw new Error(`unknown op ${String((request as { op?: unknown }).op)}`);
     });
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, ...(routes ? { routes } : {}) }),
       config.host,
       config.port,
       log,
