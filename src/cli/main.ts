@@ -40,6 +40,11 @@ function describeView(view: RequestView): string {
   return `${view.ref} (${view.name}) is ${view.status}${by && view.status !== "expired" ? `: ${by}` : ""}`;
 }
 
+/** "1 of 2 approvals": where a two-person call stands. */
+function approvalCount(view: RequestView): string {
+  return `${view.approvals?.length ?? 0} of ${view.approvalsRequired ?? 1} approvals`;
+}
+
 function age(iso: string, now = Date.now()): string {
   const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
   if (seconds < 60) return `${seconds}s`;
@@ -118,6 +123,11 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           if (failed) io.err(`atlas-gateway: the decision is recorded, but could not be sent to Inngest now (${failed}); the gateway sends it when it next starts`);
         }
         const verb = name === "approve" ? "approved" : "denied";
+        if (view.status === "pending" && view.approvalsRequired) {
+          const count = view.approvals?.length ?? 0;
+          io.out(`${verb} ${view.ref} (${view.name}) as ${reviewer}: ${approvalCount(view)}; it runs once ${view.approvalsRequired - count} more distinct reviewer(s) approve.`);
+          return;
+        }
         const next = name === "deny"
           ? "it will not run."
           : resolved.engine === "inngest"
@@ -145,6 +155,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         io.out(JSON.stringify(pending.map(({ instance, view }) => ({
           ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
           expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
+          ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, reviewers: (view.approvals ?? []).map((a) => a.reviewer) } } : {}),
         })), null, 2));
         return;
       }
@@ -153,12 +164,14 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         return;
       }
       const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
+      const showApprovals = pending.some((item) => item.view.approvalsRequired);
       io.out(formatTable(
-        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
+        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), ...(showApprovals ? ["APPROVALS"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
         pending.map(({ instance, view }) => [
           view.ref,
           view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
           ...(showInstance ? [instance] : []),
+          ...(showApprovals ? [view.approvalsRequired ? approvalCount(view) : "-"] : []),
           view.name,
           clip(JSON.stringify(maskSecrets(view.args)), 60),
           String(view.assessment?.score ?? "?"),
@@ -183,6 +196,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       io.out(`arguments: ${JSON.stringify(maskSecrets(view.args))}`);
       if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${view.assessment.reasons.join("; ")}`);
       if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
+      if (view.approvalsRequired) io.out(`approvals: ${approvalCount(view)}${view.approvals?.length ? ` (${view.approvals.map((a) => a.reviewer).join(", ")})` : ""}`);
       if (view.decision) io.out(`decision: ${describeView(view).split(": ").slice(1).join(": ") || view.status}`);
       io.out("history:");
       for (const record of history) {

@@ -34,6 +34,8 @@ export interface DecisionInput {
 export type DecideOutcome =
   | { status: "applied"; view: RequestView }
   | { status: "already_decided"; view: RequestView }
+  /** Nothing changed, for a reason the reviewer must hear (the same reviewer approving a two-person call twice). */
+  | { status: "refused"; view: RequestView; reason: string }
   | { status: "not_found" };
 
 /**

@@ -186,7 +186,8 @@ export class GovernanceLog {
         return { kind: "run", ref };
       }
       const deadline = new Date(options.now().getTime() + options.reviewTimeoutMs).toISOString();
-      this.record("request.held", ref, { deadline, threshold: options.threshold }, "sync");
+      const approvals = Math.max(1, ...(assessment.rules ?? []).map((rule) => rule.approvals ?? 1));
+      this.record("request.held", ref, { deadline, threshold: options.threshold, ...(approvals > 1 ? { approvals_required: approvals } : {}) }, "sync");
       await this.commit();
       return { kind: "hold", view: this.table.get(ref)! };
     } catch (error) {
@@ -243,6 +244,24 @@ export class GovernanceLog {
     if (!view) return { status: "not_found" };
     if (isPastDeadline(view, now)) this.expire(view.ref);
     if (view.status !== "pending") return { status: "already_decided", view };
+    const required = view.approvalsRequired ?? 1;
+    if (input.decision === "approved" && required > 1) {
+      // The two-person rule (EU AI Act Art. 14(5)): each approval is its own record; the Nth distinct one decides.
+      const approvers = (view.approvals ?? []).map((approval) => approval.reviewer);
+      if (approvers.includes(input.reviewer)) {
+        return { status: "refused", view, reason: `${input.reviewer} has already approved ${view.ref}; it needs ${required} different approvers (${approvers.length} of ${required} so far)` };
+      }
+      this.record("approval.recorded", view.ref, { reviewer: input.reviewer, ...(input.reason ? { reason: input.reason } : {}), count: approvers.length + 1, required }, "sync");
+      if (approvers.length + 1 < required) return { status: "applied", view };
+      this.record("decision.recorded", view.ref, {
+        decision: "approved",
+        source: "human",
+        reviewer: input.reviewer,
+        approvers: [...approvers, input.reviewer],
+        ...(input.reason ? { reason: input.reason } : {}),
+      }, "sync");
+      return { status: "applied", view };
+    }
     this.record("decision.recorded", view.ref, {
       decision: input.decision,
       source: "human",

@@ -129,7 +129,8 @@ export class LocalEngine implements GovernanceEngine {
   async decide(input: DecisionInput): Promise<DecideOutcome> {
     const outcome = this.log.decide(input, this.now());
     if (outcome.status === "not_found") return outcome;
-    this.deadlines.clear(input.ref);
+    // a two-person call still waiting for its next approval keeps its deadline
+    if (outcome.view.status !== "pending") this.deadlines.clear(input.ref);
     await this.log.commit();
     if (outcome.status === "applied" && input.decision === "approved") void this.executeApproved(input.ref);
     return outcome;

@@ -106,5 +106,6 @@ async function askGateway(socket: string, input: DecisionInput): Promise<DecideO
 export function assertApplied(result: DecideResult, describe: (view: RequestView) => string): RequestView {
   if (result.outcome.status === "applied") return result.outcome.view;
   if (result.outcome.status === "already_decided") throw new ConflictError(`nothing changed: ${describe(result.outcome.view)}`);
+  if (result.outcome.status === "refused") throw new ConflictError(`nothing changed: ${result.outcome.reason}`);
   throw new NotFoundError("request not found");
 }

@@ -111,11 +111,13 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
     throw error;
   }
   if (outcome.status === "not_found") return sendJson(res, 404, { error: `unknown ref ${ref}` });
+  if (outcome.status === "refused") return sendJson(res, 409, { error: outcome.reason, ref, status: outcome.view.status });
   if (outcome.status === "already_decided") {
     return sendJson(res, 409, { error: `${ref} is already ${outcome.view.status}; nothing changed`, ref, status: outcome.view.status });
   }
   deps.log(`webhook: ${ref} ${decision} by ${reviewer ?? "webhook"}`);
-  sendJson(res, 200, { ref, decision, status: outcome.view.status });
+  const approvals = outcome.view.approvalsRequired ? { approvals: { count: outcome.view.approvals?.length ?? 0, required: outcome.view.approvalsRequired } } : {};
+  sendJson(res, 200, { ref, decision, status: outcome.view.status, ...approvals });
 }
 
 /**

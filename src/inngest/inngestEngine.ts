@@ -305,7 +305,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     const outcome = this.log.decide(input, this.now());
     if (outcome.status === "not_found") return outcome;
     await this.log.commit();
-    if (outcome.status === "applied") {
+    if (outcome.status === "applied" && outcome.view.status !== "pending") {
       this.deadlines.clear(input.ref);
       this.sendDecision(input.ref);
     }
