@@ -1,14 +1,31 @@
 import type { Command } from "commander";
 import type { ConfigFlags } from "../config.js";
 import { ConfigError, ConflictError } from "../errors.js";
-import { currentHalt, newHaltFact, recordHaltEverywhere, type HaltDelivery } from "../governance/halt.js";
-import { describeHalt } from "../governance/haltState.js";
+import type { GatewayConfig } from "../config.js";
+import { currentHalt, newHaltFact, recordHaltEverywhere, writeIdleLedger, type HaltDelivery } from "../governance/halt.js";
+import { describeHalt, type HaltFact } from "../governance/haltState.js";
+import { Notifier, type AttemptOutcome } from "../notify/notifier.js";
+import { haltEvent } from "../notify/notificationEvent.js";
 import { readAllInstances } from "../governance/review.js";
 import type { CommandDeps } from "./policy.js";
 
 /** The data dir's stop-button state: `halt.json` and every ledger, newest wins. */
 export function dataDirHalt(dataDir: string) {
   return currentHalt(dataDir, readAllInstances(dataDir).flatMap((instance) => (instance.halt ? [instance.halt] : [])));
+}
+
+/**
+ * With no gateway running, nobody else tells the sinks: the command delivers the halt notification itself, then
+ * records every attempt in the ledger it wrote the fact to. (A running gateway does both when asked to notify.)
+ */
+async function notifyWithoutGateway(config: GatewayConfig, fact: HaltFact, delivery: HaltDelivery, err: (line: string) => void): Promise<void> {
+  if (delivery.gateways.length > 0 || config.notify.length === 0 || delivery.ledgers.length === 0) return;
+  const outcomes: AttemptOutcome[] = [];
+  const notifier = new Notifier({ sinks: config.notify, record: (outcome) => void outcomes.push(outcome), log: (line) => err(`atlas-gateway: ${line}`) });
+  await notifier.deliverNow(haltEvent(fact, { instance: delivery.ledgers[0]!, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) }));
+  await writeIdleLedger(config.dataDir, delivery.ledgers[0]!, (log) => {
+    for (const outcome of outcomes) log.record(outcome.type, outcome.ref, outcome.data, "batch");
+  });
 }
 
 function describeDelivery(delivery: HaltDelivery): string {
@@ -33,6 +50,7 @@ export function registerHaltCommands(program: Command, deps: CommandDeps): void 
       const fact = newHaltFact(true, flags.reviewer ?? deps.reviewer(), flags.reason.trim(), dataDirHalt(config.dataDir));
       const delivery = await recordHaltEverywhere(config.dataDir, fact, config.instance);
       deps.out(`HALTED by ${fact.by}: every tool call is refused until 'atlas-gateway resume'. ${describeDelivery(delivery)}.`);
+      await notifyWithoutGateway(config, fact, delivery, deps.err);
     });
 
   deps.withCommonOptions(program.command("resume"))
@@ -46,5 +64,6 @@ export function registerHaltCommands(program: Command, deps: CommandDeps): void 
       const fact = newHaltFact(false, flags.reviewer ?? deps.reviewer(), flags.reason?.trim() || undefined, state);
       const delivery = await recordHaltEverywhere(config.dataDir, fact, config.instance);
       deps.out(`RESUMED by ${fact.by} (the halt was: ${describeHalt(state)}). ${describeDelivery(delivery)}.`);
+      await notifyWithoutGateway(config, fact, delivery, deps.err);
     });
 }

@@ -276,7 +276,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .description("print the user config file's path")
     .action(() => io.out(userConfigPath(io.env)));
 
-  const commandDeps = { out: io.out, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
+  const commandDeps = { out: io.out, err: io.err, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
   registerToolCommands(program, commandDeps);
   registerPolicyCommands(program, commandDeps);
   registerHaltCommands(program, commandDeps);
@@ -284,9 +284,11 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   withCommonOptions(program.command("doctor"))
     .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")
     .option("--port <port>", "listener port to check")
-    .action(async (flags: ConfigFlags) => {
+    .option("--notify-test", "send a test notification to every configured notify sink and report each outcome")
+    .action(async (flags: ConfigFlags & { notifyTest?: boolean }) => {
       const { runDoctor } = await import("./doctor.js");
-      const failures = await runDoctor({ env: io.env, flags, out: io.out });
+      const { notifyTest, ...configFlags } = flags;
+      const failures = await runDoctor({ env: io.env, flags: configFlags, out: io.out, ...(notifyTest ? { notifyTest } : {}) });
       if (failures > 0) throw new AtlasError(`${failures} check(s) failed`, 1);
     });
 

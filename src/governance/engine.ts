@@ -52,10 +52,10 @@ export interface GovernanceEngine {
   waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined>;
   pending(): RequestView[];
   /**
-   * Appends a fact that belongs to no request (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`); durable
-   * when the promise resolves.
+   * Appends a fact outside the request state machine (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`; with
+   * a `ref`, facts about a request such as `notification.sent`); durable when the promise resolves.
    */
-  recordEvent(type: string, data: Record<string, unknown>): Promise<void>;
+  recordEvent(type: string, data: Record<string, unknown>, ref?: string): Promise<void>;
   /** The newest stop-button fact this engine's ledger holds (halted or resumed), if any. */
   haltState(): HaltFact | undefined;
   /**

@@ -76,26 +76,34 @@ export async function recordHaltEverywhere(dataDir: string, fact: HaltFact, fall
       delivery.gateways.push(instance);
       continue;
     }
-    const lock = await lockWhenFree(dataDir, instance, "cli", 3000);
-    if (!lock) {
-      // a gateway took the instance meanwhile: it reads halt.json as it starts
-      if (await tellGateway(dataDir, instance, fact, delivery.gateways.length === 0)) delivery.gateways.push(instance);
-      continue;
-    }
-    try {
-      const log = GovernanceLog.open(instancePaths(dataDir, instance).ledger, { instance, now });
-      try {
-        log.recordHalt(fact);
-        await log.commit();
-      } finally {
-        await log.close();
-      }
+    if (await writeIdleLedger(dataDir, instance, (log) => log.recordHalt(fact), now)) {
       delivery.ledgers.push(instance);
-    } finally {
-      lock.release();
+    } else if (await tellGateway(dataDir, instance, fact, delivery.gateways.length === 0)) {
+      delivery.gateways.push(instance); // a gateway took the instance meanwhile (it also reads halt.json as it starts)
     }
   }
   return delivery;
+}
+
+/**
+ * Writes to the ledger of an instance no gateway runs, under the CLI lock (fsynced before it returns). Returns false
+ * when a gateway holds the instance: then go through it.
+ */
+export async function writeIdleLedger(dataDir: string, instance: string, write: (log: GovernanceLog) => void, now: () => Date = () => new Date()): Promise<boolean> {
+  const lock = await lockWhenFree(dataDir, instance, "cli", 3000);
+  if (!lock) return false;
+  try {
+    const log = GovernanceLog.open(instancePaths(dataDir, instance).ledger, { instance, now });
+    try {
+      write(log);
+      await log.commit();
+    } finally {
+      await log.close();
+    }
+    return true;
+  } finally {
+    lock.release();
+  }
 }
 
 async function tellGateway(dataDir: string, instance: string, fact: HaltFact, notify: boolean): Promise<boolean> {

@@ -121,8 +121,8 @@ export class LocalEngine implements GovernanceEngine {
    * Appends a fact that belongs to no request (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`). The record
    * is applied at once (listeners hear it before this returns a promise) and durable when the promise resolves.
    */
-  recordEvent(type: string, data: Record<string, unknown>): Promise<void> {
-    this.log.record(type, undefined, data, "sync");
+  recordEvent(type: string, data: Record<string, unknown>, ref?: string): Promise<void> {
+    this.log.record(type, ref, data, "sync");
     return this.log.commit();
   }
 

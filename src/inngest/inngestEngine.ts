@@ -296,8 +296,8 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     });
   }
 
-  recordEvent(type: string, data: Record<string, unknown>): Promise<void> {
-    this.log.record(type, undefined, data, "sync");
+  recordEvent(type: string, data: Record<string, unknown>, ref?: string): Promise<void> {
+    this.log.record(type, ref, data, "sync");
     return this.log.commit();
   }
 

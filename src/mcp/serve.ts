@@ -20,6 +20,8 @@ import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
 import { watchHaltFile } from "../governance/halt.js";
+import { Notifier } from "../notify/notifier.js";
+import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
 import { describeHalt, isNewerHalt, type HaltFact } from "../governance/haltState.js";
 
 export interface ServeIO {
@@ -91,12 +93,35 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     cleanups.push(() => upstreams.close());
 
     const pins = new ToolPinTable();
+    // Reviewer notifications follow the ledger: every new record that moves a held call on is announced. Replayed
+    // records are not (`live` turns on once the engine has opened).
+    let live = false;
+    let engineRef: GovernanceEngine | undefined;
+    const notifier = new Notifier({
+      sinks: config.notify,
+      record: (outcome) => engineRef?.recordEvent(outcome.type, outcome.data, outcome.ref),
+      log,
+    });
+    const eventContext = { instance, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) };
+    const announce = (record: LedgerRecord) => {
+      const view = record.ref ? engineRef?.get(record.ref) : undefined;
+      if (!view || view.autoApproved || !view.deadline) return; // only calls that were held for a human
+      let type: NotificationType | undefined;
+      if (record.type === "request.held") type = "call.held";
+      else if (record.type === "approval.recorded" && view.status === "pending") type = "call.approval";
+      else if (record.type === "decision.recorded") type = record.data.source === "timeout" ? "call.expired" : "call.decided";
+      else if (record.type === "execution.finished") type = "call.executed";
+      if (type) notifier.notify(callEvent(type, view, eventContext));
+    };
     const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
       evaluator,
-      onRecord: (record: LedgerRecord) => pins.apply(record),
+      onRecord: (record: LedgerRecord) => {
+        pins.apply(record);
+        if (live && notifier.enabled) announce(record);
+      },
       threshold: config.risk.threshold,
       reviewTimeoutMs: config.reviewTimeout,
       executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
@@ -120,6 +145,9 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       engine = LocalEngine.open(engineOptions);
     }
     cleanups.push(() => engine.close(stopReason));
+    engineRef = engine;
+    live = true;
+    cleanups.push(() => notifier.close()); // runs before the engine closes: no attempt records into a closed ledger
 
     /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
     function observePins(): void {
@@ -186,6 +214,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       else cleanups.push(step);
     };
 
+    const announcedHalts = new Set<string>();
     const control: NetServer = await serveControl(paths.socket, async (request) => {
       if (request.op === "decide") return engine.decide(request);
       if (request.op === "trust") {
@@ -196,6 +225,11 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       }
       if (request.op === "halt") {
         const result = await adoptHalt(request.fact);
+        // One gateway per press tells the sinks (the CLI or endpoint picks it); the fact id keeps it to one notification.
+        if (request.notify && !announcedHalts.has(request.fact.id)) {
+          announcedHalts.add(request.fact.id);
+          notifier.notify(haltEvent(request.fact, eventContext));
+        }
         return { status: result.changed ? "applied" : "unchanged", ...(result.state ? { state: result.state } : {}) };
       }
       throw new Error(`unknown op ${String((request as { op?: unknown }).op)}`);
