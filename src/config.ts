@@ -90,6 +90,16 @@ export const configSchema = z.strictObject({
   risk: riskConfigSchema.prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
   inngest: inngestSettings,
+  /** The signed approval webhook (`/webhook/approval`, `/webhook/halt`). */
+  webhook: z.strictObject({
+    /**
+     * Public keys (id -> `whpk_…`, raw Ed25519, base64) whose `v1a` signatures may approve; the id is recorded as the
+     * reviewer. More can be added with `atlas-gateway keys add`.
+     */
+    publicKeys: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, "a key id is 1-64 letters, digits, '.', '_', '@' or '-'"), z.string().regex(/^whpk_[A-Za-z0-9+/]{43}=$/, "expected whpk_ followed by the base64 of a 32-byte Ed25519 public key")).default({}),
+    /** Accept HMAC (`v1`) signatures made with the shared `whsec_` secret. Turn off so only public-key holders can approve. */
+    hmac: z.boolean().default(true),
+  }).prefault({}),
   /** Notification sinks (webhook, Slack); delivery never delays or fails a tool call. */
   notify: z.array(notifySink).default([]),
   /** The address reviewers reach this gateway's listener at (e.g. through a tunnel): notifications link to `<publicUrl>/review`. */

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { signWebhook } from "../src/http/webhook.js";
+import { reviewerKeyPair, signV1a } from "./helpers/ed25519.js";
 import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
 import { tempDir } from "./helpers.js";
 
@@ -93,12 +93,13 @@ describe("halt / resume across two gateways on one data dir", () => {
     expect(again.gateway.stderr).toMatch(/starting HALTED/);
     expect(resultOf(await again.gateway.callTool("check_payment_status", { citizen_id: "C-1001" })).isError).toBe(true);
 
-    // Resume over HTTP: signed with the data dir's webhook secret, like an approval.
-    const secret = readFileSync(join(dataDir, "webhook-secret"), "utf8").trim();
+    // Resume over HTTP, signed like an approval: here with a reviewer's Ed25519 key (v1a) registered while running.
     const unsigned = await fetch(`http://127.0.0.1:${again.port}/webhook/halt`, { method: "POST", body: JSON.stringify({ action: "resume" }) });
     expect(unsigned.status).toBe(401);
-    const body = JSON.stringify({ action: "resume", reviewer: "dora", reason: "pattern explained" });
-    const resumed = await fetch(`http://127.0.0.1:${again.port}/webhook/halt`, { method: "POST", headers: { "content-type": "application/json", ...signWebhook(secret, body) }, body });
+    const dora = reviewerKeyPair();
+    expect((await cli(["keys", "add", "dora", dora.publicKey], dataDir)).code).toBe(0);
+    const body = JSON.stringify({ action: "resume", reviewer: "not-dora", reason: "pattern explained" });
+    const resumed = await fetch(`http://127.0.0.1:${again.port}/webhook/halt`, { method: "POST", headers: { "content-type": "application/json", ...signV1a(dora.privateKey, body) }, body });
     expect(resumed.status).toBe(200);
     expect(await resumed.json()).toMatchObject({ halted: false, by: "dora" });
 

@@ -3,6 +3,7 @@ import { userInfo } from "node:os";
 import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
 import { registerPolicyCommands, registerToolCommands } from "./policy.js";
 import { registerHaltCommands } from "./halt.js";
+import { registerKeyCommands } from "./keys.js";
 import { currentHalt } from "../governance/halt.js";
 import { describeHalt } from "../governance/haltState.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
@@ -280,6 +281,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   registerToolCommands(program, commandDeps);
   registerPolicyCommands(program, commandDeps);
   registerHaltCommands(program, commandDeps);
+  registerKeyCommands(program, commandDeps);
 
   withCommonOptions(program.command("doctor"))
     .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")

@@ -101,7 +101,9 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
   if (body === "too-large") return sendJson(res, 413, { error: `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes` });
   const check = deps.verifier.check(body, req.headers);
   if (!check.ok) return sendJson(res, check.status, { error: check.error });
-  const { event_id: ref, decision, reviewer, reason } = check.body;
+  const { event_id: ref, decision, reason } = check.body;
+  // A v1a signature names its signer: that key's id is the reviewer, whatever the body claims.
+  const reviewer = check.signer ?? check.body.reviewer;
   let outcome;
   try {
     outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", ...(reason ? { reason } : {}) });
@@ -129,7 +131,8 @@ async function handleHalt(deps: ListenerDeps, req: IncomingMessage, res: ServerR
   if (body === "too-large") return sendJson(res, 413, { error: `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes` });
   const check = deps.verifier.checkHalt(body, req.headers);
   if (!check.ok) return sendJson(res, check.status, { error: check.error });
-  const { action, reason, reviewer } = check.body;
+  const { action, reason } = check.body;
+  const reviewer = check.signer ?? check.body.reviewer;
   const current = deps.engine.haltState();
   if (action === "resume" && !current?.halted) return sendJson(res, 409, { error: "the gateway is not halted; nothing changed", halted: false });
   const fact = newHaltFact(action === "halt", reviewer ?? "webhook", reason, current);

@@ -1,7 +1,9 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { KeyObject } from "node:crypto";
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
+import { findV1aSigner } from "./approvalKeys.js";
 import * as z from "zod";
 
 export function webhookSecretPath(dataDir: string): string {
@@ -47,28 +49,45 @@ export const haltBodySchema = z.strictObject({
 export type HaltBody = z.output<typeof haltBodySchema>;
 
 export type WebhookCheck =
-  | { ok: true; body: ApprovalBody; id: string }
+  | { ok: true; body: ApprovalBody; id: string; signer?: string }
   | { ok: false; status: 400 | 401; error: string };
 
-/** A request whose signature holds and whose id is fresh, with its body parsed as JSON (not yet validated). */
+/**
+ * A request whose signature holds and whose id is fresh, with its body parsed as JSON (not yet validated). `signer`
+ * is the id of the public key whose `v1a` signature verified; absent for HMAC (`v1`), which names no one.
+ */
 export type SignedRequest =
-  | { ok: true; id: string; json: unknown }
+  | { ok: true; id: string; json: unknown; signer?: string }
   | { ok: false; status: 400 | 401; error: string };
+
+export interface VerifierOptions {
+  /** Public keys allowed to sign (`v1a`), by id; read on every request, so keys added while running count at once. */
+  publicKeys?: () => ReadonlyMap<string, KeyObject>;
+  /** Accept HMAC `v1` signatures with the shared secret (default true). Off: only a registered public key can approve. */
+  hmac?: boolean;
+}
+
+/** Standard Webhooks' tolerance for the signed timestamp. */
+const TOLERANCE_SECONDS = 5 * 60;
 
 function describeIssues(error: z.ZodError): string {
   return error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ");
 }
 
 /**
- * Verifies a Standard Webhooks request (`webhook-id`, `webhook-timestamp` within ±5 min, `webhook-signature`
- * `v1,<base64 HMAC-SHA256>`) and parses the approval body. A replayed `webhook-id` is refused.
+ * Verifies a Standard Webhooks request (`webhook-id`, `webhook-timestamp` within ±5 min, `webhook-signature`) and
+ * parses the approval body. Two schemes: `v1a,<base64 Ed25519>` by a registered public key (the signer is then known,
+ * and nothing on this machine can forge it), and `v1,<base64 HMAC-SHA256>` with the shared secret (unless turned
+ * off). A replayed `webhook-id` is refused.
  */
 export class WebhookVerifier {
   private readonly webhook: Webhook;
   private readonly seen = new Map<string, number>();
+  private readonly options: VerifierOptions;
 
-  constructor(secret: string) {
+  constructor(secret: string, options: VerifierOptions = {}) {
     this.webhook = new Webhook(secret);
+    this.options = options;
   }
 
   check(rawBody: string, headers: Record<string, string | string[] | undefined>): WebhookCheck {
@@ -76,7 +95,20 @@ export class WebhookVerifier {
     if (!signed.ok) return signed;
     const parsed = approvalBodySchema.safeParse(signed.json);
     if (!parsed.success) return { ok: false, status: 400, error: describeIssues(parsed.error) };
-    return { ok: true, body: parsed.data, id: signed.id };
+    return { ok: true, body: parsed.data, id: signed.id, ...(signed.signer ? { signer: signed.signer } : {}) };
+  }
+
+  /**
+   * The id of the registered key whose `v1a` signature verifies; undefined when none does (HMAC may still);
+   * null when a `v1a` signature came with an unusable timestamp.
+   */
+  private asymmetricSigner(rawBody: string, headers: Record<string, string>): string | undefined | null {
+    const signatures = headers["webhook-signature"];
+    const keys = this.options.publicKeys?.();
+    if (!signatures?.includes("v1a,") || !keys || keys.size === 0) return undefined;
+    const timestamp = headers["webhook-timestamp"] ?? "";
+    if (!/^\d{1,12}$/.test(timestamp) || Math.abs(Date.now() / 1000 - Number(timestamp)) > TOLERANCE_SECONDS) return null;
+    return findV1aSigner(keys, headers["webhook-id"] ?? "", timestamp, rawBody, signatures);
   }
 
   /** Checks the signature and the id (replays are refused), then parses the body as JSON. */
@@ -86,30 +118,37 @@ export class WebhookVerifier {
       const value = headers[name];
       if (typeof value === "string") flat[name] = value;
     }
-    try {
-      this.webhook.verify(rawBody, flat, { jsonParse: false });
-    } catch (error) {
-      const message = error instanceof WebhookVerificationError ? error.message : "invalid signature";
-      return { ok: false, status: 401, error: `webhook signature rejected: ${message}` };
+    const signer = this.asymmetricSigner(rawBody, flat);
+    if (signer === null) return { ok: false, status: 401, error: "webhook signature rejected: the timestamp is missing or more than 5 minutes off" };
+    if (signer === undefined) {
+      if (this.options.hmac === false) {
+        return { ok: false, status: 401, error: "webhook signature rejected: only v1a signatures by a registered public key are accepted (HMAC v1 is turned off)" };
+      }
+      try {
+        this.webhook.verify(rawBody, flat, { jsonParse: false });
+      } catch (error) {
+        const message = error instanceof WebhookVerificationError ? error.message : "invalid signature";
+        return { ok: false, status: 401, error: `webhook signature rejected: ${message}` };
+      }
     }
     const id = flat["webhook-id"]!;
     this.forgetOld();
     if (this.seen.has(id)) return { ok: false, status: 401, error: "webhook signature rejected: this webhook-id was already used (replay)" };
     this.seen.set(id, Date.now());
     try {
-      return { ok: true, id, json: JSON.parse(rawBody) as unknown };
+      return { ok: true, id, json: JSON.parse(rawBody) as unknown, ...(signer ? { signer } : {}) };
     } catch {
       return { ok: false, status: 400, error: "body is not valid JSON" };
     }
   }
 
   /** Checks a signed stop-button request (`POST /webhook/halt`). */
-  checkHalt(rawBody: string, headers: Record<string, string | string[] | undefined>): { ok: true; body: HaltBody; id: string } | { ok: false; status: 400 | 401; error: string } {
+  checkHalt(rawBody: string, headers: Record<string, string | string[] | undefined>): { ok: true; body: HaltBody; id: string; signer?: string } | { ok: false; status: 400 | 401; error: string } {
     const signed = this.verify(rawBody, headers);
     if (!signed.ok) return signed;
     const parsed = haltBodySchema.safeParse(signed.json);
     if (!parsed.success) return { ok: false, status: 400, error: describeIssues(parsed.error) };
-    return { ok: true, body: parsed.data, id: signed.id };
+    return { ok: true, body: parsed.data, id: signed.id, ...(signed.signer ? { signer: signed.signer } : {}) };
   }
 
   /** Ids only need remembering while their timestamp is still acceptable (10 min covers ±5 min). */

@@ -19,6 +19,7 @@ import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
+import { approvalKeysFor } from "../http/approvalKeys.js";
 import { watchHaltFile } from "../governance/halt.js";
 import { Notifier } from "../notify/notifier.js";
 import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
@@ -73,7 +74,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
   };
 
   try {
-    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir));
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir), {
+      hmac: config.webhook.hmac,
+      publicKeys: () => approvalKeysFor(config, log),
+    });
     const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
     if (config.demo) sources.unshift(demoUpstream(version));
     if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
