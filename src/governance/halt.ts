@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { instancePaths } from "../dataDir.js";
 import { AtlasError } from "../errors.js";
 import { GovernanceLog } from "./governanceLog.js";
-import { isNewerHalt, type HaltFact } from "./haltState.js";
+import { isHaltFact, isNewerHalt, type HaltFact } from "./haltState.js";
 import { callControl, listInstances, lockWhenFree, readLock } from "./instance.js";
 
 /** How often a running gateway looks at `halt.json`: a halt reaches every instance within a second even if its control socket missed it. */
@@ -25,9 +25,9 @@ export function newHaltFact(halted: boolean, by: string, reason: string | undefi
 /** The fact in `halt.json`, if the file exists and holds one. */
 export function readHaltFile(dataDir: string): HaltFact | undefined {
   try {
-    const parsed = JSON.parse(readFileSync(haltFilePath(dataDir), "utf8")) as Partial<HaltFact>;
-    if (typeof parsed.id !== "string" || typeof parsed.halted !== "boolean" || typeof parsed.by !== "string" || typeof parsed.at !== "string") return undefined;
-    return { id: parsed.id, halted: parsed.halted, by: parsed.by, ...(typeof parsed.reason === "string" ? { reason: parsed.reason } : {}), at: parsed.at };
+    const parsed = JSON.parse(readFileSync(haltFilePath(dataDir), "utf8")) as unknown;
+    if (!isHaltFact(parsed)) return undefined;
+    return { id: parsed.id, halted: parsed.halted, by: parsed.by, ...(parsed.reason !== undefined ? { reason: parsed.reason } : {}), at: parsed.at };
   } catch {
     return undefined;
   }

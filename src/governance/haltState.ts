@@ -19,6 +19,17 @@ export interface HaltFact {
   at: string;
 }
 
+/** Whether a value (off a control socket or `halt.json`) is a well-formed halt fact. */
+export function isHaltFact(value: unknown): value is HaltFact {
+  if (!value || typeof value !== "object") return false;
+  const fact = value as Record<string, unknown>;
+  return typeof fact.id === "string" && /^halt_[0-9a-f]{1,32}$/.test(fact.id)
+    && typeof fact.halted === "boolean"
+    && typeof fact.by === "string" && fact.by.length > 0 && fact.by.length <= 200
+    && (fact.reason === undefined || (typeof fact.reason === "string" && fact.reason.length <= 2000))
+    && typeof fact.at === "string" && !Number.isNaN(Date.parse(fact.at));
+}
+
 /** Whether `candidate` supersedes `current`: later `at` wins; equal times are broken by id so every instance agrees. */
 export function isNewerHalt(candidate: HaltFact, current: HaltFact | undefined): boolean {
   if (!current) return true;

@@ -23,7 +23,7 @@ import { approvalKeysFor } from "../http/approvalKeys.js";
 import { watchHaltFile } from "../governance/halt.js";
 import { Notifier } from "../notify/notifier.js";
 import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
-import { describeHalt, isNewerHalt, type HaltFact } from "../governance/haltState.js";
+import { describeHalt, isHaltFact, isNewerHalt, type HaltFact } from "../governance/haltState.js";
 
 export interface ServeIO {
   stdin: Readable;
@@ -228,6 +228,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
         return { status: "trusted", ...record.data };
       }
       if (request.op === "halt") {
+        if (!isHaltFact(request.fact)) throw new Error("halt needs a fact {id: halt_<hex>, halted, by, reason?, at}");
         const result = await adoptHalt(request.fact);
         // One gateway per press tells the sinks (the CLI or endpoint picks it); the fact id keeps it to one notification.
         if (request.notify && !announcedHalts.has(request.fact.id)) {

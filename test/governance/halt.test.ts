@@ -2,7 +2,7 @@ import { readFileSync, statSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
 import { haltFilePath, newHaltFact, readHaltFile, recordHaltEverywhere } from "../../src/governance/halt.js";
-import { HaltState, isNewerHalt } from "../../src/governance/haltState.js";
+import { HaltState, isHaltFact, isNewerHalt } from "../../src/governance/haltState.js";
 import { serveControl, tryLock } from "../../src/governance/instance.js";
 import { readAllInstances } from "../../src/governance/review.js";
 import { heldCall, lowCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
@@ -33,6 +33,16 @@ describe("halt facts", () => {
     state.apply(asRecord(resume, 1));
     expect(state.apply(asRecord(halt, 2))).toBe(false);
     expect(state.active).toBeUndefined();
+  });
+});
+
+describe("isHaltFact", () => {
+  it("accepts a fact as newHaltFact makes it and refuses anything else off a socket or file", () => {
+    const fact = newHaltFact(true, "ana", "incident");
+    expect(isHaltFact(fact)).toBe(true);
+    for (const bad of [null, "halt", { ...fact, id: "x" }, { ...fact, halted: "yes" }, { ...fact, by: "" }, { ...fact, at: "soon" }, { ...fact, reason: 7 }]) {
+      expect(isHaltFact(bad)).toBe(false);
+    }
   });
 });
 
