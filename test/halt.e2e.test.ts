@@ -78,6 +78,7 @@ describe("halt / resume across two gateways on one data dir", () => {
 
     const approve = await cli(["approve", ref, "--reviewer", "carl"], dataDir);
     expect(approve.code).toBe(0);
+    expect(approve.stdout).toMatch(/the gateway is HALTED .*: it runs after 'atlas-gateway resume'/);
     const status = resultOf(await b.gateway.callTool("atlas_status", { ref, wait_seconds: 1 }));
     expect(status.structuredContent).toMatchObject({ status: "approved", halted: { by: "ana", reason: "suspicious payment pattern" } });
     expect(textOf(status)).toMatch(/gateway is HALTED/);

@@ -4,7 +4,7 @@ import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "..
 import { registerPolicyCommands, registerToolCommands } from "./policy.js";
 import { registerHaltCommands } from "./halt.js";
 import { registerKeyCommands } from "./keys.js";
-import { currentHalt } from "../governance/halt.js";
+import { currentHalt, readHaltFile } from "../governance/halt.js";
 import { describeHalt } from "../governance/haltState.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
@@ -129,8 +129,11 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           io.out(`${verb} ${view.ref} (${view.name}) as ${reviewer}: ${approvalCount(view)}; it runs once ${view.approvalsRequired - count} more distinct reviewer(s) approve.`);
           return;
         }
+        const halted = name === "approve" ? readHaltFile(resolved.dataDir) : undefined;
         const next = name === "deny"
           ? "it will not run."
+          : halted?.halted
+            ? `the gateway is HALTED (${describeHalt(halted)}): it runs after 'atlas-gateway resume', if its deadline has not passed.`
           : resolved.engine === "inngest"
             ? `its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
             : result.via === "gateway" ? "the gateway is executing it now; the agent gets the result from atlas_status." : "no gateway is running for it; it runs when the gateway next starts.";
