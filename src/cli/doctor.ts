@@ -11,6 +11,7 @@ import { VERSION } from "../version.js";
 import { webhookSecretPath } from "../http/webhook.js";
 import { Notifier } from "../notify/notifier.js";
 import { testEvent } from "../notify/notificationEvent.js";
+import { describeSink } from "../notify/sinkRequest.js";
 
 export interface DoctorOptions {
   env: NodeJS.ProcessEnv;
@@ -49,6 +50,13 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
 
   report(checkDataDir(config.dataDir));
   if (options.notifyTest) for (const check of await testNotifications(config)) report(check);
+  else if (config.notify.length > 0) {
+    const sinks = config.notify.map((sink, index) => {
+      const where = describeSink(sink, index);
+      return `${where.sink_type} ${where.host}`;
+    });
+    report({ ok: true, line: `notify: ${sinks.length} sink(s): ${sinks.join(", ")} (run with --notify-test to send a test notification)` });
+  }
   report(checkSecret(config.dataDir));
   const instances = listInstances(config.dataDir);
   if (instances.length === 0) report({ ok: true, line: "ledger: none yet (created when the gateway first starts)" });
