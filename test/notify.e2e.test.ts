@@ -94,6 +94,36 @@ describe("notifications from a running gateway", () => {
     expect((await cli(["audit", "verify"], dataDir, config)).code).toBe(0);
   }, 90_000);
 
+  it("two approvers through the built CLI: the first approval is announced with its count, the second decides", async () => {
+    const hook = await startReceiver({ secret });
+    cleanups.push(hook.close);
+    const dataDir = tempDir("atlas-notify-two-");
+    const config = join(dataDir, "atlas.json");
+    writeFileSync(config, JSON.stringify({
+      notify: [{ type: "webhook", url: hook.url, secret }],
+      risk: { rules: [{ id: "records-need-two", tool: "modify_welfare_record", effect: "review", approvals: 2 }] },
+    }));
+    const gateway = new RawMcpProcess(["serve", "--demo", "--data-dir", dataDir, "--config", config, "--port", "0"], { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config") });
+    cleanups.push(() => {
+      if (gateway.child.exitCode === null) gateway.child.kill("SIGKILL");
+    });
+    await gateway.initialize();
+    const held = (await gateway.callTool("modify_welfare_record", { citizen_id: "C-1001", field: "address", value: "1 Main St" })).result as { content: { text: string }[] };
+    const ref = /Ref: (evt_[0-9a-f]{8})/.exec(held.content[0]!.text)![1]!;
+
+    expect((await cli(["approve", ref, "--reviewer", "ana"], dataDir, config)).stdout).toMatch(/1 of 2 approvals/);
+    const twice = await cli(["approve", ref, "--reviewer", "ana"], dataDir, config);
+    expect(twice.code).toBe(3);
+    expect(twice.stderr).toMatch(/ana has already approved/);
+    expect((await cli(["pending"], dataDir, config)).stdout).toMatch(/1 of 2 approvals/);
+    expect((await cli(["approve", ref, "--reviewer", "ben"], dataDir, config)).code).toBe(0);
+    await until(() => types(hook.received).includes("atlas.call.executed"), "the execution notification");
+    expect(types(hook.received)).toEqual(["atlas.call.held", "atlas.call.approval", "atlas.call.decided", "atlas.call.executed"]);
+    expect(hook.received[1]!.json).toMatchObject({ data: { summary: expect.stringMatching(/Approved by ana: .*1 of 2 approvals/), call: { approvals: { count: 1, required: 2, reviewers: ["ana"] } } } });
+    expect((await cli(["show", ref], dataDir, config)).stdout).toMatch(/approvals: 2 of 2 approvals \(ana, ben\)/);
+    await gateway.close();
+  }, 90_000);
+
   it("doctor --notify-test sends a signed test notification to each sink and reports a failing one", async () => {
     const hook = await startReceiver({ secret });
     const broken = await startReceiver({ answer: () => 500 });

@@ -112,7 +112,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       if (!view || view.autoApproved || !view.deadline) return; // only calls that were held for a human
       let type: NotificationType | undefined;
       if (record.type === "request.held") type = "call.held";
-      else if (record.type === "approval.recorded" && view.status === "pending") type = "call.approval";
+      else if (record.type === "approval.recorded" && Number(record.data.count) < Number(record.data.required)) type = "call.approval"; // the last one is announced as the decision
       else if (record.type === "decision.recorded") type = record.data.source === "timeout" ? "call.expired" : "call.decided";
       else if (record.type === "execution.finished") type = "call.executed";
       if (type) notifier.notify(callEvent(type, view, eventContext));
