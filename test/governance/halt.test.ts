@@ -109,6 +109,17 @@ describe("a halted engine", () => {
     await engine.close();
   });
 
+  it("a pending call's deadline runs out while halted: it expires as usual", async () => {
+    const dataDir = tempDir();
+    const executor = recordingExecutor();
+    const engine = openEngine(dataDir, executor, { reviewTimeoutMs: 150 });
+    const ref = (await engine.submit(heldCall())).ref!;
+    await engine.applyHalt(newHaltFact(true, "ana", "incident"));
+    expect((await engine.waitForOutcome(ref, 10_000))?.status).toBe("expired");
+    expect(executor.calls).toHaveLength(0);
+    await engine.close();
+  });
+
   it("survives a restart: a halted ledger starts halted and its approved calls wait", async () => {
     const dataDir = tempDir();
     const executor = recordingExecutor();
