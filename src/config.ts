@@ -54,6 +54,23 @@ const inngestSettings = z
 
 export type InngestSettings = z.output<typeof inngestSettings>;
 
+/** Where reviewers are told about held calls, decisions, executions, expiries and halts (issue 9; see `notify/`). */
+const notifySink = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("webhook"),
+    url: z.url({ protocol: /^https?$/, error: "url must be an http(s) URL" }),
+    /** Standard Webhooks signing secret: the receiver verifies every notification with it. */
+    secret: z.string().regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, "secret must be a Standard Webhooks secret: whsec_ followed by base64 (e.g. from 'openssl rand -base64 32')"),
+  }),
+  z.strictObject({
+    type: z.literal("slack"),
+    /** A Slack incoming-webhook URL (https://hooks.slack.com/services/…); it is itself a secret. */
+    url: z.url({ protocol: /^https?$/, error: "url must be an http(s) URL" }),
+  }),
+], { error: "each notify sink needs \"type\": \"webhook\" (with url and secret) or \"slack\" (with url)" });
+
+export type NotifySinkConfig = z.output<typeof notifySink>;
+
 export type StdioUpstreamConfig = z.output<typeof stdioUpstream>;
 export type HttpUpstreamConfig = z.output<typeof httpUpstream>;
 export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
@@ -73,6 +90,20 @@ export const configSchema = z.strictObject({
   risk: riskConfigSchema.prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
   inngest: inngestSettings,
+  /** The signed approval webhook (`/webhook/approval`, `/webhook/halt`). */
+  webhook: z.strictObject({
+    /**
+     * Public keys (id -> `whpk_…`, raw Ed25519, base64) whose `v1a` signatures may approve; the id is recorded as the
+     * reviewer. More can be added with `atlas-gateway keys add`.
+     */
+    publicKeys: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, "a key id is 1-64 letters, digits, '.', '_', '@' or '-'"), z.string().regex(/^whpk_[A-Za-z0-9+/]{43}=$/, "expected whpk_ followed by the base64 of a 32-byte Ed25519 public key")).default({}),
+    /** Accept HMAC (`v1`) signatures made with the shared `whsec_` secret. Turn off so only public-key holders can approve. */
+    hmac: z.boolean().default(true),
+  }).prefault({}),
+  /** Notification sinks (webhook, Slack); delivery never delays or fails a tool call. */
+  notify: z.array(notifySink).default([]),
+  /** The address reviewers reach this gateway's listener at (e.g. through a tunnel): notifications link to `<publicUrl>/review`. */
+  publicUrl: z.url({ protocol: /^https?$/, error: "publicUrl must be an http(s) URL" }).optional(),
 });
 
 export type GatewayConfig = z.output<typeof configSchema> & {
@@ -113,6 +144,7 @@ const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolea
   ATLAS_REVIEW_TIMEOUT: ["reviewTimeout", "string"],
   ATLAS_TOOL_TIMEOUT: ["toolTimeout", "string"],
   ATLAS_ENGINE: ["engine", "string"],
+  ATLAS_PUBLIC_URL: ["publicUrl", "string"],
   ATLAS_INNGEST_MODE: ["inngest.mode", "string"],
   ATLAS_INNGEST_APP_ID: ["inngest.appId", "string"],
   ATLAS_INNGEST_ENCRYPTION_KEY: ["inngest.encryptionKey", "string"],

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
  * `cli/` and `mcp/serve.ts` assemble everything; `index.ts` is the library entry; `config.ts` composes each
  * concern's config schema (`risk/config.ts`).
  */
-const LAYERS = ["cli", "demo", "http", "inngest", "mcp", "governance", "risk", "ledger", "."];
+const LAYERS = ["cli", "demo", "http", "notify", "inngest", "mcp", "governance", "risk", "ledger", "."];
 const ASSEMBLERS = new Set(["cli", "mcp/serve.ts", "index.ts"]);
 const ALLOWED = new Set(["config.ts -> risk/config.ts"]);
 

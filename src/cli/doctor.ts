@@ -11,6 +11,9 @@ import type { EvaluatorConfig } from "../risk/config.js";
 import { createModelEvaluator } from "../risk/modelEvaluators.js";
 import { VERSION } from "../version.js";
 import { webhookSecretPath } from "../http/webhook.js";
+import { Notifier } from "../notify/notifier.js";
+import { testEvent } from "../notify/notificationEvent.js";
+import { describeSink } from "../notify/sinkRequest.js";
 
 export interface DoctorOptions {
   env: NodeJS.ProcessEnv;
@@ -18,6 +21,8 @@ export interface DoctorOptions {
   out: (line: string) => void;
   /** How the Inngest check reaches its URLs (tests pass their own). */
   fetch?: typeof fetch;
+  /** `--notify-test`: send a test notification to every configured sink and report each outcome. */
+  notifyTest?: boolean;
 }
 
 type Check = { ok: boolean; line: string; fix?: string };
@@ -53,6 +58,14 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
 
   const dataDir = checkDataDir(config.dataDir);
   report(dataDir);
+  if (options.notifyTest) for (const check of await testNotifications(config)) report(check);
+  else if (config.notify.length > 0) {
+    const sinks = config.notify.map((sink, index) => {
+      const where = describeSink(sink, index);
+      return `${where.sink_type} ${where.host}`;
+    });
+    report({ ok: true, line: `notify: ${sinks.length} sink(s): ${sinks.join(", ")} (run with --notify-test to send a test notification)` });
+  }
   if (dataDir.ok) {
     report(checkSecret(config.dataDir));
     for (const check of checkLedgers(config.dataDir, config.instance)) report(check);
@@ -88,6 +101,18 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
       : { ok: false, line: `upstream '${name}': ${status?.error ?? errors.join("; ")} (after ${ms} ms)`, fix: "check its command/args (or url) in the config; run the command by hand to see its error" });
   }
   return checks.filter((check) => !check.ok).length;
+}
+
+/** Sends one test notification to each sink (two attempts), so a reviewer can see it arrive and a webhook receiver can check the signature. */
+async function testNotifications(config: GatewayConfig): Promise<Check[]> {
+  if (config.notify.length === 0) {
+    return [{ ok: false, line: "notify: no sinks configured, so --notify-test has nothing to send", fix: "add a sink to the config: \"notify\": [{\"type\": \"slack\", \"url\": \"https://hooks.slack.com/services/…\"}]" }];
+  }
+  const notifier = new Notifier({ sinks: config.notify, record: () => {}, log: () => {}, retry: { attempts: 2, baseMs: 500, maxMs: 500 } });
+  const outcomes = await notifier.deliverNow(testEvent({ instance: config.instance }));
+  return outcomes.map((outcome) => outcome.ok
+    ? { ok: true, line: `${outcome.sink}: test notification delivered (HTTP ${outcome.detail})` }
+    : { ok: false, line: `${outcome.sink}: test notification failed: ${outcome.detail}`, fix: "check the sink's url (and, for a webhook, that the receiver verifies with the same whsec_ secret)" });
 }
 
 /** What to do about a file system error on `path`, by its cause. */

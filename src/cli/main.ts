@@ -2,6 +2,10 @@ import { Command, CommanderError, Option } from "commander";
 import { userInfo } from "node:os";
 import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
 import { registerPolicyCommands, registerToolCommands } from "./policy.js";
+import { registerHaltCommands } from "./halt.js";
+import { registerKeyCommands } from "./keys.js";
+import { currentHalt, readHaltFile } from "../governance/halt.js";
+import { describeHalt } from "../governance/haltState.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
@@ -35,6 +39,11 @@ function describeView(view: RequestView): string {
   const decision = view.decision;
   const by = decision ? (decision.source === "timeout" ? "expired" : `${decision.decision} by ${decision.reviewer ?? "?"}${decision.reason ? ` (${decision.reason})` : ""}`) : "";
   return `${view.ref} (${view.name}) is ${view.status}${by && view.status !== "expired" ? `: ${by}` : ""}`;
+}
+
+/** "1 of 2 approvals": where a two-person call stands. */
+function approvalCount(view: RequestView): string {
+  return `${view.approvals?.length ?? 0} of ${view.approvalsRequired ?? 1} approvals`;
 }
 
 function age(iso: string, now = Date.now()): string {
@@ -115,8 +124,16 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           if (failed) io.err(`atlas-gateway: the decision is recorded, but could not be sent to Inngest now (${failed}); the gateway sends it when it next starts`);
         }
         const verb = name === "approve" ? "approved" : "denied";
+        if (view.status === "pending" && view.approvalsRequired) {
+          const count = view.approvals?.length ?? 0;
+          io.out(`${verb} ${view.ref} (${view.name}) as ${reviewer}: ${approvalCount(view)}; it runs once ${view.approvalsRequired - count} more distinct reviewer(s) approve.`);
+          return;
+        }
+        const halted = name === "approve" ? readHaltFile(resolved.dataDir) : undefined;
         const next = name === "deny"
           ? "it will not run."
+          : halted?.halted
+            ? `the gateway is HALTED (${describeHalt(halted)}): it runs after 'atlas-gateway resume', if its deadline has not passed.`
           : resolved.engine === "inngest"
             ? `its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
             : result.via === "gateway" ? "the gateway is executing it now; the agent gets the result from atlas_status." : "no gateway is running for it; it runs when the gateway next starts.";
@@ -132,6 +149,9 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       const { dataDir } = config(flags);
       const states = readAllInstances(dataDir);
       for (const state of states) if (state.problem) io.err(`warning: ledger '${state.instance}' is damaged from ${state.problem.message}; run 'atlas-gateway audit verify'`);
+      const halt = currentHalt(dataDir, states.flatMap((state) => (state.halt ? [state.halt] : [])));
+      // stderr for --json, so the JSON stays a plain list for scripts
+      if (halt?.halted) (flags.json ? io.err : io.out)(`HALTED: ${describeHalt(halt)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`);
       const now = Date.now();
       const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
         .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
@@ -139,6 +159,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         io.out(JSON.stringify(pending.map(({ instance, view }) => ({
           ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
           expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
+          ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, reviewers: (view.approvals ?? []).map((a) => a.reviewer) } } : {}),
         })), null, 2));
         return;
       }
@@ -147,12 +168,14 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         return;
       }
       const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
+      const showApprovals = pending.some((item) => item.view.approvalsRequired);
       io.out(formatTable(
-        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
+        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), ...(showApprovals ? ["APPROVALS"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
         pending.map(({ instance, view }) => [
           view.ref,
           view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
           ...(showInstance ? [instance] : []),
+          ...(showApprovals ? [view.approvalsRequired ? approvalCount(view) : "-"] : []),
           view.name,
           clip(JSON.stringify(maskSecrets(view.args)), 60),
           String(view.assessment?.score ?? "?"),
@@ -177,6 +200,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       io.out(`arguments: ${JSON.stringify(maskSecrets(view.args))}`);
       if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${view.assessment.reasons.join("; ")}`);
       if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
+      if (view.approvalsRequired) io.out(`approvals: ${approvalCount(view)}${view.approvals?.length ? ` (${view.approvals.map((a) => a.reviewer).join(", ")})` : ""}`);
       if (view.decision) io.out(`decision: ${describeView(view).split(": ").slice(1).join(": ") || view.status}`);
       io.out("history:");
       for (const record of history) {
@@ -256,16 +280,20 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .description("print the user config file's path")
     .action(() => io.out(userConfigPath(io.env)));
 
-  const commandDeps = { out: io.out, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
+  const commandDeps = { out: io.out, err: io.err, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
   registerToolCommands(program, commandDeps);
   registerPolicyCommands(program, commandDeps);
+  registerHaltCommands(program, commandDeps);
+  registerKeyCommands(program, commandDeps);
 
   withCommonOptions(program.command("doctor"))
     .description("check Node, config, data dir, ledgers, webhook secret, listener port, model evaluators (live probe) and upstreams; exit non-zero on any ✗")
     .option("--port <port>", "listener port to check")
-    .action(async (flags: ConfigFlags) => {
+    .option("--notify-test", "send a test notification to every configured notify sink and report each outcome")
+    .action(async (flags: ConfigFlags & { notifyTest?: boolean }) => {
       const { runDoctor } = await import("./doctor.js");
-      const failures = await runDoctor({ env: io.env, flags, out: io.out });
+      const { notifyTest, ...configFlags } = flags;
+      const failures = await runDoctor({ env: io.env, flags: configFlags, out: io.out, ...(notifyTest ? { notifyTest } : {}) });
       if (failures > 0) throw new AtlasError(`${failures} check(s) failed`, 1);
     });
 

@@ -14,6 +14,7 @@ import { findPins, namesTool, readPins, trustTool } from "./toolTrust.js";
 /** What the `tools` and `policy` commands need from the CLI shell. */
 export interface CommandDeps {
   out: (text: string) => void;
+  err: (text: string) => void;
   env: NodeJS.ProcessEnv;
   config: (flags: ConfigFlags) => GatewayConfig;
   withCommonOptions: (command: Command) => Command;

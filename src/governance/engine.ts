@@ -1,6 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { RequestView } from "./requests.js";
 import type { RiskInput } from "../risk/assess.js";
+import type { HaltFact } from "./haltState.js";
 
 /** A tool call as the engine sees it: where it goes, what it carries, and what the evaluator needs. */
 export interface GovernedCall extends RiskInput {
@@ -21,7 +22,7 @@ export type Executor = (call: { upstream: string; tool: string; args: Record<str
 export type Decision =
   | { kind: "allow"; ref: string; result: CallToolResult }
   | { kind: "hold"; ref: string; view: RequestView; deduplicated: boolean }
-  | { kind: "deny"; ref?: string; reason: string };
+  | { kind: "deny"; ref?: string; reason: string; halted?: boolean };
 
 export interface DecisionInput {
   ref: string;
@@ -33,6 +34,8 @@ export interface DecisionInput {
 export type DecideOutcome =
   | { status: "applied"; view: RequestView }
   | { status: "already_decided"; view: RequestView }
+  /** Nothing changed, for a reason the reviewer must hear (the same reviewer approving a two-person call twice). */
+  | { status: "refused"; view: RequestView; reason: string }
   | { status: "not_found" };
 
 /**
@@ -49,10 +52,17 @@ export interface GovernanceEngine {
   waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined>;
   pending(): RequestView[];
   /**
-   * Appends a fact that belongs to no request (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`); durable
-   * when the promise resolves.
+   * Appends a fact outside the request state machine (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`; with
+   * a `ref`, facts about a request such as `notification.sent`); durable when the promise resolves.
    */
-  recordEvent(type: string, data: Record<string, unknown>): Promise<void>;
+  recordEvent(type: string, data: Record<string, unknown>, ref?: string): Promise<void>;
+  /** The newest stop-button fact this engine's ledger holds (halted or resumed), if any. */
+  haltState(): HaltFact | undefined;
+  /**
+   * Records a halt or resume fact (durable when the promise resolves) unless the ledger already holds it or a newer one.
+   * While halted every new call is refused and approved calls wait; on resume they start if their deadline has not passed.
+   */
+  applyHalt(fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }>;
   /** Starts work that replay left due (approved-but-not-executed calls) once the upstreams are ready. */
   resume(): void;
   close(reason?: string): Promise<void>;

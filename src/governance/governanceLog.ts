@@ -4,6 +4,7 @@ import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink 
 import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
 import { LedgerError } from "../errors.js";
 import { RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
+import { haltRecordData, HaltState, haltRefusal, HALTED_RECORD, isNewerHalt, RESUMED_RECORD, type HaltFact } from "./haltState.js";
 import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "../risk/assess.js";
 
 export const REF_PATTERN = /^evt_[0-9a-f]{8}$/;
@@ -18,7 +19,9 @@ export type Admission =
   | { kind: "duplicate"; view: RequestView }
   | { kind: "run"; ref: string }
   | { kind: "hold"; view: RequestView }
-  | { kind: "deny"; ref: string; reason: string };
+  | { kind: "deny"; ref: string; reason: string }
+  /** The gateway is halted: nothing was created or run (the refusal is recorded as `request.refused`). */
+  | { kind: "halted"; reason: string };
 
 export interface AdmitOptions {
   evaluator: RiskEvaluator;
@@ -46,6 +49,8 @@ export interface GovernanceLogOptions {
 export class GovernanceLog {
   readonly ledger: Ledger;
   readonly table: RequestTable;
+  /** The stop button's state, folded from the same records as the table. */
+  readonly halt: HaltState;
   /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
   private readonly refs = new Set<number>();
   private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
@@ -53,9 +58,10 @@ export class GovernanceLog {
   private readonly admitting = new Map<string, Promise<unknown>>();
   private readonly onRecord: ((record: LedgerRecord) => void) | undefined;
 
-  private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
+  private constructor(ledger: Ledger, table: RequestTable, halt: HaltState, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
     this.ledger = ledger;
     this.table = table;
+    this.halt = halt;
     this.refs = refs;
     this.onRecord = onRecord;
   }
@@ -63,6 +69,7 @@ export class GovernanceLog {
   static open(path: string, options: GovernanceLogOptions): GovernanceLog {
     const table = new RequestTable({ keepHistory: options.keepHistory ?? false });
     const refs = new Set<number>();
+    const halt = new HaltState();
     const ledger = Ledger.open(path, {
       instance: options.instance,
       ...(options.now ? { now: options.now } : {}),
@@ -71,10 +78,11 @@ export class GovernanceLog {
       onRecord: (record) => {
         if (record.type === "request.created" && record.ref) refs.add(refValue(record.ref));
         table.apply(record);
+        halt.apply(record);
         options.onRecord?.(record);
       },
     });
-    return new GovernanceLog(ledger, table, refs, options.onRecord);
+    return new GovernanceLog(ledger, table, halt, refs, options.onRecord);
   }
 
   /**
@@ -93,6 +101,7 @@ export class GovernanceLog {
     const record = this.ledger.append(type, ref, data, durability);
     if (type === "request.created" && ref) this.refs.add(refValue(ref));
     const view = this.table.apply(record);
+    this.halt.apply(record);
     this.onRecord?.(record);
     if (view && ref) for (const listener of this.listeners.get(ref) ?? []) listener(view);
     return record;
@@ -129,6 +138,17 @@ export class GovernanceLog {
   }
 
   private async admitOnce(call: GovernedCall, digest: string, options: AdmitOptions): Promise<Admission> {
+    const halted = this.halt.active;
+    if (halted) {
+      const reason = haltRefusal(halted);
+      try {
+        // No ref: nothing was created. The record says what was refused while halted, without its arguments.
+        this.record("request.refused", undefined, { upstream: call.upstream, tool: call.tool, name: call.name, args_digest: digest, halt_id: halted.id, reason: "halted" }, "batch");
+      } catch {
+        // refused either way
+      }
+      return { kind: "halted", reason };
+    }
     const openRef = this.table.openRefFor(digest);
     const open = openRef ? this.table.get(openRef) : undefined;
     if (open && open.status === "pending") return { kind: "duplicate", view: open };
@@ -146,6 +166,12 @@ export class GovernanceLog {
       }, "batch");
       const assessment = await assessRisk(options.evaluator, call);
       this.record("request.assessed", ref, { ...assessment }, "batch");
+      const haltedMeanwhile = this.halt.active as HaltFact | undefined; // re-read: an await passed since the check above
+      if (haltedMeanwhile) {
+        // The stop button was pressed while a model assessed this call: it must not start now.
+        this.record("request.abandoned", ref, { reason: "the gateway was halted before this call started; it was never run", halt_id: haltedMeanwhile.id }, "batch");
+        return { kind: "halted", reason: haltRefusal(haltedMeanwhile) };
+      }
       const route = routeAssessment(assessment, options.threshold);
       if (route === "deny") {
         const reason = denialReason(assessment);
@@ -160,13 +186,24 @@ export class GovernanceLog {
         return { kind: "run", ref };
       }
       const deadline = new Date(options.now().getTime() + options.reviewTimeoutMs).toISOString();
-      this.record("request.held", ref, { deadline, threshold: options.threshold }, "sync");
+      const approvals = Math.max(1, ...(assessment.rules ?? []).map((rule) => rule.approvals ?? 1));
+      this.record("request.held", ref, { deadline, threshold: options.threshold, ...(approvals > 1 ? { approvals_required: approvals } : {}) }, "sync");
       await this.commit();
       return { kind: "hold", view: this.table.get(ref)! };
     } catch (error) {
       if (error instanceof LedgerError) return { kind: "deny", ref, reason: `the audit ledger cannot be written, so nothing was run (fail closed): ${error.message}` };
       throw error;
     }
+  }
+
+  /**
+   * Records a halt or resume fact if it is newer than the state this ledger holds (sync; the caller commits).
+   * Returns whether it changed anything: the same fact arriving twice (control socket and `halt.json`) is a no-op.
+   */
+  recordHalt(fact: HaltFact, extra: Record<string, unknown> = {}): boolean {
+    if (!isNewerHalt(fact, this.halt.current)) return false;
+    this.record(fact.halted ? HALTED_RECORD : RESUMED_RECORD, undefined, haltRecordData(fact, extra), "sync");
+    return true;
   }
 
   /** Resolves with the view once it is terminal, or when `ms` runs out or `signal` aborts. */
@@ -207,6 +244,24 @@ export class GovernanceLog {
     if (!view) return { status: "not_found" };
     if (isPastDeadline(view, now)) this.expire(view.ref);
     if (view.status !== "pending") return { status: "already_decided", view };
+    const required = view.approvalsRequired ?? 1;
+    if (input.decision === "approved" && required > 1) {
+      // The two-person rule (EU AI Act Art. 14(5)): each approval is its own record; the Nth distinct one decides.
+      const approvers = (view.approvals ?? []).map((approval) => approval.reviewer);
+      if (approvers.includes(input.reviewer)) {
+        return { status: "refused", view, reason: `${input.reviewer} has already approved ${view.ref}; it needs ${required} different approvers (${approvers.length} of ${required} so far)` };
+      }
+      this.record("approval.recorded", view.ref, { reviewer: input.reviewer, ...(input.reason ? { reason: input.reason } : {}), count: approvers.length + 1, required }, "sync");
+      if (approvers.length + 1 < required) return { status: "applied", view };
+      this.record("decision.recorded", view.ref, {
+        decision: "approved",
+        source: "human",
+        reviewer: input.reviewer,
+        approvers: [...approvers, input.reviewer],
+        ...(input.reason ? { reason: input.reason } : {}),
+      }, "sync");
+      return { status: "applied", view };
+    }
     this.record("decision.recorded", view.ref, {
       decision: input.decision,
       source: "human",

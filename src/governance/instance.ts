@@ -2,6 +2,7 @@ import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync,
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { instancePaths } from "../dataDir.js";
+import type { HaltFact } from "./haltState.js";
 
 /** Instances that have a ledger in this data dir. */
 export function listInstances(dataDir: string): string[] {
@@ -155,7 +156,9 @@ export async function lockWhenFree(dataDir: string, instance: string, kind: Lock
 
 export type ControlRequest =
   | { op: "decide"; ref: string; decision: "approved" | "denied"; reviewer: string; reason?: string }
-  | { op: "trust"; upstream: string; tool: string; reviewer: string; hash?: string; reason?: string };
+  | { op: "trust"; upstream: string; tool: string; reviewer: string; hash?: string; reason?: string }
+  /** The stop button: record and honour `fact`; `notify` asks this gateway to tell the notification sinks. */
+  | { op: "halt"; fact: HaltFact; notify?: boolean };
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 
 /** The running gateway's control channel: one JSON line in, one JSON line out, on a socket only this user can reach. */

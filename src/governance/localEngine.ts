@@ -4,6 +4,7 @@ import { DeadlineTimers } from "./deadlines.js";
 import { GovernanceLog } from "./governanceLog.js";
 import { sha256Hex, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
 import type { RequestView } from "./requests.js";
+import type { HaltFact } from "./haltState.js";
 import type { RiskEvaluator } from "../risk/assess.js";
 
 export interface LocalEngineOptions {
@@ -37,6 +38,8 @@ export class LocalEngine implements GovernanceEngine {
   private readonly now: () => Date;
   private readonly deadlines: DeadlineTimers;
   private readonly due: string[] = [];
+  /** Approved calls that did not start because the gateway is halted; they start on resume, within their deadline. */
+  private readonly parked = new Set<string>();
   private closed = false;
 
   private constructor(log: GovernanceLog, options: LocalEngineOptions) {
@@ -95,6 +98,8 @@ export class LocalEngine implements GovernanceEngine {
         return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: true };
       case "deny":
         return admission;
+      case "halted":
+        return { kind: "deny", reason: admission.reason, halted: true };
       case "hold":
         this.deadlines.schedule(admission.view);
         this.options.onHeld?.(admission.view);
@@ -116,15 +121,16 @@ export class LocalEngine implements GovernanceEngine {
    * Appends a fact that belongs to no request (tool pins: `tool.pinned`, `tool.changed`, `tool.trusted`). The record
    * is applied at once (listeners hear it before this returns a promise) and durable when the promise resolves.
    */
-  recordEvent(type: string, data: Record<string, unknown>): Promise<void> {
-    this.log.record(type, undefined, data, "sync");
+  recordEvent(type: string, data: Record<string, unknown>, ref?: string): Promise<void> {
+    this.log.record(type, ref, data, "sync");
     return this.log.commit();
   }
 
   async decide(input: DecisionInput): Promise<DecideOutcome> {
     const outcome = this.log.decide(input, this.now());
     if (outcome.status === "not_found") return outcome;
-    this.deadlines.clear(input.ref);
+    // a two-person call still waiting for its next approval keeps its deadline
+    if (outcome.view.status !== "pending") this.deadlines.clear(input.ref);
     await this.log.commit();
     if (outcome.status === "applied" && input.decision === "approved") void this.executeApproved(input.ref);
     return outcome;
@@ -134,10 +140,42 @@ export class LocalEngine implements GovernanceEngine {
     return this.log.waitForOutcome(ref, ms, signal);
   }
 
+  haltState(): HaltFact | undefined {
+    return this.log.halt.current;
+  }
+
+  async applyHalt(fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> {
+    const changed = this.log.recordHalt(fact);
+    await this.log.commit();
+    if (changed && !this.log.halt.active) {
+      for (const ref of [...this.parked]) {
+        this.parked.delete(ref);
+        this.startAfterHalt(ref);
+      }
+    }
+    return { changed, state: this.log.halt.current };
+  }
+
+  /** An approved call the halt kept from starting: it starts now, unless its review deadline passed meanwhile. */
+  private startAfterHalt(ref: string): void {
+    const view = this.log.table.get(ref);
+    if (!view || view.status !== "approved") return;
+    if (view.deadline && Date.parse(view.deadline) <= this.now().getTime()) {
+      this.recordQuietly("request.abandoned", ref, { reason: `approved, but the gateway was halted until after the review deadline (${view.deadline}); it was never run` }, "sync");
+      void this.log.commit().catch(() => {});
+      return;
+    }
+    void this.executeApproved(ref);
+  }
+
   /** Runs an approved call once: `execution.started` is on disk before the upstream sees anything. */
   private async executeApproved(ref: string): Promise<void> {
     const view = this.log.table.get(ref);
     if (!view || view.status !== "approved" || this.closed) return;
+    if (this.log.halt.active) {
+      this.parked.add(ref);
+      return;
+    }
     try {
       this.log.record("execution.started", ref, {}, "sync");
       await this.log.commit();

@@ -27,6 +27,13 @@ export interface RecordedDecision {
   at: string;
 }
 
+/** One reviewer's approval of a call that needs several (the two-person rule, EU AI Act Art. 14(5)). */
+export interface RecordedApproval {
+  reviewer: string;
+  reason?: string;
+  at: string;
+}
+
 /** Everything known about one request, rebuilt from the ledger. */
 export interface RequestView {
   ref: string;
@@ -42,8 +49,14 @@ export interface RequestView {
   assessment?: Assessment;
   autoApproved: boolean;
   deadline?: string;
+  /** Distinct approvals a held call needs before it runs (a policy rule's `approvals`); absent means one. */
+  approvalsRequired?: number;
+  /** Approvals recorded so far, when more than one is required. */
+  approvals?: RecordedApproval[];
   decision?: RecordedDecision;
   outcome?: "ok" | "error" | "unknown";
+  /** Why an `abandoned` call was never run (the gateway stopped before routing it, or a halt outlasted its deadline). */
+  abandonedReason?: string;
   result?: unknown;
   history: LedgerRecord[];
 }
@@ -112,7 +125,11 @@ export class RequestTable {
       case "request.held":
         view.status = "pending";
         view.deadline = String(data.deadline);
+        if (Number(data.approvals_required) > 1) view.approvalsRequired = Number(data.approvals_required);
         this.openByDigest.set(view.argsDigest, ref);
+        break;
+      case "approval.recorded":
+        (view.approvals ??= []).push({ reviewer: String(data.reviewer), ...(data.reason !== undefined ? { reason: String(data.reason) } : {}), at: record.ts });
         break;
       case "decision.recorded":
         view.decision = {
@@ -138,6 +155,7 @@ export class RequestTable {
         break;
       case "request.abandoned":
         view.status = "abandoned";
+        if (typeof data.reason === "string") view.abandonedReason = data.reason;
         break;
       default:
         break;

@@ -5,18 +5,25 @@ import { scanLedger, type LedgerProblem } from "../ledger/ledger.js";
 import { instancePaths } from "../dataDir.js";
 import { callControl, listInstances, lockWhenFree, readLock } from "./instance.js";
 import { RequestTable, type RequestView } from "./requests.js";
+import { HaltState, type HaltFact } from "./haltState.js";
 
 export interface InstanceState {
   instance: string;
   table: RequestTable;
+  /** The newest stop-button fact in this ledger. */
+  halt?: HaltFact;
   problem?: LedgerProblem;
 }
 
 /** A read-only replay of one instance's ledger (a running gateway may be appending; a torn last line is skipped). */
 export function readInstance(dataDir: string, instance: string, keepHistory = false): InstanceState {
   const table = new RequestTable({ keepHistory });
-  const scan = scanLedger(instancePaths(dataDir, instance).ledger, (record) => table.apply(record));
-  return { instance, table, ...(scan.problem && scan.problem.kind !== "torn" ? { problem: scan.problem } : {}) };
+  const halt = new HaltState();
+  const scan = scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
+    table.apply(record);
+    halt.apply(record);
+  });
+  return { instance, table, ...(halt.current ? { halt: halt.current } : {}), ...(scan.problem && scan.problem.kind !== "torn" ? { problem: scan.problem } : {}) };
 }
 
 export function readAllInstances(dataDir: string, keepHistory = false): InstanceState[] {
@@ -99,5 +106,6 @@ async function askGateway(socket: string, input: DecisionInput): Promise<DecideO
 export function assertApplied(result: DecideResult, describe: (view: RequestView) => string): RequestView {
   if (result.outcome.status === "applied") return result.outcome.view;
   if (result.outcome.status === "already_decided") throw new ConflictError(`nothing changed: ${describe(result.outcome.view)}`);
+  if (result.outcome.status === "refused") throw new ConflictError(`nothing changed: ${result.outcome.reason}`);
   throw new NotFoundError("request not found");
 }

@@ -5,6 +5,8 @@ import type { DecisionInput, GovernanceEngine } from "../governance/engine.js";
 import { AtlasError, NotFoundError } from "../errors.js";
 import { decideRef } from "../governance/review.js";
 import type { WebhookVerifier } from "./webhook.js";
+import { describeHalt } from "../governance/haltState.js";
+import { newHaltFact, recordHaltEverywhere } from "../governance/halt.js";
 
 // Loaded through require on purpose: an ESM import of node:http builds a facade over all its exports, whose lazy
 // getters load Node's bundled undici (fetch, WebSocket, web streams) — about 25 ms of every gateway start, for nothing.
@@ -18,6 +20,8 @@ export interface ListenerDeps {
   dataDir: string;
   version: string;
   log: (line: string) => void;
+  /** This gateway's instance (a halt reaching an empty data dir is recorded there). */
+  instance?: string;
   /** Extra routes by exact path (the Inngest serve handler mounts on `/api/inngest`). */
   routes?: Record<string, RequestListener>;
 }
@@ -63,12 +67,27 @@ export function createRequestHandler(deps: ListenerDeps): RequestListener {
     const mounted = path ? deps.routes?.[path] : undefined;
     if (mounted) return mounted(req, res);
     if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
-      return sendJson(res, 200, { status: "ATLAS Governance Gateway Running", version: deps.version, engine: deps.engine.name, pending: deps.engine.pending().length });
+      const halt = deps.engine.haltState();
+      return sendJson(res, 200, {
+        status: "ATLAS Governance Gateway Running",
+        version: deps.version,
+        engine: deps.engine.name,
+        pending: deps.engine.pending().length,
+        halted: halt?.halted ? { by: halt.by, at: halt.at, ...(halt.reason ? { reason: halt.reason } : {}), message: describeHalt(halt) } : false,
+      });
     }
     if (path === "/webhook/approval") {
       if (req.method !== "POST") return sendJson(res, 405, { error: "use POST" });
       void handleWebhook(deps, req, res).catch((error: Error) => {
         deps.log(`webhook: ${error.message}`);
+        if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
+      });
+      return;
+    }
+    if (path === "/webhook/halt") {
+      if (req.method !== "POST") return sendJson(res, 405, { error: "use POST" });
+      void handleHalt(deps, req, res).catch((error: Error) => {
+        deps.log(`halt webhook: ${error.message}`);
         if (!res.headersSent) sendJson(res, 500, { error: "internal error" });
       });
       return;
@@ -82,7 +101,9 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
   if (body === "too-large") return sendJson(res, 413, { error: `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes` });
   const check = deps.verifier.check(body, req.headers);
   if (!check.ok) return sendJson(res, check.status, { error: check.error });
-  const { event_id: ref, decision, reviewer, reason } = check.body;
+  const { event_id: ref, decision, reason } = check.body;
+  // A v1a signature names its signer: that key's id is the reviewer, whatever the body claims.
+  const reviewer = check.signer ?? check.body.reviewer;
   let outcome;
   try {
     outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", ...(reason ? { reason } : {}) });
@@ -92,11 +113,32 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
     throw error;
   }
   if (outcome.status === "not_found") return sendJson(res, 404, { error: `unknown ref ${ref}` });
+  if (outcome.status === "refused") return sendJson(res, 409, { error: outcome.reason, ref, status: outcome.view.status });
   if (outcome.status === "already_decided") {
     return sendJson(res, 409, { error: `${ref} is already ${outcome.view.status}; nothing changed`, ref, status: outcome.view.status });
   }
   deps.log(`webhook: ${ref} ${decision} by ${reviewer ?? "webhook"}`);
-  sendJson(res, 200, { ref, decision, status: outcome.view.status });
+  const approvals = outcome.view.approvalsRequired ? { approvals: { count: outcome.view.approvals?.length ?? 0, required: outcome.view.approvalsRequired } } : {};
+  sendJson(res, 200, { ref, decision, status: outcome.view.status, ...approvals });
+}
+
+/**
+ * The stop button over HTTP: a Standard Webhooks–signed `{"action": "halt", "reason": "…", "reviewer": "…"}` or
+ * `{"action": "resume"}`, recorded for the whole data dir exactly as the `halt` / `resume` commands do.
+ */
+async function handleHalt(deps: ListenerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await readBody(req, MAX_WEBHOOK_BODY_BYTES);
+  if (body === "too-large") return sendJson(res, 413, { error: `body larger than ${MAX_WEBHOOK_BODY_BYTES} bytes` });
+  const check = deps.verifier.checkHalt(body, req.headers);
+  if (!check.ok) return sendJson(res, check.status, { error: check.error });
+  const { action, reason } = check.body;
+  const reviewer = check.signer ?? check.body.reviewer;
+  const current = deps.engine.haltState();
+  if (action === "resume" && !current?.halted) return sendJson(res, 409, { error: "the gateway is not halted; nothing changed", halted: false });
+  const fact = newHaltFact(action === "halt", reviewer ?? "webhook", reason, current);
+  const delivery = await recordHaltEverywhere(deps.dataDir, fact, deps.instance ?? "main");
+  deps.log(`webhook: ${action} by ${fact.by}`);
+  sendJson(res, 200, { halted: fact.halted, by: fact.by, at: fact.at, ...(fact.reason ? { reason: fact.reason } : {}), instances: [...delivery.gateways, ...delivery.ledgers] });
 }
 
 /**

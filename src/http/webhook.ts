@@ -1,7 +1,9 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { KeyObject } from "node:crypto";
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
+import { findV1aSigner } from "./approvalKeys.js";
 import * as z from "zod";
 
 export function webhookSecretPath(dataDir: string): string {
@@ -50,23 +52,79 @@ export const HOW_TO_SIGN =
   "keyed with the base64-decoded part of the secret after whsec_>. The secret: run 'atlas-gateway config get webhook.secret'. " +
   "Example and libraries: README, Approval webhook; 'atlas-gateway demo' shows a signed request.";
 
+/** The stop button over HTTP (`POST /webhook/halt`): the action is inside the signed body, so a signature for one cannot serve the other. */
+export const haltBodySchema = z.strictObject({
+  action: z.enum(["halt", "resume"], { error: "action must be \"halt\" or \"resume\"" }),
+  reason: z.string().trim().min(1).max(2000).optional(),
+  reviewer: z.string().min(1).max(200).optional(),
+}).refine((body) => body.action !== "halt" || body.reason !== undefined, { message: "a halt needs a reason", path: ["reason"] });
+export type HaltBody = z.output<typeof haltBodySchema>;
+
 export type WebhookCheck =
-  | { ok: true; body: ApprovalBody; id: string }
+  | { ok: true; body: ApprovalBody; id: string; signer?: string }
   | { ok: false; status: 400 | 401; error: string };
 
 /**
- * Verifies a Standard Webhooks request (`webhook-id`, `webhook-timestamp` within ±5 min, `webhook-signature`
- * `v1,<base64 HMAC-SHA256>`) and parses the approval body. A replayed `webhook-id` is refused.
+ * A request whose signature holds and whose id is fresh, with its body parsed as JSON (not yet validated). `signer`
+ * is the id of the public key whose `v1a` signature verified; absent for HMAC (`v1`), which names no one.
+ */
+export type SignedRequest =
+  | { ok: true; id: string; json: unknown; signer?: string }
+  | { ok: false; status: 400 | 401; error: string };
+
+export interface VerifierOptions {
+  /** Public keys allowed to sign (`v1a`), by id; read on every request, so keys added while running count at once. */
+  publicKeys?: () => ReadonlyMap<string, KeyObject>;
+  /** Accept HMAC `v1` signatures with the shared secret (default true). Off: only a registered public key can approve. */
+  hmac?: boolean;
+}
+
+/** Standard Webhooks' tolerance for the signed timestamp. */
+const TOLERANCE_SECONDS = 5 * 60;
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ");
+}
+
+/**
+ * Verifies a Standard Webhooks request (`webhook-id`, `webhook-timestamp` within ±5 min, `webhook-signature`) and
+ * parses the approval body. Two schemes: `v1a,<base64 Ed25519>` by a registered public key (the signer is then known,
+ * and nothing on this machine can forge it), and `v1,<base64 HMAC-SHA256>` with the shared secret (unless turned
+ * off). A replayed `webhook-id` is refused.
  */
 export class WebhookVerifier {
   private readonly webhook: Webhook;
   private readonly seen = new Map<string, number>();
+  private readonly options: VerifierOptions;
 
-  constructor(secret: string) {
+  constructor(secret: string, options: VerifierOptions = {}) {
     this.webhook = new Webhook(secret);
+    this.options = options;
   }
 
   check(rawBody: string, headers: Record<string, string | string[] | undefined>): WebhookCheck {
+    const signed = this.verify(rawBody, headers);
+    if (!signed.ok) return signed;
+    const parsed = approvalBodySchema.safeParse(signed.json);
+    if (!parsed.success) return { ok: false, status: 400, error: describeIssues(parsed.error) };
+    return { ok: true, body: parsed.data, id: signed.id, ...(signed.signer ? { signer: signed.signer } : {}) };
+  }
+
+  /**
+   * The id of the registered key whose `v1a` signature verifies; undefined when none does (HMAC may still);
+   * null when a `v1a` signature came with an unusable timestamp.
+   */
+  private asymmetricSigner(rawBody: string, headers: Record<string, string>): string | undefined | null {
+    const signatures = headers["webhook-signature"];
+    const keys = this.options.publicKeys?.();
+    if (!signatures?.includes("v1a,") || !keys || keys.size === 0) return undefined;
+    const timestamp = headers["webhook-timestamp"] ?? "";
+    if (!/^\d{1,12}$/.test(timestamp) || Math.abs(Date.now() / 1000 - Number(timestamp)) > TOLERANCE_SECONDS) return null;
+    return findV1aSigner(keys, headers["webhook-id"] ?? "", timestamp, rawBody, signatures);
+  }
+
+  /** Checks the signature and the id (replays are refused), then parses the body as JSON. */
+  verify(rawBody: string, headers: Record<string, string | string[] | undefined>): SignedRequest {
     const flat: Record<string, string> = {};
     for (const name of SIGNATURE_HEADERS) {
       const value = headers[name];
@@ -75,25 +133,37 @@ export class WebhookVerifier {
     const missing = SIGNATURE_HEADERS.filter((name) => flat[name] === undefined);
     if (missing.length === SIGNATURE_HEADERS.length) return { ok: false, status: 401, error: `unsigned request: ${HOW_TO_SIGN}` };
     if (missing.length > 0) return { ok: false, status: 401, error: `webhook signature rejected: missing header(s) ${missing.join(", ")}; ${HOW_TO_SIGN}` };
-    try {
-      this.webhook.verify(rawBody, flat, { jsonParse: false });
-    } catch (error) {
-      const message = error instanceof WebhookVerificationError ? error.message : "invalid signature";
-      return { ok: false, status: 401, error: `webhook signature rejected: ${message}` };
+    const signer = this.asymmetricSigner(rawBody, flat);
+    if (signer === null) return { ok: false, status: 401, error: "webhook signature rejected: the timestamp is missing or more than 5 minutes off" };
+    if (signer === undefined) {
+      if (this.options.hmac === false) {
+        return { ok: false, status: 401, error: "webhook signature rejected: only v1a signatures by a registered public key are accepted (HMAC v1 is turned off)" };
+      }
+      try {
+        this.webhook.verify(rawBody, flat, { jsonParse: false });
+      } catch (error) {
+        const message = error instanceof WebhookVerificationError ? error.message : "invalid signature";
+        return { ok: false, status: 401, error: `webhook signature rejected: ${message}` };
+      }
     }
     const id = flat["webhook-id"]!;
     this.forgetOld();
     if (this.seen.has(id)) return { ok: false, status: 401, error: "webhook signature rejected: this webhook-id was already used (replay)" };
     this.seen.set(id, Date.now());
-    let json: unknown;
     try {
-      json = JSON.parse(rawBody);
+      return { ok: true, id, json: JSON.parse(rawBody) as unknown, ...(signer ? { signer } : {}) };
     } catch {
       return { ok: false, status: 400, error: "body is not valid JSON" };
     }
-    const parsed = approvalBodySchema.safeParse(json);
-    if (!parsed.success) return { ok: false, status: 400, error: parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ") };
-    return { ok: true, body: parsed.data, id };
+  }
+
+  /** Checks a signed stop-button request (`POST /webhook/halt`). */
+  checkHalt(rawBody: string, headers: Record<string, string | string[] | undefined>): { ok: true; body: HaltBody; id: string; signer?: string } | { ok: false; status: 400 | 401; error: string } {
+    const signed = this.verify(rawBody, headers);
+    if (!signed.ok) return signed;
+    const parsed = haltBodySchema.safeParse(signed.json);
+    if (!parsed.success) return { ok: false, status: 400, error: describeIssues(parsed.error) };
+    return { ok: true, body: parsed.data, id: signed.id, ...(signed.signer ? { signer: signed.signer } : {}) };
   }
 
   /** Ids only need remembering while their timestamp is still acceptable (10 min covers ±5 min). */

@@ -5,6 +5,7 @@ import { DeadlineTimers } from "../governance/deadlines.js";
 import { GovernanceLog } from "../governance/governanceLog.js";
 import type { LedgerRecord, LedgerSink } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
+import { haltRefusal, type HaltFact } from "../governance/haltState.js";
 import type { RiskEvaluator } from "../risk/assess.js";
 import { decisionEvent, REQUEST_EVENT, requestEvent, type DecisionEventData, type OutgoingEvent } from "./events.js";
 
@@ -235,6 +236,8 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
         return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: true };
       case "deny":
         return admission;
+      case "halted":
+        return { kind: "deny", reason: admission.reason, halted: true };
       case "hold":
         this.deadlines.schedule(admission.view);
         this.sendRequest(admission.view.ref);
@@ -293,8 +296,8 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     });
   }
 
-  recordEvent(type: string, data: Record<string, unknown>): Promise<void> {
-    this.log.record(type, undefined, data, "sync");
+  recordEvent(type: string, data: Record<string, unknown>, ref?: string): Promise<void> {
+    this.log.record(type, ref, data, "sync");
     return this.log.commit();
   }
 
@@ -302,7 +305,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     const outcome = this.log.decide(input, this.now());
     if (outcome.status === "not_found") return outcome;
     await this.log.commit();
-    if (outcome.status === "applied") {
+    if (outcome.status === "applied" && outcome.view.status !== "pending") {
       this.deadlines.clear(input.ref);
       this.sendDecision(input.ref);
     }
@@ -311,6 +314,16 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
 
   waitForOutcome(ref: string, ms: number, signal?: AbortSignal): Promise<RequestView | undefined> {
     return this.log.waitForOutcome(ref, ms, signal);
+  }
+
+  haltState(): HaltFact | undefined {
+    return this.log.halt.current;
+  }
+
+  async applyHalt(fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> {
+    const changed = this.log.recordHalt(fact);
+    await this.log.commit();
+    return { changed, state: this.log.halt.current };
   }
 
 
@@ -396,6 +409,16 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     const view = this.log.table.get(ref)!;
     const waiter = this.waiters.get(ref);
     const auto = view.autoApproved;
+    const halted = this.log.halt.active;
+    if (halted) {
+      if (auto) {
+        this.recordQuietly("request.abandoned", ref, { reason: "the gateway was halted before this call started; it was never run", halt_id: halted.id }, "batch");
+        waiter?.resolve({ kind: "deny", ref, reason: haltRefusal(halted) });
+        return { ref, status: "abandoned", executed: false };
+      }
+      // An approved held call waits out the halt: Inngest retries this step with backoff and it runs after resume.
+      throw new Error(`${ref} is approved but the gateway is halted; the step is retried after resume`);
+    }
     try {
       this.log.record("execution.started", ref, { by, ...(runId ? { run_id: runId } : {}), ...(reason ? { reason } : {}) }, auto ? "batch" : "sync");
       // an auto-approved call's records are written (one write per event-loop turn) before the upstream sees it

@@ -115,5 +115,6 @@ async function answerStatus(engine: GovernanceEngine, args: Record<string, unkno
     return { content: [{ type: "text", text: `Unknown ref ${ref}: this gateway holds no request with that ref.` }], isError: true };
   }
   const view = await engine.waitForOutcome(ref, Math.min(wait, MAX_STATUS_WAIT_SECONDS) * 1000, signal);
-  return statusToResult(view!);
+  const halt = engine.haltState();
+  return statusToResult(view!, halt?.halted ? halt : undefined);
 }

@@ -19,6 +19,11 @@ import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
+import { approvalKeysFor } from "../http/approvalKeys.js";
+import { watchHaltFile } from "../governance/halt.js";
+import { Notifier } from "../notify/notifier.js";
+import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
+import { describeHalt, isHaltFact, isNewerHalt, type HaltFact } from "../governance/haltState.js";
 
 export interface ServeIO {
   stdin: Readable;
@@ -69,7 +74,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
   };
 
   try {
-    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir));
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir), {
+      hmac: config.webhook.hmac,
+      publicKeys: () => approvalKeysFor(config, log),
+    });
     const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
     if (config.demo) sources.unshift(demoUpstream(version));
     if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
@@ -89,12 +97,35 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     cleanups.push(() => upstreams.close());
 
     const pins = new ToolPinTable();
+    // Reviewer notifications follow the ledger: every new record that moves a held call on is announced. Replayed
+    // records are not (`live` turns on once the engine has opened).
+    let live = false;
+    let engineRef: GovernanceEngine | undefined;
+    const notifier = new Notifier({
+      sinks: config.notify,
+      record: (outcome) => engineRef?.recordEvent(outcome.type, outcome.data, outcome.ref),
+      log,
+    });
+    const eventContext = { instance, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) };
+    const announce = (record: LedgerRecord) => {
+      const view = record.ref ? engineRef?.get(record.ref) : undefined;
+      if (!view || view.autoApproved || !view.deadline) return; // only calls that were held for a human
+      let type: NotificationType | undefined;
+      if (record.type === "request.held") type = "call.held";
+      else if (record.type === "approval.recorded" && Number(record.data.count) < Number(record.data.required)) type = "call.approval"; // the last one is announced as the decision
+      else if (record.type === "decision.recorded") type = record.data.source === "timeout" ? "call.expired" : "call.decided";
+      else if (record.type === "execution.finished") type = "call.executed";
+      if (type) notifier.notify(callEvent(type, view, eventContext));
+    };
     const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
       evaluator,
-      onRecord: (record: LedgerRecord) => pins.apply(record),
+      onRecord: (record: LedgerRecord) => {
+        pins.apply(record);
+        if (live && notifier.enabled) announce(record);
+      },
       threshold: config.risk.threshold,
       reviewTimeoutMs: config.reviewTimeout,
       executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
@@ -118,6 +149,9 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       engine = LocalEngine.open(engineOptions);
     }
     cleanups.push(() => engine.close(stopReason));
+    engineRef = engine;
+    live = true;
+    cleanups.push(() => notifier.close()); // runs before the engine closes: no attempt records into a closed ledger
 
     /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
     function observePins(): void {
@@ -136,6 +170,22 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     }
 
     gateway = createGateway({ upstreams, engine, version });
+
+    /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
+    const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
+      if (!isNewerHalt(fact, engine.haltState())) return { changed: false, state: engine.haltState() };
+      const result = await engine.applyHalt(fact);
+      if (result.changed) {
+        log(fact.halted
+          ? `HALTED: ${describeHalt(fact)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`
+          : `RESUMED by ${fact.by} at ${fact.at}${fact.reason ? ` (reason: ${fact.reason})` : ""}: tool calls are routed by policy again.`);
+      }
+      return result;
+    };
+    // Before any call is routed or any approved call starts: a halt pressed while this gateway was down holds now.
+    const stopWatchingHalt = watchHaltFile(config.dataDir, (fact) => void adoptHalt(fact).catch((error: Error) => log(`halt: ${error.message}`)));
+    cleanups.push(stopWatchingHalt);
+    if (engine.haltState()?.halted) log(`starting HALTED: ${describeHalt(engine.haltState()!)}; run 'atlas-gateway resume' to let calls through.`);
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -168,6 +218,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       else cleanups.push(step);
     };
 
+    const announcedHalts = new Set<string>();
     const control: NetServer = await serveControl(paths.socket, async (request) => {
       if (request.op === "decide") return engine.decide(request);
       if (request.op === "trust") {
@@ -176,12 +227,22 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
         log(`tool ${request.upstream}/${request.tool}: new definition trusted by ${request.reviewer}; calls are routed by policy again`);
         return { status: "trusted", ...record.data };
       }
+      if (request.op === "halt") {
+        if (!isHaltFact(request.fact)) throw new Error("halt needs a fact {id: halt_<hex>, halted, by, reason?, at}");
+        const result = await adoptHalt(request.fact);
+        // One gateway per press tells the sinks (the CLI or endpoint picks it); the fact id keeps it to one notification.
+        if (request.notify && !announcedHalts.has(request.fact.id)) {
+          announcedHalts.add(request.fact.id);
+          notifier.notify(haltEvent(request.fact, eventContext));
+        }
+        return { status: result.changed ? "applied" : "unchanged", ...(result.state ? { state: result.state } : {}) };
+      }
       throw new Error(`unknown op ${String((request as { op?: unknown }).op)}`);
     });
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, ...(routes ? { routes } : {}) }),
       config.host,
       config.port,
       log,

@@ -1,6 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Decision } from "../governance/engine.js";
 import type { RequestView } from "../governance/requests.js";
+import { describeHalt, type HaltFact } from "../governance/haltState.js";
 
 /** The line a held call answers with: the original system's wording, which agents and prompts already know. */
 export function pendingText(ref: string): string {
@@ -32,6 +33,7 @@ export function decisionToResult(decision: Decision, options: { hasOutputSchema?
       };
     }
     case "deny":
+      if (decision.halted) return { content: [{ type: "text", text: decision.reason }], isError: true };
       return { content: [{ type: "text", text: `DENIED${decision.ref ? ` (Ref: ${decision.ref})` : ""}: ${decision.reason}` }], isError: true };
   }
 }
@@ -43,8 +45,22 @@ function decidedBy(view: RequestView): string {
   return `${decision.decision} by ${decision.reviewer ?? "a reviewer"}${decision.reason ? ` (reason: ${decision.reason})` : ""}`;
 }
 
-/** `atlas_status`'s answer: the state, who decided and why, and the tool's real result once it ran. */
-export function statusToResult(view: RequestView): CallToolResult {
+/**
+ * `atlas_status`'s answer: the state, who decided and why, and the tool's real result once it ran. While the gateway
+ * is halted (`halt`), an open call's answer says so: it will not start until a reviewer resumes the gateway.
+ */
+export function statusToResult(view: RequestView, halt?: HaltFact): CallToolResult {
+  const result = statusResult(view);
+  if (!halt || (view.status !== "pending" && view.status !== "approved")) return result;
+  const note = `The gateway is HALTED: ${describeHalt(halt)}. Nothing starts until a reviewer runs 'atlas-gateway resume'; pending calls stay pending and their deadlines keep running.`;
+  return {
+    ...result,
+    content: [...result.content, { type: "text", text: note }],
+    ...(result.structuredContent ? { structuredContent: { ...result.structuredContent, halted: { by: halt.by, at: halt.at, ...(halt.reason ? { reason: halt.reason } : {}) } } } : {}),
+  };
+}
+
+function statusResult(view: RequestView): CallToolResult {
   const who = decidedBy(view);
   const summary: Record<string, unknown> = {
     ref: view.ref,
@@ -76,7 +92,7 @@ export function statusToResult(view: RequestView): CallToolResult {
         isError: true,
       };
     case "abandoned":
-      return { content: [line(`Ref ${view.ref}: ABANDONED. The gateway stopped before this call was routed; it was never run. Call the tool again if it is still needed.`)], structuredContent: summary, isError: true };
+      return { content: [line(`Ref ${view.ref}: ABANDONED: ${view.abandonedReason ?? "the gateway stopped before this call was routed; it was never run"}. Call the tool again if it is still needed.`)], structuredContent: summary, isError: true };
     case "pending":
       return { content: [line(`Ref ${view.ref}: PENDING REVIEW. Waiting for a human decision (deadline ${view.deadline}). Call atlas_status again to keep waiting.`)], structuredContent: summary };
     default:

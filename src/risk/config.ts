@@ -85,6 +85,8 @@ const rule = z.strictObject({
   args: args.optional(),
   effect,
   reason: z.string().max(500).optional(),
+  /** Distinct approvers a held call matching this rule needs (the two-person rule). */
+  approvals: z.number().int("approvals must be a whole number").min(1).max(10).optional(),
 });
 
 const rules = z.array(rule).superRefine((list, ctx) => {

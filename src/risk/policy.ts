@@ -44,6 +44,11 @@ export interface PolicyRule {
   effect: RuleEffect;
   /** Why the rule exists; shown to reviewers and, for `deny`, to the agent. */
   reason?: string;
+  /**
+   * The two-person rule (EU AI Act Art. 14(5)): a call this rule matches that is held for review runs only after this
+   * many distinct reviewers approve it (any denial denies). Default 1.
+   */
+  approvals?: number;
 }
 
 export interface PolicySource {
@@ -67,6 +72,8 @@ export interface FiredRule {
   effect: RuleEffect;
   /** The rule's `reason`, or a description of what matched. */
   reason: string;
+  /** Distinct approvals a held call needs, when the rule asks for more than one. */
+  approvals?: number;
 }
 
 export type Verdict = "allow" | "review" | "deny";
@@ -277,6 +284,7 @@ interface CompiledRule {
   id: string;
   effect: RuleEffect;
   reason: string;
+  approvals?: number;
   upstream?: (name: string) => boolean;
   /** Glob tool patterns; exact ones are indexed by name instead. */
   toolGlobs?: RegExp[];
@@ -382,6 +390,7 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
       id: rule.id ?? `rules[${index}]`,
       effect: rule.effect,
       reason: rule.reason ?? describeRule(rule, conditions),
+      ...(rule.approvals !== undefined && rule.approvals > 1 ? { approvals: rule.approvals } : {}),
       ...(upstreams ? { upstream: matcherFor(upstreams) } : {}),
       ...(tools && tools.some(isGlob)
         ? { toolGlobs: tools.filter(isGlob).map(globToRegExp), toolLiterals: tools.filter(isGlob).map((glob) => glob.split(/[*?]/).reduce((a, b) => (b.length > a.length ? b : a), "")) }
@@ -428,7 +437,7 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
       let score: number | undefined;
       const consider = (rule: CompiledRule, exact: boolean) => {
         if (!matches(rule, call, names, exact)) return;
-        fired.push({ id: rule.id, effect: rule.effect, reason: rule.reason });
+        fired.push({ id: rule.id, effect: rule.effect, reason: rule.reason, ...(rule.approvals ? { approvals: rule.approvals } : {}) });
         if (typeof rule.effect === "number") score = Math.max(score ?? 0, rule.effect);
         else if (!verdict || VERDICT_RANK[rule.effect] > VERDICT_RANK[verdict]) verdict = rule.effect;
       };

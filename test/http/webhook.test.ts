@@ -44,6 +44,21 @@ describe("WebhookVerifier (Standard Webhooks)", () => {
     expect(result).toMatchObject({ ok: false, status: 400 });
   });
 
+  it.each([
+    ["an approval body", body],
+    ["a halt without a reason", JSON.stringify({ action: "halt" })],
+    ["an unknown action", JSON.stringify({ action: "explode", reason: "x" })],
+    ["an unknown key", JSON.stringify({ action: "resume", event_id: "evt_0123abcd" })],
+  ])("the stop button refuses %s, signed or not (400)", (_label, payload) => {
+    expect(new WebhookVerifier(secret).checkHalt(payload, signWebhook(secret, payload))).toMatchObject({ ok: false, status: 400 });
+  });
+
+  it("a stop-button body carries its action under the signature", () => {
+    const payload = JSON.stringify({ action: "halt", reason: "incident", reviewer: "ana" });
+    expect(new WebhookVerifier(secret).checkHalt(payload, signWebhook(secret, payload))).toMatchObject({ ok: true, body: { action: "halt", reason: "incident", reviewer: "ana" } });
+    expect(new WebhookVerifier(secret).checkHalt(payload.replace("halt", "resume"), signWebhook(secret, payload))).toMatchObject({ ok: false, status: 401 });
+  });
+
   it("creates the secret once, as whsec_ in a 0600 file", () => {
     const dir = tempDir();
     const first = loadOrCreateWebhookSecret(dir);
@@ -82,7 +97,7 @@ describe("HTTP listener", () => {
     await engine.submit(heldCall({ path: "/a" }));
     const response = await fetch(`${base}/`);
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: "ATLAS Governance Gateway Running", version: "test", engine: "local", pending: 1 });
+    expect(await response.json()).toEqual({ status: "ATLAS Governance Gateway Running", version: "test", engine: "local", pending: 1, halted: false });
   });
 
   it("applies a signed approval (200), then refuses a second decision (409)", async () => {
