@@ -1,6 +1,7 @@
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, isAbsolute, join, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type Conf from "conf";
 import * as z from "zod";
 import { durationSchema, parseDuration } from "./duration.js";
@@ -222,6 +223,18 @@ export function userConfigPath(env: NodeJS.ProcessEnv = process.env, platform = 
       ? join(os.APPDATA || join(home, "AppData", "Roaming"), "atlas-gateway", "Config")
       : join(os.XDG_CONFIG_HOME || join(home, ".config"), "atlas-gateway");
   return resolve(dir, "config.json");
+}
+
+/**
+ * Where a data dir's approval credentials (the webhook HMAC secret) live: `credentials/<digest of the data dir>/` in the
+ * user config dir, never the data dir itself. Upstreams are often rooted at a directory that contains the data dir
+ * (a filesystem server on the home dir, a project dir holding `--data-dir ./data`); keeping the secret elsewhere means
+ * no upstream root given for data reaches it by accident, and self-protection guards this path too (issue 11).
+ * One directory per data dir, so gateways on different data dirs keep their own secrets.
+ */
+export function credentialsDir(dataDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  const digest = createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16);
+  return join(dirname(userConfigPath(env)), "credentials", digest);
 }
 
 /** Reads the user config file as conf would: missing means empty; unreadable or invalid JSON throws. */

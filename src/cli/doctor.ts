@@ -8,7 +8,7 @@ import { listInstances } from "../governance/instance.js";
 import { scanLedger } from "../ledger/ledger.js";
 import { UpstreamSet } from "../mcp/upstreams.js";
 import { VERSION } from "../version.js";
-import { webhookSecretPath } from "../http/webhook.js";
+import { legacyWebhookSecretPath, webhookSecretPath } from "../http/webhook.js";
 
 export interface DoctorOptions {
   env: NodeJS.ProcessEnv;
@@ -44,7 +44,7 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   }
 
   report(checkDataDir(config.dataDir));
-  report(checkSecret(config.dataDir));
+  report(checkSecret(config.dataDir, options.env));
   const instances = listInstances(config.dataDir);
   if (instances.length === 0) report({ ok: true, line: "ledger: none yet (created when the gateway first starts)" });
   for (const instance of instances) {
@@ -95,8 +95,10 @@ function checkDataDir(dataDir: string): Check {
   }
 }
 
-function checkSecret(dataDir: string): Check {
-  const path = webhookSecretPath(dataDir);
+function checkSecret(dataDir: string, env: NodeJS.ProcessEnv): Check {
+  const legacy = legacyWebhookSecretPath(dataDir);
+  if (existsSync(legacy)) return { ok: false, line: `webhook secret in the data dir (${legacy}), where an upstream rooted above it could read it`, fix: "start the gateway once (it moves the secret to the credentials dir), or run 'atlas-gateway config get webhook.secret'" };
+  const path = webhookSecretPath(dataDir, env);
   if (!existsSync(path)) return { ok: false, line: "webhook secret missing", fix: "start the gateway once, or run 'atlas-gateway config get webhook.secret' to create it" };
   try {
     accessSync(path, constants.R_OK);

@@ -220,7 +220,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .action((key: string, flags: ConfigFlags) => {
       const resolved = config(flags);
       if (key === "webhook.secret") {
-        io.out(loadOrCreateWebhookSecret(resolved.dataDir));
+        io.out(loadOrCreateWebhookSecret(resolved.dataDir, io.env));
         return;
       }
       let value: unknown = resolved;

@@ -35,12 +35,13 @@ const indent = (text: string) => text.split("\n").map((line) => `    ${line}`).j
 export async function runDemo(options: DemoOptions): Promise<void> {
   const { out } = options;
   const dataDir = mkdtempSync(join(tmpdir(), "atlas-demo-"));
+  const gatewayEnv = { ...options.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" };
   const instance = "demo";
   const bin = options.bin ?? join(PACKAGE_DIR, "bin", "atlas-gateway.js");
   const transport = new ChildProcessTransport({
     command: process.execPath,
     args: [bin, "serve", "--demo", "--data-dir", dataDir, "--port", "0", "--instance", instance],
-    env: { ...options.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" },
+    env: gatewayEnv,
     onStderr: (line) => {
       if (options.verbose) out(`    [gateway] ${line}`);
     },
@@ -76,7 +77,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const body = JSON.stringify({ decision: "APPROVED", event_id: ref, reviewer: "demo-reviewer", reason: "hardship documented" });
     const response = await fetch(`http://127.0.0.1:${lock.port}/webhook/approval`, {
       method: "POST",
-      headers: { "content-type": "application/json", ...signWebhook(loadOrCreateWebhookSecret(dataDir), body) },
+      headers: { "content-type": "application/json", ...signWebhook(loadOrCreateWebhookSecret(dataDir, gatewayEnv), body) },
       body,
     });
     out(`\n→ reviewer POSTs a signed approval to /webhook/approval\n← HTTP ${response.status} ${await response.text()}`);

@@ -1,6 +1,8 @@
 import type { Server as HttpServer, RequestListener } from "node:http";
 import type { Server as NetServer } from "node:net";
 import type { Readable, Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { RootsListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { GatewayConfig } from "../config.js";
 import { demoUpstream } from "../demo/tools.js";
 import type { Executor, GovernanceEngine } from "../governance/engine.js";
@@ -69,7 +71,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
   };
 
   try {
-    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir));
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir, io.env));
     const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
     if (config.demo) sources.unshift(demoUpstream(version));
     if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
@@ -89,7 +91,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     cleanups.push(() => upstreams.close());
 
     const pins = new ToolPinTable();
-    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
+    // The agent's MCP roots: a filesystem upstream may take them as its allowed dirs, so self-protection resolves
+    // relative paths against them too (issue 11).
+    let clientRoots: string[] = [];
+    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
@@ -152,6 +157,15 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       return closing;
     };
     gateway.server.onclose = () => void close("client disconnected");
+    const server = gateway.server;
+    const refreshRoots = () => {
+      if (!server.getClientCapabilities()?.roots) return;
+      void server.listRoots()
+        .then(({ roots }) => void (clientRoots = roots.flatMap((root) => (root.uri.startsWith("file:") ? [fileURLToPath(root.uri)] : []))))
+        .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
+    };
+    server.oninitialized = refreshRoots;
+    server.setNotificationHandler(RootsListChangedNotificationSchema, async () => refreshRoots());
 
     // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
     // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
