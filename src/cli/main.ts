@@ -6,7 +6,8 @@ import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
 import { scanLedger } from "../ledger/ledger.js";
-import { maskSecrets } from "../mask.js";
+import { maskSecrets, maskText } from "../mask.js";
+import { renderJson } from "../renderJson.js";
 import type { RequestView } from "../governance/requests.js";
 import { assertApplied, decideRef, findRef, readAllInstances } from "../governance/review.js";
 import { describeEffect } from "../risk/assess.js";
@@ -136,10 +137,10 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
         .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
       if (flags.json) {
-        io.out(JSON.stringify(pending.map(({ instance, view }) => ({
+        io.out(renderJson(pending.map(({ instance, view }) => ({
           ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
-          expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
-        })), null, 2));
+          expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: maskSecrets(view.assessment),
+        })), 2));
         return;
       }
       if (pending.length === 0) {
@@ -154,9 +155,9 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
           ...(showInstance ? [instance] : []),
           view.name,
-          clip(JSON.stringify(maskSecrets(view.args)), 60),
+          clip(renderJson(maskSecrets(view.args)), 60),
           String(view.assessment?.score ?? "?"),
-          clip((view.assessment?.reasons ?? []).join("; "), 80),
+          clip(maskText((view.assessment?.reasons ?? []).join("; ")), 80),
           (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
         ]),
       ));
@@ -170,19 +171,19 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       const { instance, view } = findRef(dataDir, ref, true);
       const history = view.history.map((record) => ({ ...record, data: maskSecrets(record.data) as Record<string, unknown> }));
       if (flags.json) {
-        io.out(JSON.stringify({ instance, ref: view.ref, status: view.status, history }, null, 2));
+        io.out(renderJson({ instance, ref: view.ref, status: view.status, history }, 2));
         return;
       }
       io.out(`${view.ref}  ${view.name} (upstream ${view.upstream}, instance ${instance})  status: ${view.status.toUpperCase()}`);
-      io.out(`arguments: ${JSON.stringify(maskSecrets(view.args))}`);
-      if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${view.assessment.reasons.join("; ")}`);
+      io.out(`arguments: ${renderJson(maskSecrets(view.args))}`);
+      if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${maskText(view.assessment.reasons.join("; "))}`);
       if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
-      if (view.decision) io.out(`decision: ${describeView(view).split(": ").slice(1).join(": ") || view.status}`);
+      if (view.decision) io.out(`decision: ${maskText(describeView(view).split(": ").slice(1).join(": ")) || view.status}`);
       io.out("history:");
       for (const record of history) {
         const { args: _args, result, ...rest } = record.data;
-        const detail = { ...rest, ...(result !== undefined ? { result: clip(JSON.stringify(result), 200) } : {}) };
-        io.out(`  #${record.seq}  ${record.ts}  ${record.type.padEnd(22)} ${Object.keys(detail).length ? JSON.stringify(detail) : ""}`.trimEnd());
+        const detail = { ...rest, ...(result !== undefined ? { result: clip(renderJson(result), 200) } : {}) };
+        io.out(`  #${record.seq}  ${record.ts}  ${record.type.padEnd(22)} ${Object.keys(detail).length ? renderJson(detail) : ""}`.trimEnd());
       }
     });
 

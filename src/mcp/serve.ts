@@ -12,7 +12,8 @@ import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
 import { LocalEngine } from "../governance/localEngine.js";
-import { maskSecrets } from "../mask.js";
+import { maskSecrets, maskText } from "../mask.js";
+import { renderJson } from "../renderJson.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
@@ -108,7 +109,8 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
       onHeld: (view: RequestView) => {
         const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
-        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
+        const reasons = maskText(view.assessment?.reasons.join("; ") ?? "");
+        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
       },
     };
     let engine: GovernanceEngine;
