@@ -55,6 +55,14 @@ const inngestSettings = z
 
 export type InngestSettings = z.output<typeof inngestSettings>;
 
+/** Bounds on a tool call's arguments, checked before the call is recorded (issue 11; see `argumentBounds.ts`). */
+const limitsSettings = z
+  .strictObject({
+    argumentDepth: z.number().int().min(1).max(10_000).default(64),
+    argumentBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
+  })
+  .prefault({});
+
 export type StdioUpstreamConfig = z.output<typeof stdioUpstream>;
 export type HttpUpstreamConfig = z.output<typeof httpUpstream>;
 export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
@@ -74,6 +82,7 @@ export const configSchema = z.strictObject({
   risk: riskConfigSchema.prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
   inngest: inngestSettings,
+  limits: limitsSettings,
 });
 
 export type GatewayConfig = z.output<typeof configSchema> & {
@@ -114,6 +123,8 @@ const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolea
   ATLAS_REVIEW_TIMEOUT: ["reviewTimeout", "string"],
   ATLAS_TOOL_TIMEOUT: ["toolTimeout", "string"],
   ATLAS_ENGINE: ["engine", "string"],
+  ATLAS_ARGUMENT_DEPTH: ["limits.argumentDepth", "number"],
+  ATLAS_ARGUMENT_BYTES: ["limits.argumentBytes", "number"],
   ATLAS_INNGEST_MODE: ["inngest.mode", "string"],
   ATLAS_INNGEST_APP_ID: ["inngest.appId", "string"],
   ATLAS_INNGEST_ENCRYPTION_KEY: ["inngest.encryptionKey", "string"],
