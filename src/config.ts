@@ -186,6 +186,39 @@ function mergeLayers(base: Record<string, unknown>, over: Record<string, unknown
   return out;
 }
 
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/** `__proto__`, `constructor` and `prototype` are never config keys (see `findPrototypeKeys`). */
+export function isPrototypeKey(key: string): boolean {
+  return PROTOTYPE_KEYS.has(key);
+}
+
+/**
+ * `path: what is wrong` for every prototype key (`__proto__`, `constructor`, `prototype`) anywhere in a parsed config
+ * value. JSON.parse keeps `__proto__` as an own key, and merging layers would then assign it — replacing an object's
+ * prototype, so settings no schema saw reach the config (issue 11: a `__proto__` key set the threshold to 95).
+ * Iterative: a config file is input too.
+ */
+export function findPrototypeKeys(value: unknown, at = ""): string[] {
+  const problems: string[] = [];
+  const stack: [unknown, string][] = [[value, at]];
+  while (stack.length > 0) {
+    const [current, path] = stack.pop()!;
+    if (current === null || typeof current !== "object") continue;
+    for (const [key, item] of Object.entries(current)) {
+      const here = path ? `${path}.${key}` : key;
+      if (PROTOTYPE_KEYS.has(key)) problems.push(`${here}: "${key}" is not allowed as a config key (it would change the defaults of every object, not a setting)`);
+      else stack.push([item, here]);
+    }
+  }
+  return problems.sort();
+}
+
+function refusePrototypeKeys(value: unknown, source: string): void {
+  const problems = findPrototypeKeys(value);
+  if (problems.length > 0) throw new ConfigError(problems.map((problem) => `${source}: ${problem}`));
+}
+
 /** Reads a JSON config file; `mcpServers` (the MCP client shape) is accepted as `upstreams`. */
 export function readConfigFile(file: string): ConfigInput {
   if (!existsSync(file)) throw new ConfigError([`${file}: config file not found`]);
@@ -196,6 +229,7 @@ export function readConfigFile(file: string): ConfigInput {
     throw new ConfigError([`${file}: not valid JSON (${(error as Error).message})`]);
   }
   if (!isPlainObject(parsed)) throw new ConfigError([`${file}: expected a JSON object at the top level`]);
+  refusePrototypeKeys(parsed, file);
   return normaliseFileLayer(parsed);
 }
 
@@ -283,13 +317,19 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   let userLayer: ConfigInput = {};
   const configFiles: string[] = [];
   if (options.userConfig === undefined) {
+    let raw: Record<string, unknown>;
     try {
       configFiles.push(userConfigPath(env));
-      userLayer = normaliseFileLayer(readUserConfig(env));
+      raw = readUserConfig(env);
     } catch (error) {
       throw new ConfigError([`user config ${userConfigPath(env)}: ${(error as Error).message} (fix it, or move it aside and use 'atlas-gateway config set')`]);
     }
-  } else if (options.userConfig) userLayer = normaliseFileLayer(options.userConfig);
+    refusePrototypeKeys(raw, `user config ${userConfigPath(env)}`);
+    userLayer = normaliseFileLayer(raw);
+  } else if (options.userConfig) {
+    refusePrototypeKeys(options.userConfig, "user config");
+    userLayer = normaliseFileLayer(options.userConfig);
+  }
 
   const configFile = flags.config ?? env.ATLAS_CONFIG;
   if (configFile) configFiles.push(resolve(cwd, configFile));

@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from "commander";
 import { userInfo } from "node:os";
-import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
+import { isPrototypeKey, loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
 import { registerPolicyCommands, registerToolCommands } from "./policy.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
@@ -235,6 +235,8 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .command("set <key> <value>")
     .description("set a value in the user config file (JSON values are parsed: 75, true, {\"command\":\"npx\"})")
     .action(async (key: string, raw: string) => {
+      const bad = key.split(".").find(isPrototypeKey);
+      if (bad) throw new ConfigError([`${key}: "${bad}" is not allowed as a config key`]);
       let value: unknown = raw;
       try {
         value = JSON.parse(raw);
