@@ -6,6 +6,14 @@ export interface ArgumentLimits {
   argumentBytes: number;
 }
 
+/**
+ * Whether a string is valid Unicode: no lone surrogate, which JSON can carry (`"\ud800"`) but the ledger's canonical
+ * JSON (RFC 8785) cannot record. (`String#isWellFormed` is ES2024, Node 20+.)
+ */
+export function isWellFormedText(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
 export const DEFAULT_ARGUMENT_LIMITS: ArgumentLimits = { argumentDepth: 64, argumentBytes: 1024 * 1024 };
 
 /**
@@ -19,13 +27,17 @@ export function checkArgumentBounds(args: unknown, limits: ArgumentLimits = DEFA
   const stack: [value: unknown, depth: number][] = [[args, 1]];
   while (stack.length > 0) {
     const [value, depth] = stack.pop()!;
-    if (typeof value === "string") bytes += Buffer.byteLength(value, "utf8") + 2;
+    if (typeof value === "string") {
+      if (!isWellFormedText(value)) return "arguments contain a lone surrogate (a string that is not valid Unicode)";
+      bytes += Buffer.byteLength(value, "utf8") + 2;
+    }
     else if (value === null || typeof value !== "object") bytes += String(value).length;
     else {
       if (depth > limits.argumentDepth) return `arguments are nested deeper than ${limits.argumentDepth} levels (limits.argumentDepth)`;
       const items = Array.isArray(value) ? value.map((item) => ["", item] as const) : Object.entries(value);
       bytes += 2 + items.length;
       for (const [key, item] of items) {
+        if (key && !isWellFormedText(key)) return "arguments contain a lone surrogate in a key (not valid Unicode)";
         if (key) bytes += Buffer.byteLength(key, "utf8") + 3;
         stack.push([item, depth + 1]);
       }

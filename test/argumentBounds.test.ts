@@ -23,6 +23,9 @@ describe("checkArgumentBounds", () => {
     ["arrays count as levels", JSON.parse(`${"[".repeat(65)}${"]".repeat(65)}`), /deeper than 64/],
     ["a big string", { text: "x".repeat(2000) }, /larger than 1024 bytes/],
     ["multi-byte characters count as bytes", { text: "é".repeat(600) }, /larger than 1024 bytes/],
+    ["a lone surrogate", { text: "ok \ud800 no" }, /lone surrogate/],
+    ["a lone surrogate in a key", { ["k\udc00"]: 1 }, /lone surrogate in a key/],
+    ["a valid surrogate pair", { text: "😀" }, undefined],
     ["many small members", Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i])), /larger than 1024 bytes/],
   ])("%s", (_label, args, problem) => {
     const result = checkArgumentBounds(args, limits);

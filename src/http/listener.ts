@@ -2,7 +2,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from "n
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import type { DecisionInput, GovernanceEngine } from "../governance/engine.js";
-import { AtlasError, NotFoundError } from "../errors.js";
+import { NotFoundError } from "../errors.js";
 import { decideRef } from "../governance/review.js";
 import type { WebhookVerifier } from "./webhook.js";
 
@@ -22,9 +22,9 @@ export interface ListenerDeps {
   routes?: Record<string, RequestListener>;
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...headers });
   res.end(text);
 }
 
@@ -88,8 +88,11 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
     outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", ...(reason ? { reason } : {}) });
   } catch (error) {
     if (error instanceof NotFoundError) return sendJson(res, 404, { error: `unknown ref ${ref}` });
-    if (error instanceof AtlasError) return sendJson(res, 409, { error: error.message });
-    throw error;
+    // Not "already decided": nothing was recorded (an unwritable ledger, a busy instance). The sender may retry the
+    // same message, so its id is not kept as a replay.
+    deps.verifier.forget(check.id);
+    deps.log(`webhook: could not record the decision for ${ref}: ${(error as Error).message}`);
+    return sendJson(res, 503, { error: `the decision could not be recorded, nothing changed; try again: ${(error as Error).message}`, ref }, { "retry-after": "5" });
   }
   if (outcome.status === "not_found") return sendJson(res, 404, { error: `unknown ref ${ref}` });
   if (outcome.status === "already_decided") {

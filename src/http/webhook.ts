@@ -1,6 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { isWellFormedText } from "../argumentBounds.js";
 import { credentialsDir } from "../config.js";
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
 import * as z from "zod";
@@ -57,8 +58,8 @@ export const approvalBodySchema = z.object({
     return z.NEVER;
   }),
   event_id: z.string().regex(/^evt_[0-9a-f]{8}$/, "event_id must be evt_ followed by 8 lowercase hex digits"),
-  reviewer: z.string().min(1).max(200).optional(),
-  reason: z.string().max(2000).optional(),
+  reviewer: z.string().min(1).max(200).refine(isWellFormedText, "reviewer must be valid Unicode").optional(),
+  reason: z.string().max(2000).refine(isWellFormedText, "reason must be valid Unicode").optional(),
 });
 export type ApprovalBody = z.output<typeof approvalBodySchema>;
 
@@ -103,6 +104,11 @@ export class WebhookVerifier {
     const parsed = approvalBodySchema.safeParse(json);
     if (!parsed.success) return { ok: false, status: 400, error: parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ") };
     return { ok: true, body: parsed.data, id };
+  }
+
+  /** Forgets a verified id whose decision could not be recorded, so the sender's retry of it is accepted. */
+  forget(id: string): void {
+    this.seen.delete(id);
   }
 
   /** Ids only need remembering while their timestamp is still acceptable (10 min covers ±5 min). */
