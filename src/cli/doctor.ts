@@ -48,6 +48,11 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   const instances = listInstances(config.dataDir);
   if (instances.length === 0) report({ ok: true, line: "ledger: none yet (created when the gateway first starts)" });
   for (const instance of instances) {
+    const unwritable = checkLedgerWritable(instance, instancePaths(config.dataDir, instance).ledger);
+    if (unwritable) {
+      report(unwritable);
+      continue;
+    }
     const scan = scanLedger(instancePaths(config.dataDir, instance).ledger, () => {});
     report(scan.problem
       ? { ok: false, line: `ledger '${instance}': ${scan.problem.message}`, fix: "run 'atlas-gateway audit verify' and restore the ledger from a backup; a torn tail is repaired at the next start" }
@@ -95,6 +100,18 @@ function checkDataDir(dataDir: string): Check {
   }
 }
 
+/** A ledger the gateway cannot append to makes it refuse every call (fail closed): say so, and why. */
+function checkLedgerWritable(instance: string, path: string): Check | undefined {
+  const fix = `make ${path} a regular file you can write (check its permissions, the disk's free space, and that nothing else replaced it)`;
+  try {
+    if (statSync(path).isDirectory()) return { ok: false, line: `ledger '${instance}': ${path} is a directory, not a ledger file; the gateway refuses every call until it is fixed`, fix };
+    accessSync(path, constants.W_OK);
+    return undefined;
+  } catch (error) {
+    return { ok: false, line: `ledger '${instance}': cannot be written (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the gateway refuses every call until it can`, fix };
+  }
+}
+
 function checkSecret(dataDir: string, env: NodeJS.ProcessEnv): Check {
   const legacy = legacyWebhookSecretPath(dataDir);
   if (existsSync(legacy)) return { ok: false, line: `webhook secret in the data dir (${legacy}), where an upstream rooted above it could read it`, fix: "start the gateway once (it moves the secret to the credentials dir), or run 'atlas-gateway config get webhook.secret'" };
@@ -123,8 +140,12 @@ async function checkPort(host: string, port: number): Promise<Check> {
   if (free.code === "EADDRINUSE") {
     try {
       const response = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(2000) });
-      const body = (await response.json()) as { status?: string };
-      if (body.status === "ATLAS Governance Gateway Running") return { ok: true, line: `listener port ${host}:${port} is served by a running atlas-gateway` };
+      const body = (await response.json()) as { status?: string; problem?: string };
+      if (body.status === "ATLAS Governance Gateway Running") {
+        return body.problem
+          ? { ok: false, line: `the atlas-gateway running on ${host}:${port} refuses every call: ${body.problem}`, fix: "make the ledger writable; the gateway recovers by itself" }
+          : { ok: true, line: `listener port ${host}:${port} is served by a running atlas-gateway` };
+      }
     } catch {
       // not ours
     }

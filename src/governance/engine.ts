@@ -53,6 +53,8 @@ export interface GovernanceEngine {
    * when the promise resolves.
    */
   recordEvent(type: string, data: Record<string, unknown>): Promise<void>;
+  /** Why the engine refuses every call right now (an unwritable ledger), if it does; shown by `GET /` and `doctor`. */
+  problem?(): string | undefined;
   /** Starts work that replay left due (approved-but-not-executed calls) once the upstreams are ready. */
   resume(): void;
   close(reason?: string): Promise<void>;

@@ -63,7 +63,8 @@ export function createRequestHandler(deps: ListenerDeps): RequestListener {
     const mounted = path ? deps.routes?.[path] : undefined;
     if (mounted) return mounted(req, res);
     if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
-      return sendJson(res, 200, { status: "ATLAS Governance Gateway Running", version: deps.version, engine: deps.engine.name, pending: deps.engine.pending().length });
+      const problem = deps.engine.problem?.();
+      return sendJson(res, 200, { status: "ATLAS Governance Gateway Running", version: deps.version, engine: deps.engine.name, pending: deps.engine.pending().length, ...(problem ? { problem } : {}) });
     }
     if (path === "/webhook/approval") {
       if (req.method !== "POST") return sendJson(res, 405, { error: "use POST" });

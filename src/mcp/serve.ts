@@ -11,6 +11,7 @@ import { createGateway, type Gateway } from "./gateway.js";
 import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
+import { DeferredEngine } from "../governance/deferredEngine.js";
 import { LocalEngine } from "../governance/localEngine.js";
 import { maskSecrets, maskText } from "../mask.js";
 import { renderJson } from "../renderJson.js";
@@ -122,7 +123,8 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       const started = await startInngestEngine({ ...engineOptions, config });
       ({ engine, routes, describe: describeInngest } = started);
     } else {
-      engine = LocalEngine.open(engineOptions);
+      // an unwritable ledger leaves the gateway serving, refusing every call with the cause, until it can write
+      engine = DeferredEngine.start({ name: "local", open: () => LocalEngine.open(engineOptions), log, onOpen: () => observePins() });
     }
     cleanups.push(() => engine.close(stopReason));
 
