@@ -14,7 +14,8 @@ export function isWellFormedText(text: string): boolean {
   return (text as string & { isWellFormed(): boolean }).isWellFormed();
 }
 
-export const DEFAULT_ARGUMENT_LIMITS: ArgumentLimits = { argumentDepth: 64, argumentBytes: 1024 * 1024 };
+/** 64 MiB matches the largest message the gateway carries; the size bound is for configs that want a tighter one. */
+export const DEFAULT_ARGUMENT_LIMITS: ArgumentLimits = { argumentDepth: 64, argumentBytes: 64 * 1024 * 1024 };
 
 /**
  * Why a call's arguments are out of bounds, or undefined. Checked before the call is recorded (issue 11): a value

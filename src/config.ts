@@ -59,7 +59,7 @@ export type InngestSettings = z.output<typeof inngestSettings>;
 const limitsSettings = z
   .strictObject({
     argumentDepth: z.number().int().min(1).max(10_000).default(64),
-    argumentBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
+    argumentBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
   })
   .prefault({});
 

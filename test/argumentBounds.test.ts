@@ -33,9 +33,9 @@ describe("checkArgumentBounds", () => {
     else expect(result).toMatch(problem);
   });
 
-  it("is configurable, 64 levels and 1 MiB by default", () => {
+  it("is configurable, 64 levels and 64 MiB by default", () => {
     const config = loadConfig({ env: {}, userConfig: false, flags: { dataDir: "/tmp/x" } });
-    expect(config.limits).toEqual({ argumentDepth: 64, argumentBytes: 1024 * 1024 });
+    expect(config.limits).toEqual({ argumentDepth: 64, argumentBytes: 64 * 1024 * 1024 });
     const custom = loadConfig({ env: { ATLAS_ARGUMENT_DEPTH: "8" }, userConfig: false, flags: { dataDir: "/tmp/x" } });
     expect(custom.limits.argumentDepth).toBe(8);
     expect(checkArgumentBounds(nested(8), custom.limits)).toBeUndefined();
@@ -50,9 +50,9 @@ describe("the gateway refuses out-of-bounds arguments before recording them (bui
     await gateway?.close();
   });
 
-  it("answers a JSON-RPC error for a call nested 10,000 deep and for a huge one; nothing is recorded; normal calls work", async () => {
+  it("answers a JSON-RPC error for a call nested 10,000 deep and for one over ATLAS_ARGUMENT_BYTES; nothing is recorded; normal calls work", async () => {
     if (!existsSync(BIN.replace(/bin\/atlas-gateway\.js$/, "dist/cli.js"))) throw new Error("run `npm run build` first");
-    gateway = new RawMcpProcess(["serve", "--demo", "--port", "0", "--data-dir", dataDir], { PATH: process.env.PATH, HOME: dataDir, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" });
+    gateway = new RawMcpProcess(["serve", "--demo", "--port", "0", "--data-dir", dataDir], { PATH: process.env.PATH, HOME: dataDir, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "", ATLAS_ARGUMENT_BYTES: "1048576" });
     await gateway.initialize();
     const deepJson = `{"name":"modify_welfare_record","arguments":{"beneficiary_id":"C-1","changes":${'{"a":'.repeat(10_000)}1${"}".repeat(10_000)}}}`;
     const deep = await gateway.requestJson("tools/call", deepJson);

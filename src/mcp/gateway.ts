@@ -33,7 +33,7 @@ export interface GatewayDeps {
   upstreams: UpstreamSet;
   engine: GovernanceEngine;
   version: string;
-  /** Bounds on tool arguments (config `limits`); default depth 64, 1 MiB. */
+  /** Bounds on tool arguments (config `limits`); default depth 64, 64 MiB. */
   limits?: ArgumentLimits;
 }
 

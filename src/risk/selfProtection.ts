@@ -70,7 +70,7 @@ export function realpathFollowingLinks(path: string, platform: NodeJS.Platform =
   const missing: string[] = [];
   let current = path;
   for (let hops = 0; hops < 64; hops++) {
-    const stat = lstatSync(current, { throwIfNoEntry: false });
+    const stat = statOrNothing(current);
     if (stat?.isSymbolicLink()) {
       try {
         current = paths.resolve(paths.dirname(current), readlinkSync(current));
@@ -93,6 +93,15 @@ export function realpathFollowingLinks(path: string, platform: NodeJS.Platform =
     current = parent;
   }
   return paths.join(current, ...missing.reverse());
+}
+
+/** lstat that answers "nothing there" instead of throwing (ENAMETOOLONG, ENOTDIR, EACCES: no file to follow). */
+function statOrNothing(path: string): ReturnType<typeof lstatSync> | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
 }
 
 /** Splits a string into shell words: quotes group, backslash escapes, `;&|<>()` and backticks separate. */
@@ -158,7 +167,7 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   const cwds = typeof options.cwds === "function" ? options.cwds : () => options.cwds as string[];
   const suffixes = (options.suffixes ?? []).map(({ path, label }) => ({ parts: componentMatchers(path, foldCase), label }));
   const realpath = options.realpath ?? ((path: string) => realpathFollowingLinks(path, platform));
-  const isSymlink = options.isSymlink ?? ((path: string) => lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() === true);
+  const isSymlink = options.isSymlink ?? ((path: string) => statOrNothing(path)?.isSymbolicLink() === true);
   const env = options.env ?? {};
   const commandNames = new Set((options.commandNames ?? ["atlas-gateway"]).map((name) => name.toLowerCase()));
 

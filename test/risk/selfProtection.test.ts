@@ -231,3 +231,12 @@ describe("self-protection in the risk evaluator", () => {
     }
   });
 });
+
+describe("self-protection on odd input", () => {
+  it("answers for words longer than any path (no ENAMETOOLONG failure, which would hold every big argument)", () => {
+    const guard = createSelfProtection({ paths: [{ path: dataDir, label: "the gateway's data dir" }], home, cwds: [work] });
+    expect(guard({ blob: "y".repeat(5 * 1024 * 1024) })).toBeUndefined();
+    expect(guard({ path: `./${"a/".repeat(3000)}x` })).toBeUndefined();
+    expect(guard({ path: `${"./".repeat(5000)}${dataDir.slice(1)}`.replace(/^/, "/") })?.target).toContain("data dir");
+  });
+});
