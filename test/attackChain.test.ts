@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signWebhook, webhookSecretPath } from "../src/http/webhook.js";
 import { StreamTransport } from "../src/mcp/stdioTransport.js";
@@ -119,6 +120,8 @@ describe("the agent cannot approve itself (issue 11 attack chain)", () => {
       ["`..`", "read_text_file", { path: `Library/Caches/../${secretRel.slice("Library/".length)}` }],
       ["a symlink with an innocent name", "read_text_file", { path: "readme.txt" }],
       ["nested inside arguments", "read_multiple_files", { paths: ["notes.txt", secretRel] }],
+      ["a file:// resource URI", "read_text_file", { path: pathToFileURL(secretPath).href }],
+      ["a path inside JSON inside a string", "write_file", { path: "plan.json", content: JSON.stringify({ next: { read: secretRel } }) }],
       ["the credentials directory", "list_directory", { path: relative(home, dirname(secretPath)) }],
       ["a copy out of the credentials dir", "copy_file", { source: secretRel, destination: "stolen.txt" }],
     ];
@@ -135,7 +138,7 @@ describe("the agent cannot approve itself (issue 11 attack chain)", () => {
       expect(text, label).not.toContain(secret);
       refs.push(refOf(result)!);
     }
-    expect(refs.length).toBeGreaterThanOrEqual(8);
+    expect(refs.length).toBeGreaterThanOrEqual(10);
 
     // nothing the agent received carries the secret or the secret's bytes
     expect(received.join("\n")).not.toContain(secret.slice(6));
