@@ -57,6 +57,9 @@ export interface SelfProtectionHit {
 /** More distinct path-like words than this in one call is itself treated as a hit: each needs a realpath. */
 export const MAX_PATHS_CHECKED = 2000;
 
+/** The longest file name most file systems allow: a longer bare word cannot name a symlink. */
+const NAME_MAX = 255;
+
 /** JSON strings inside JSON strings are unwrapped this many levels deep. */
 const MAX_EMBEDDED_JSON = 4;
 
@@ -181,6 +184,8 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
     const folded = norm(candidate);
     return roots.find(({ root }) => folded === root || (!exact && folded.startsWith(root.endsWith(paths.sep) ? root : root + paths.sep)));
   };
+  /** Protected names of one component (`webhook-secret`): the only ones a word without a separator can match. */
+  const singleNames = suffixes.filter(({ parts }) => parts.length === 1);
   /** A protected name anywhere in the (resolved, normalised) path, whatever the base before it. */
   const matchesSuffix = (candidate: string) => {
     const parts = candidate.normalize("NFC").split(/[\\/]/).filter(Boolean);
@@ -226,13 +231,18 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
 
   return (args) => {
     const checked = new Set<string>();
+    const seenWords = new Set<string>();
     let realpaths = 0;
     /**
      * `thorough` (path-like words) follows symlinks and counts anything inside a protected directory. A bare word
      * ("C-1001", "atlas.json") is only a hit when it names a protected path itself: otherwise a gateway started
      * inside its own package or data dir would hold every call.
      */
-    const checkPath = (raw: string, at: string): SelfProtectionHit | undefined => {
+    /**
+     * `wholeValue`: the word is a whole argument value (`{"path": "readme"}`); a bare word inside text is probed for a
+     * symlink only when it looks like a file name (has a dot), so a page of prose does not cost a syscall per word.
+     */
+    const checkPath = (raw: string, at: string, wholeValue = false): SelfProtectionHit | undefined => {
       const expanded = expand(raw);
       if (!expanded || checked.has(expanded)) return undefined;
       checked.add(expanded);
@@ -247,7 +257,7 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
         let hit = reaches(candidate, !thorough);
         resolved.push(candidate);
         // a bare word is followed only when it names a symlink: a plain file there is not the gateway's
-        if (!hit && (thorough || isSymlink(candidate))) {
+        if (!hit && (thorough || (expanded.length <= NAME_MAX && (wholeValue || raw.includes(".")) && isSymlink(candidate)))) {
           if (++realpaths > MAX_PATHS_CHECKED) return { at, value, target: `more than ${MAX_PATHS_CHECKED} paths in one call: too many to check for self-protection` };
           const real = realpath(candidate);
           resolved.push(real);
@@ -266,7 +276,7 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
     const checkString = (text: string, at: string, depth: number): SelfProtectionHit | undefined => {
       const whole = text.trim();
       if (whole && !whole.includes("\n")) {
-        const hit = checkPath(whole, at);
+        const hit = checkPath(whole, at, true);
         if (hit) return hit;
       }
       // JSON inside a string (an edit list, a request body): its strings are arguments too
@@ -283,16 +293,18 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
         }
       }
       for (const word of shellWords(text)) {
+        if (seenWords.has(word)) continue;
+        seenWords.add(word);
         if (runsCli(word)) return { at, value: describeWord(word, "command"), target: "the gateway's CLI" };
         const parts = new Set([word]);
         const eq = word.indexOf("=");
         if (eq > 0) parts.add(word.slice(eq + 1));
         if (word.includes(":") && !/^(file:|[A-Za-z]:[\\/])/i.test(word)) for (const part of word.split(":")) parts.add(part);
-        for (const part of word.split(/[,{}[\]"]/)) parts.add(part);
+        if (/[,{}[\]"]/.test(word)) for (const part of word.split(/[,{}[\]"]/)) parts.add(part);
         for (const part of parts) {
           if (!part) continue;
           if (!PATH_LIKE.test(part)) {
-            const named = matchesSuffix(part);
+            const named = singleNames.find(({ parts: [matcher] }) => matcher!.test(part.normalize("NFC")));
             if (named) return { at, value: describeWord(part, "path"), target: named.label };
             continue;
           }
