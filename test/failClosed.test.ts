@@ -16,13 +16,14 @@ afterEach(async () => {
 
 const envFor = (dataDir: string) => ({ PATH: process.env.PATH, HOME: dataDir, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" });
 
-function doctor(dataDir: string, port: number): Promise<{ code: number; stdout: string }> {
+function cli(args: string[], dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    execFile(process.execPath, [BIN, "doctor", "--data-dir", dataDir, "--port", String(port)], { env: envFor(dataDir) }, (error, stdout) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout });
+    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env: envFor(dataDir) }, (error, stdout, stderr) => {
+      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
 }
+const doctor = (dataDir: string, port: number) => cli(["doctor", "--port", String(port)], dataDir);
 
 async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;
@@ -66,6 +67,15 @@ describe("an unwritable ledger at start (fail closed without dying)", () => {
     expect(checked.code).not.toBe(0);
     expect(checked.stdout).toContain(`✗ ledger 'main': ${ledger} is a directory`);
     expect(checked.stdout).toMatch(/✗ the atlas-gateway running on 127\.0\.0\.1:\d+ refuses every call/);
+
+    // reviewer commands report it rather than crash
+    const pending = await cli(["pending"], dataDir);
+    expect(pending).toMatchObject({ code: 0 });
+    expect(pending.stderr).toMatch(/ledger 'main'.*cannot read.*EISDIR/);
+    const verify = await cli(["audit", "verify"], dataDir);
+    expect(verify.code).toBe(5);
+    expect(verify.stdout).toMatch(/✗ ledger 'main' .*cannot be read: EISDIR/);
+    expect(pending.stderr + verify.stderr).not.toContain("unexpected error");
 
     rmdirSync(ledger);
     const ok = await until(async () => {

@@ -200,7 +200,14 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       let bad = 0;
       for (const instance of instances) {
         const path = instancePaths(dataDir, instance).ledger;
-        const scan = scanLedger(path, () => {});
+        let scan: ReturnType<typeof scanLedger>;
+        try {
+          scan = scanLedger(path, () => {});
+        } catch (error) {
+          bad += 1;
+          io.out(`✗ ledger '${instance}' (${path}): cannot be read: ${(error as Error).message}`);
+          continue;
+        }
         const count = scan.last ? scan.last.seq + 1 : 0;
         if (scan.problem) {
           bad += 1;

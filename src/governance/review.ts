@@ -15,7 +15,15 @@ export interface InstanceState {
 /** A read-only replay of one instance's ledger (a running gateway may be appending; a torn last line is skipped). */
 export function readInstance(dataDir: string, instance: string, keepHistory = false): InstanceState {
   const table = new RequestTable({ keepHistory });
-  const scan = scanLedger(instancePaths(dataDir, instance).ledger, (record) => table.apply(record));
+  const path = instancePaths(dataDir, instance).ledger;
+  let scan;
+  try {
+    scan = scanLedger(path, (record) => table.apply(record));
+  } catch (error) {
+    // unreadable (a directory in its place, no permission): reported like damage, so one bad ledger does not stop
+    // reviewers from seeing the others
+    return { instance, table, problem: { kind: "malformed", line: 0, message: `cannot read ${path}: ${(error as Error).message}` } };
+  }
   return { instance, table, ...(scan.problem && scan.problem.kind !== "torn" ? { problem: scan.problem } : {}) };
 }
 
