@@ -36,8 +36,12 @@ export function isSecretKey(key: string): boolean {
   return words.length >= 2 && SECRET_PAIRS.has(`${words[words.length - 2]} ${last}`);
 }
 
-/** Credential words as they appear before `=` or `:` in text (`PASSWORD=…`, `password: …`, `?access_token=…`). */
-const TEXT_KEY = String.raw`(?:[A-Za-z0-9]+[_.-])*(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|secret[_-]?key|credentials?|cookie|authorization|auth)`;
+/**
+ * Credential words as they end a key before `=` or `:` in text (`DB_PASSWORD=…`, `password: …`, `?access_token=…`):
+ * the match starts after any `_`, `.` or `-`, so a prefix needs no pattern of its own (a repeated optional prefix
+ * would backtrack quadratically on `a_a_a_…`).
+ */
+const TEXT_KEY = String.raw`(?:pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|secret[_-]?key|credentials?|cookie|authorization|auth)`;
 
 interface TextRule {
   pattern: RegExp;
@@ -51,17 +55,19 @@ interface TextRule {
 const TEXT_RULES: TextRule[] = [
   // PEM private keys (a certificate is public and stays)
   { pattern: /-----BEGIN ([A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?)-----[\s\S]*?(?:-----END \1-----|$)/g, replace: () => MASK },
-  // passwords inside URLs: scheme://user:password@host
-  { pattern: /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)([^\s@/]+)@/gi, replace: (_m, head) => `${head}${MASK}@` },
+  // passwords inside URLs: scheme://user:password@host (lengths bounded: an unbounded scheme rescans `a.a.a.…` from
+  // every word start, quadratic in the text's length)
+  { pattern: /(?<![A-Za-z0-9+.-])([a-z][a-z0-9+.-]{0,31}:\/\/[^\s:/@]{0,256}:)([^\s@/]{1,1024})@/gi, replace: (_m, head) => `${head}${MASK}@` },
   // Authorization schemes: Bearer / Basic / Token / Digest credentials
   { pattern: /\b(Bearer|Basic|Token|Digest)(\s+)[A-Za-z0-9._~+/=-]{6,}/g, replace: (_m, scheme, space) => `${scheme}${space}${MASK}` },
   // key: value and KEY=value in text, config files, query strings, headers; quoted values whole
   {
-    pattern: new RegExp(String.raw`(?<![A-Za-z0-9])(${TEXT_KEY})(?![A-Za-z0-9])(["']?\s*[:=]\s*)(?:"[^"]*"|'[^']*'|(?!Bearer\b|Basic\b|Token\b|Digest\b)[^\s"',;&}\]]+)`, "gi"),
+    pattern: new RegExp(String.raw`(?<![A-Za-z0-9])(${TEXT_KEY})(?![A-Za-z0-9])(["']?[ \t]{0,16}[:=][ \t]{0,16})(?:"[^"\n]{0,2000}"|'[^'\n]{0,2000}'|(?!Bearer\b|Basic\b|Token\b|Digest\b)[^\s"',;&}\]]+)`, "gi"),
     replace: (_m, key, sep) => `${key}${sep}${MASK}`,
   },
   // vendor key formats, anywhere: OpenAI/Anthropic/Stripe-style sk-/rk-, GitHub, Slack, AWS, Google, npm, webhooks, JWTs
-  { pattern: /(?<![A-Za-z0-9])(?:sk|rk|pk)[-_](?=[A-Za-z0-9_-]*\d)[A-Za-z0-9_-]{12,}/g, replace: () => MASK },
+  // (a key has a digit somewhere; checked on the match, as a lookahead would rescan the rest at every start)
+  { pattern: /(?<![A-Za-z0-9])(?:sk|rk|pk)[-_][A-Za-z0-9_-]{12,}/g, replace: (match) => (/\d/.test(match) ? MASK : match) },
   { pattern: /(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})/g, replace: () => MASK },
   { pattern: /(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}/g, replace: () => MASK },
   { pattern: /(?<![A-Za-z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9])/g, replace: () => MASK },

@@ -142,3 +142,13 @@ describe("renderJson indentation", () => {
     expect(text.split("\n").length).toBeLessThan(140);
   });
 });
+
+describe("masking adversarial text stays linear", () => {
+  // Each of these took seconds at 20,000 repetitions with an unbounded pattern (quadratic backtracking); at 100,000
+  // a regression would run for minutes and hit the timeout, while linear masking takes milliseconds.
+  it.each(["a_", "a.", "sk-", "xoxb-", "eyJaaaaaaaaaa.", "password=\"x ", "http://a:", "Bearer ", "-----BEGIN RSA PRIVATE KEY-----", "%a", "{\"a\":"])(
+    "%j repeated 100,000 times", (unit) => {
+      const text = unit.repeat(100_000);
+      expect(typeof maskText(text)).toBe("string");
+    }, 60_000);
+});
