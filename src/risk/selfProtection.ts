@@ -107,6 +107,24 @@ function statOrNothing(path: string): ReturnType<typeof lstatSync> | undefined {
   }
 }
 
+/**
+ * `path.normalize` in one linear pass: `.` and repeated separators dropped, `..` cancelling the name before it (never
+ * climbing above an absolute path's root; kept at the front of a relative one). Node's normalisation rescans what it
+ * has built at every `..`, which is quadratic on `a/a/…/../..` a megabyte long.
+ */
+export function collapseDots(path: string, paths: typeof posix | typeof win32 = posix): string {
+  const root = paths.parse(path).root;
+  const names: string[] = [];
+  for (const part of path.slice(root.length).split(paths === win32 ? /[\\/]+/ : /\/+/)) {
+    if (part === "" || part === ".") continue;
+    if (part !== "..") names.push(part);
+    else if (names.length > 0 && names[names.length - 1] !== "..") names.pop();
+    else if (!root) names.push("..");
+  }
+  const joined = names.join(paths.sep);
+  return root + joined || ".";
+}
+
 /** Splits a string into shell words: quotes group, backslash escapes, `;&|<>()` and backticks separate. */
 export function shellWords(text: string): string[] {
   const words: string[] = [];
@@ -243,12 +261,14 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
      * symlink only when it looks like a file name (has a dot), so a page of prose does not cost a syscall per word.
      */
     const checkPath = (raw: string, at: string, wholeValue = false): SelfProtectionHit | undefined => {
-      const expanded = expand(raw);
-      if (!expanded || checked.has(expanded)) return undefined;
-      checked.add(expanded);
-      const thorough = EXPANDED_PATH_LIKE.test(expanded);
-      const absolute = paths.isAbsolute(expanded);
-      // resolve() collapses `.`, `..` and repeated separators at any length; both Unicode forms are tried on disk
+      const unexpanded = expand(raw);
+      if (!unexpanded || checked.has(unexpanded)) return undefined;
+      checked.add(unexpanded);
+      const thorough = EXPANDED_PATH_LIKE.test(unexpanded);
+      const absolute = paths.isAbsolute(unexpanded);
+      // `.`, `..` and repeated separators collapsed first, at any length (Node's own normalisation is quadratic in the
+      // number of `..`); both Unicode forms are then tried on disk
+      const expanded = collapseDots(unexpanded, paths);
       const spellings = [...new Set([expanded, expanded.normalize("NFC"), expanded.normalize("NFD")])];
       const candidates = spellings.flatMap((spelling) => (absolute ? [paths.resolve(spelling)] : cwds().map((cwd) => paths.resolve(cwd, spelling))));
       const value = describeWord(raw, "path");
@@ -266,7 +286,7 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
         if (hit) return { at, value, target: hit.label };
       }
       // the name alone, as the agent wrote it (`ledgers/main.jsonl` under a base nobody told us about), then resolved
-      for (const path of [paths.normalize(expanded), ...resolved]) {
+      for (const path of [expanded, ...resolved]) {
         const named = matchesSuffix(path);
         if (named) return { at, value, target: named.label };
       }

@@ -1,12 +1,12 @@
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, win32 } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { credentialsDir, loadConfig } from "../../src/config.js";
 import { compilePolicy } from "../../src/risk/policy.js";
 import { createRiskEvaluator } from "../../src/risk/assess.js";
 import { createEvaluatorFromConfig } from "../../src/risk/setup.js";
-import { createSelfProtection, shellWords } from "../../src/risk/selfProtection.js";
+import { collapseDots, createSelfProtection, shellWords } from "../../src/risk/selfProtection.js";
 
 // A fake home with the gateway's files laid out as on a real machine.
 const root = realpathSync(mkdtempSync(join(tmpdir(), "atlas-selfprot-")));
@@ -239,4 +239,28 @@ describe("self-protection on odd input", () => {
     expect(guard({ path: `./${"a/".repeat(3000)}x` })).toBeUndefined();
     expect(guard({ path: `${"./".repeat(5000)}${dataDir.slice(1)}`.replace(/^/, "/") })?.target).toContain("data dir");
   });
+});
+
+describe("collapseDots", () => {
+  it.each([
+    ["/a/./b//c/../d", "/a/b/d"],
+    ["a/../../b", "../b"],
+    ["/../../x", "/x"],
+    ["./", "."],
+    ["", "."],
+    ["../", ".."],
+    ["a/b/../../..", ".."],
+  ])("%j -> %j (as path.posix.normalize, without trailing separators)", (path, expected) => {
+    expect(collapseDots(path)).toBe(expected);
+  });
+  it.each([["C:\\a\\..\\b/./c", "C:\\b\\c"], ["\\\\server\\share\\x\\..\\y", "\\\\server\\share\\y"]])("win32 %j -> %j", (path, expected) => {
+    expect(collapseDots(path, win32)).toBe(expected);
+  });
+
+  it("stays linear on a megabyte of `a/…/../..` (Node's normalisation is quadratic there)", () => {
+    const path = `${"a/".repeat(200_000)}${"../".repeat(200_000)}${dataDir.slice(1)}/x`;
+    expect(collapseDots(`/${path}`)).toBe(`${dataDir}/x`);
+    const guard = createSelfProtection({ paths: [{ path: dataDir, label: "the gateway's data dir" }], home, cwds: ["/"] });
+    expect(guard({ path })?.target).toContain("data dir");
+  }, 60_000);
 });
