@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
-import { BIN, NODE, freshDataDir, readLockFile, spawnGateway } from "./lib/setup.js";
+import { BIN, NODE, childEnv, freshDataDir, readLockFile, spawnGateway } from "./lib/setup.js";
 import { formatMs, median, sleep } from "./lib/stats.js";
 
 /** Runs a CLI command to its exit; resolves with the exit time. */
@@ -64,7 +64,7 @@ export async function benchApproval(ctx) {
     await gateway.initialize();
     await gateway.request("tools/list");
     const lock = readLockFile(dataDir);
-    const secret = readFileSync(join(dataDir, "webhook-secret"), "utf8").trim();
+    const secret = readFileSync(ctx.lib.webhookSecretPath(dataDir, childEnv(ctx.workDir)), "utf8").trim();
     if (!lock.port || !lock.socket) throw new Error(`the gateway's lock file lacks port/socket: ${JSON.stringify(lock)}`);
 
     const once = async (method) => {

@@ -1,6 +1,7 @@
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, isAbsolute, join, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type Conf from "conf";
 import * as z from "zod";
 import { durationSchema, parseDuration } from "./duration.js";
@@ -71,6 +72,14 @@ const notifySink = z.discriminatedUnion("type", [
 
 export type NotifySinkConfig = z.output<typeof notifySink>;
 
+/** Bounds on a tool call's arguments, checked before the call is recorded (issue 11; see `argumentBounds.ts`). */
+const limitsSettings = z
+  .strictObject({
+    argumentDepth: z.number().int().min(1).max(10_000).default(64),
+    argumentBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(64 * 1024 * 1024),
+  })
+  .prefault({});
+
 export type StdioUpstreamConfig = z.output<typeof stdioUpstream>;
 export type HttpUpstreamConfig = z.output<typeof httpUpstream>;
 export type UpstreamConfig = StdioUpstreamConfig | HttpUpstreamConfig;
@@ -104,6 +113,7 @@ export const configSchema = z.strictObject({
   notify: z.array(notifySink).default([]),
   /** The address reviewers reach this gateway's listener at (e.g. through a tunnel): notifications link to `<publicUrl>/review`. */
   publicUrl: z.url({ protocol: /^https?$/, error: "publicUrl must be an http(s) URL" }).optional(),
+  limits: limitsSettings,
 });
 
 export type GatewayConfig = z.output<typeof configSchema> & {
@@ -145,6 +155,8 @@ const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolea
   ATLAS_TOOL_TIMEOUT: ["toolTimeout", "string"],
   ATLAS_ENGINE: ["engine", "string"],
   ATLAS_PUBLIC_URL: ["publicUrl", "string"],
+  ATLAS_ARGUMENT_DEPTH: ["limits.argumentDepth", "number"],
+  ATLAS_ARGUMENT_BYTES: ["limits.argumentBytes", "number"],
   ATLAS_INNGEST_MODE: ["inngest.mode", "string"],
   ATLAS_INNGEST_APP_ID: ["inngest.appId", "string"],
   ATLAS_INNGEST_ENCRYPTION_KEY: ["inngest.encryptionKey", "string"],
@@ -206,6 +218,39 @@ function mergeLayers(base: Record<string, unknown>, over: Record<string, unknown
   return out;
 }
 
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/** `__proto__`, `constructor` and `prototype` are never config keys (see `findPrototypeKeys`). */
+export function isPrototypeKey(key: string): boolean {
+  return PROTOTYPE_KEYS.has(key);
+}
+
+/**
+ * `path: what is wrong` for every prototype key (`__proto__`, `constructor`, `prototype`) anywhere in a parsed config
+ * value. JSON.parse keeps `__proto__` as an own key, and merging layers would then assign it — replacing an object's
+ * prototype, so settings no schema saw reach the config (issue 11: a `__proto__` key set the threshold to 95).
+ * Iterative: a config file is input too.
+ */
+export function findPrototypeKeys(value: unknown, at = ""): string[] {
+  const problems: string[] = [];
+  const stack: [unknown, string][] = [[value, at]];
+  while (stack.length > 0) {
+    const [current, path] = stack.pop()!;
+    if (current === null || typeof current !== "object") continue;
+    for (const [key, item] of Object.entries(current)) {
+      const here = path ? `${path}.${key}` : key;
+      if (PROTOTYPE_KEYS.has(key)) problems.push(`${here}: "${key}" is not allowed as a config key (it would change the defaults of every object, not a setting)`);
+      else stack.push([item, here]);
+    }
+  }
+  return problems.sort();
+}
+
+function refusePrototypeKeys(value: unknown, source: string): void {
+  const problems = findPrototypeKeys(value);
+  if (problems.length > 0) throw new ConfigError(problems.map((problem) => `${source}: ${problem}`));
+}
+
 /** Reads a JSON config file; `mcpServers` (the MCP client shape) is accepted as `upstreams`. */
 export function readConfigFile(file: string): ConfigInput {
   if (!existsSync(file)) throw new ConfigError([`${file}: config file not found`], "create the file, or correct the path given with --config / ATLAS_CONFIG");
@@ -217,6 +262,7 @@ export function readConfigFile(file: string): ConfigInput {
     throw new ConfigError([`${file}: not valid JSON (${(error as Error).message})`], `fix the JSON syntax${where ? ` at ${where}` : ""} of ${file} (JSON allows no comments or trailing commas, and needs double quotes)`);
   }
   if (!isPlainObject(parsed)) throw new ConfigError([`${file}: expected a JSON object at the top level`], `make ${file} one JSON object, e.g. {"upstreams": {…}}`);
+  refusePrototypeKeys(parsed, file);
   return normaliseFileLayer(parsed);
 }
 
@@ -257,6 +303,18 @@ export function userConfigPath(env: NodeJS.ProcessEnv = process.env, platform = 
   return resolve(dir, "config.json");
 }
 
+/**
+ * Where a data dir's approval credentials (the webhook HMAC secret) live: `credentials/<digest of the data dir>/` in the
+ * user config dir, never the data dir itself. Upstreams are often rooted at a directory that contains the data dir
+ * (a filesystem server on the home dir, a project dir holding `--data-dir ./data`); keeping the secret elsewhere means
+ * no upstream root given for data reaches it by accident, and self-protection guards this path too (issue 11).
+ * One directory per data dir, so gateways on different data dirs keep their own secrets.
+ */
+export function credentialsDir(dataDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  const digest = createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16);
+  return join(dirname(userConfigPath(env)), "credentials", digest);
+}
+
 /** Reads the user config file as conf would: missing means empty; unreadable or invalid JSON throws. */
 function readUserConfig(env: NodeJS.ProcessEnv): Record<string, unknown> {
   let text: string;
@@ -292,13 +350,19 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   let userLayer: ConfigInput = {};
   const configFiles: string[] = [];
   if (options.userConfig === undefined) {
+    let raw: Record<string, unknown>;
     try {
       configFiles.push(userConfigPath(env));
-      userLayer = normaliseFileLayer(readUserConfig(env));
+      raw = readUserConfig(env);
     } catch (error) {
       throw new ConfigError([`user config ${userConfigPath(env)}: ${(error as Error).message} (fix it, or move it aside and use 'atlas-gateway config set')`], `fix the JSON of ${userConfigPath(env)}, or move it aside and use 'atlas-gateway config set'`);
     }
-  } else if (options.userConfig) userLayer = normaliseFileLayer(options.userConfig);
+    refusePrototypeKeys(raw, `user config ${userConfigPath(env)}`);
+    userLayer = normaliseFileLayer(raw);
+  } else if (options.userConfig) {
+    refusePrototypeKeys(options.userConfig, "user config");
+    userLayer = normaliseFileLayer(options.userConfig);
+  }
 
   const configFile = flags.config ?? env.ATLAS_CONFIG;
   if (configFile) configFiles.push(resolve(cwd, configFile));

@@ -30,6 +30,7 @@ export type { UpstreamSource, CatalogueEntry } from "./mcp/upstreams.js";
 export { demoUpstream } from "./demo/tools.js";
 export { runGateway } from "./mcp/serve.js";
 export type { RunningGateway, ServeIO } from "./mcp/serve.js";
-export { WebhookVerifier, signWebhook } from "./http/webhook.js";
+export { WebhookVerifier, signWebhook, webhookSecretPath } from "./http/webhook.js";
 export { maskSecrets } from "./mask.js";
+export { renderJson } from "./renderJson.js";
 export { VERSION } from "./version.js";

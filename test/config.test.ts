@@ -100,3 +100,30 @@ describe("nameForCommand", () => {
     [["uvx", ["mcp-server-git@0.6"]], "mcp-server-git"],
   ] as const)("%j -> %s", ([command, args], name) => expect(nameForCommand(command, [...args])).toBe(name));
 });
+
+describe("prototype keys (issue 11)", () => {
+  it.each([
+    ["__proto__ at the top", '{"__proto__": {"risk": {"threshold": 95}}}', "__proto__"],
+    ["__proto__ nested", '{"risk": {"__proto__": {"threshold": 95}}}', "risk.__proto__"],
+    ["constructor in an upstream", '{"upstreams": {"fs": {"command": "x", "constructor": {"prototype": {"demo": true}}}}}', "upstreams.fs.constructor"],
+    ["prototype inside a list", '{"risk": {"rules": [{"tool": "*", "effect": "allow", "prototype": 1}]}}', "risk.rules.0.prototype"],
+  ])("refuses %s in a config file, naming where", (_label, json, where) => {
+    const path = file(`proto-${where}.json`, json);
+    const problems = problemsOf(() => loadConfig({ ...base, flags: { config: path } }));
+    expect(problems).toEqual([expect.stringMatching(new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: ${where.replace(/\./g, "\\.")}: "[a-z_]+" is not allowed as a config key`))]);
+    // nothing leaked into objects' defaults
+    expect(({} as Record<string, unknown>).threshold).toBeUndefined();
+  });
+
+  it("refuses them in the user config file, with exit code 2 from the CLI", async () => {
+    const userDir = mkdtempSync(join(tmpdir(), "atlas-proto-user-"));
+    writeFileSync(join(userDir, "config.json"), '{"risk": {"__proto__": {"threshold": 95}}}');
+    const { main } = await import("../src/cli/main.js");
+    const err: string[] = [];
+    const code = await main(["pending", "--data-dir", dir], { out: () => {}, err: (text) => err.push(text), env: { HOME: dir, ATLAS_CONFIG_DIR: userDir } });
+    expect(code).toBe(2);
+    expect(err.join("\n")).toContain(`user config ${join(userDir, "config.json")}: risk.__proto__: "__proto__" is not allowed as a config key`);
+    const set = await main(["config", "set", "risk.__proto__.threshold", "95"], { out: () => {}, err: (text) => err.push(text), env: { HOME: dir, ATLAS_CONFIG_DIR: mkdtempSync(join(tmpdir(), "atlas-proto-set-")) } });
+    expect(set).toBe(2);
+  });
+});

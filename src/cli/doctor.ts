@@ -10,7 +10,7 @@ import { UpstreamSet } from "../mcp/upstreams.js";
 import type { EvaluatorConfig } from "../risk/config.js";
 import { createModelEvaluator } from "../risk/modelEvaluators.js";
 import { VERSION } from "../version.js";
-import { webhookSecretPath } from "../http/webhook.js";
+import { legacyWebhookSecretPath, webhookSecretPath } from "../http/webhook.js";
 import { Notifier } from "../notify/notifier.js";
 import { testEvent } from "../notify/notificationEvent.js";
 import { describeSink } from "../notify/sinkRequest.js";
@@ -67,7 +67,7 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
     report({ ok: true, line: `notify: ${sinks.length} sink(s): ${sinks.join(", ")} (run with --notify-test to send a test notification)` });
   }
   if (dataDir.ok) {
-    report(checkSecret(config.dataDir));
+    report(checkSecret(config.dataDir, options.env));
     for (const check of checkLedgers(config.dataDir, config.instance)) report(check);
   }
   report(await checkPort(config.host, config.port));
@@ -152,8 +152,10 @@ function checkDataDir(dataDir: string): Check {
   }
 }
 
-function checkSecret(dataDir: string): Check {
-  const path = webhookSecretPath(dataDir);
+function checkSecret(dataDir: string, env: NodeJS.ProcessEnv): Check {
+  const legacy = legacyWebhookSecretPath(dataDir);
+  if (existsSync(legacy)) return { ok: false, line: `webhook secret in the data dir (${legacy}), where an upstream rooted above it could read it`, fix: "start the gateway once (it moves the secret to the credentials dir), or run 'atlas-gateway config get webhook.secret'" };
+  const path = webhookSecretPath(dataDir, env);
   if (!existsSync(path)) return { ok: true, line: "webhook secret: none yet (created when the gateway first starts; 'atlas-gateway config get webhook.secret' creates and prints it)" };
   try {
     accessSync(path, constants.R_OK);
@@ -187,12 +189,15 @@ function checkLedgers(dataDir: string, instance: string): Check[] {
       rmSync(probe);
       return [{ ok: true, line: `ledger: none yet (created in ${folder} when the gateway first starts)` }];
     } catch (error) {
-      return [{ ok: false, line: `ledger folder ${folder} not writable (${fsMessage(error)}): the gateway cannot start`, fix: fsFix(error, folder) }];
+      return [{ ok: false, line: `ledger folder ${folder} not writable (${fsMessage(error)}): the gateway refuses every call until it can`, fix: fsFix(error, folder) }];
     }
   }
   return instances.map((name): Check => {
     const path = instancePaths(dataDir, name).ledger;
     try {
+      if (statSync(path).isDirectory() && path.endsWith(".jsonl")) {
+        return { ok: false, line: `ledger '${name}': ${path} is a directory, not a ledger file; the gateway refuses every call until it is fixed`, fix: "move the directory aside; the gateway starts a new ledger (or put the ledger file back)" };
+      }
       if (statSync(path).isDirectory()) {
         // a ledger kept as a folder of segment files: the next segment must be creatable there
         const probe = join(path, `.doctor-${process.pid}`);
@@ -200,7 +205,7 @@ function checkLedgers(dataDir: string, instance: string): Check[] {
         rmSync(probe);
       } else closeSync(openSync(path, "a")); // opening for append writes nothing, and fails as the gateway's append would
     } catch (error) {
-      return { ok: false, line: `ledger '${name}' not writable: ${path} (${fsMessage(error)}): the gateway cannot start`, fix: fsFix(error, path) };
+      return { ok: false, line: `ledger '${name}' not writable: ${path} (${fsMessage(error)}): the gateway refuses every call until it can`, fix: fsFix(error, path) };
     }
     const scan = scanLedger(path, () => {});
     return scan.problem
@@ -255,8 +260,12 @@ async function checkPort(host: string, port: number): Promise<Check> {
   if (free.code === "EADDRINUSE") {
     try {
       const response = await fetch(`http://${host}:${port}/`, { signal: AbortSignal.timeout(2000) });
-      const body = (await response.json()) as { status?: string };
-      if (body.status === "ATLAS Governance Gateway Running") return { ok: true, line: `listener port ${host}:${port} is served by a running atlas-gateway` };
+      const body = (await response.json()) as { status?: string; problem?: string };
+      if (body.status === "ATLAS Governance Gateway Running") {
+        return body.problem
+          ? { ok: false, line: `the atlas-gateway running on ${host}:${port} refuses every call: ${body.problem}`, fix: "make the ledger writable; the gateway recovers by itself" }
+          : { ok: true, line: `listener port ${host}:${port} is served by a running atlas-gateway` };
+      }
     } catch {
       // not ours
     }

@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from "commander";
 import { userInfo } from "node:os";
-import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
+import { isPrototypeKey, loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
 import { registerPolicyCommands, registerToolCommands } from "./policy.js";
 import { registerHaltCommands } from "./halt.js";
 import { registerKeyCommands } from "./keys.js";
@@ -10,7 +10,8 @@ import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
 import { scanLedger } from "../ledger/ledger.js";
-import { maskSecrets } from "../mask.js";
+import { maskSecrets, maskText } from "../mask.js";
+import { renderJson } from "../renderJson.js";
 import type { RequestView } from "../governance/requests.js";
 import { assertApplied, decideRef, findRef, readAllInstances } from "../governance/review.js";
 import { describeEffect } from "../risk/assess.js";
@@ -156,11 +157,11 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
         .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
       if (flags.json) {
-        io.out(JSON.stringify(pending.map(({ instance, view }) => ({
+        io.out(renderJson(pending.map(({ instance, view }) => ({
           ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
-          expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
+          expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: maskSecrets(view.assessment),
           ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, reviewers: (view.approvals ?? []).map((a) => a.reviewer) } } : {}),
-        })), null, 2));
+        })), 2));
         return;
       }
       if (pending.length === 0) {
@@ -177,9 +178,9 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           ...(showInstance ? [instance] : []),
           ...(showApprovals ? [view.approvalsRequired ? approvalCount(view) : "-"] : []),
           view.name,
-          clip(JSON.stringify(maskSecrets(view.args)), 60),
+          clip(renderJson(maskSecrets(view.args)), 60),
           String(view.assessment?.score ?? "?"),
-          clip((view.assessment?.reasons ?? []).join("; "), 80),
+          clip(maskText((view.assessment?.reasons ?? []).join("; ")), 80),
           (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
         ]),
       ));
@@ -193,20 +194,20 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       const { instance, view } = findRef(dataDir, ref, true);
       const history = view.history.map((record) => ({ ...record, data: maskSecrets(record.data) as Record<string, unknown> }));
       if (flags.json) {
-        io.out(JSON.stringify({ instance, ref: view.ref, status: view.status, history }, null, 2));
+        io.out(renderJson({ instance, ref: view.ref, status: view.status, history }, 2));
         return;
       }
       io.out(`${view.ref}  ${view.name} (upstream ${view.upstream}, instance ${instance})  status: ${view.status.toUpperCase()}`);
-      io.out(`arguments: ${JSON.stringify(maskSecrets(view.args))}`);
-      if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${view.assessment.reasons.join("; ")}`);
+      io.out(`arguments: ${renderJson(maskSecrets(view.args))}`);
+      if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${maskText(view.assessment.reasons.join("; "))}`);
       if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
       if (view.approvalsRequired) io.out(`approvals: ${approvalCount(view)}${view.approvals?.length ? ` (${view.approvals.map((a) => a.reviewer).join(", ")})` : ""}`);
-      if (view.decision) io.out(`decision: ${describeView(view).split(": ").slice(1).join(": ") || view.status}`);
+      if (view.decision) io.out(`decision: ${maskText(describeView(view).split(": ").slice(1).join(": ")) || view.status}`);
       io.out("history:");
       for (const record of history) {
         const { args: _args, result, ...rest } = record.data;
-        const detail = { ...rest, ...(result !== undefined ? { result: clip(JSON.stringify(result), 200) } : {}) };
-        io.out(`  #${record.seq}  ${record.ts}  ${record.type.padEnd(22)} ${Object.keys(detail).length ? JSON.stringify(detail) : ""}`.trimEnd());
+        const detail = { ...rest, ...(result !== undefined ? { result: clip(renderJson(result), 200) } : {}) };
+        io.out(`  #${record.seq}  ${record.ts}  ${record.type.padEnd(22)} ${Object.keys(detail).length ? renderJson(detail) : ""}`.trimEnd());
       }
     });
 
@@ -223,7 +224,14 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       let bad = 0;
       for (const instance of instances) {
         const path = instancePaths(dataDir, instance).ledger;
-        const scan = scanLedger(path, () => {});
+        let scan: ReturnType<typeof scanLedger>;
+        try {
+          scan = scanLedger(path, () => {});
+        } catch (error) {
+          bad += 1;
+          io.out(`✗ ledger '${instance}' (${path}): cannot be read: ${(error as Error).message}`);
+          continue;
+        }
         const count = scan.last ? scan.last.seq + 1 : 0;
         if (scan.problem) {
           bad += 1;
@@ -244,7 +252,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .action((key: string, flags: ConfigFlags) => {
       const resolved = config(flags);
       if (key === "webhook.secret") {
-        io.out(loadOrCreateWebhookSecret(resolved.dataDir));
+        io.out(loadOrCreateWebhookSecret(resolved.dataDir, io.env));
         return;
       }
       let value: unknown = resolved;
@@ -258,6 +266,8 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .command("set <key> <value>")
     .description("set a value in the user config file (JSON values are parsed: 75, true, {\"command\":\"npx\"})")
     .action(async (key: string, raw: string) => {
+      const bad = key.split(".").find(isPrototypeKey);
+      if (bad) throw new ConfigError([`${key}: "${bad}" is not allowed as a config key`]);
       let value: unknown = raw;
       try {
         value = JSON.parse(raw);

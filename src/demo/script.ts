@@ -38,12 +38,13 @@ const indent = (text: string) => text.split("\n").map((line) => `    ${line}`).j
 export async function runDemo(options: DemoOptions): Promise<void> {
   const { out } = options;
   const dataDir = mkdtempSync(join(tmpdir(), "atlas-demo-"));
+  const gatewayEnv = { ...options.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" };
   const instance = "demo";
   const bin = options.bin ?? join(PACKAGE_DIR, "bin", "atlas-gateway.js");
   const transport = new ChildProcessTransport({
     command: process.execPath,
     args: [bin, "serve", "--demo", "--data-dir", dataDir, "--port", "0", "--instance", instance],
-    env: { ...options.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" },
+    env: gatewayEnv,
     onStderr: (line) => {
       if (options.verbose) out(`    [gateway] ${line}`);
     },
@@ -77,7 +78,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const lock = JSON.parse(readFileSync(instancePaths(dataDir, instance).lock, "utf8")) as LockInfo;
     if (!lock.port) throw new AtlasError("the gateway's listener did not start");
     const webhook = `http://127.0.0.1:${lock.port}/webhook/approval`;
-    const secret = loadOrCreateWebhookSecret(dataDir);
+    const secret = loadOrCreateWebhookSecret(dataDir, gatewayEnv);
     const post = async (body: string, headers: Record<string, string>) => {
       const response = await fetch(webhook, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
       return { status: response.status, text: await response.text() };

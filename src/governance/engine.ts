@@ -63,6 +63,8 @@ export interface GovernanceEngine {
    * While halted every new call is refused and approved calls wait; on resume they start if their deadline has not passed.
    */
   applyHalt(fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }>;
+  /** Why the engine refuses every call right now (an unwritable ledger), if it does; shown by `GET /` and `doctor`. */
+  problem?(): string | undefined;
   /** Starts work that replay left due (approved-but-not-executed calls) once the upstreams are ready. */
   resume(): void;
   close(reason?: string): Promise<void>;

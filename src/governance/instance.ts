@@ -1,7 +1,10 @@
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
+import * as z from "zod";
+import { isWellFormedText } from "../argumentBounds.js";
 import { instancePaths } from "../dataDir.js";
+import { LedgerError } from "../errors.js";
 import type { HaltFact } from "./haltState.js";
 
 /** Instances that have a ledger in this data dir. */
@@ -154,12 +157,65 @@ export async function lockWhenFree(dataDir: string, instance: string, kind: Lock
   }
 }
 
-export type ControlRequest =
-  | { op: "decide"; ref: string; decision: "approved" | "denied"; reviewer: string; reason?: string }
-  | { op: "trust"; upstream: string; tool: string; reviewer: string; hash?: string; reason?: string }
+const text = (max: number) => z.string().min(1).max(max).refine(isWellFormedText, "must be valid Unicode");
+
+/**
+ * What the control socket accepts, checked before anything acts on it: only this user can reach the socket, but a
+ * malformed request (a made-up decision, a lone surrogate the ledger cannot record) must change nothing (issue 11).
+ */
+export const controlRequestSchema = z.discriminatedUnion("op", [
+  z.strictObject({
+    op: z.literal("decide"),
+    ref: z.string().regex(/^evt_[0-9a-f]{8}$/, "ref must be evt_ followed by 8 lowercase hex digits"),
+    decision: z.enum(["approved", "denied"]),
+    reviewer: text(200),
+    reason: z.string().max(2000).refine(isWellFormedText, "must be valid Unicode").optional(),
+  }),
+  z.strictObject({
+    op: z.literal("trust"),
+    upstream: text(200),
+    tool: text(200),
+    reviewer: text(200),
+    hash: z.string().regex(/^[0-9a-f]{1,128}$/, "hash must be hex").optional(),
+    reason: z.string().max(2000).refine(isWellFormedText, "must be valid Unicode").optional(),
+  }),
   /** The stop button: record and honour `fact`; `notify` asks this gateway to tell the notification sinks. */
-  | { op: "halt"; fact: HaltFact; notify?: boolean };
+  z.strictObject({
+    op: z.literal("halt"),
+    fact: z.strictObject({
+      id: z.string().regex(/^halt_[0-9a-f]{1,32}$/, "fact.id must be halt_ followed by hex digits"),
+      halted: z.boolean(),
+      by: text(200),
+      reason: z.string().max(2000).refine(isWellFormedText, "must be valid Unicode").optional(),
+      at: z.iso.datetime({ offset: true }),
+    }),
+    notify: z.boolean().optional(),
+  }),
+]);
+export type ControlRequest = z.output<typeof controlRequestSchema>;
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
+
+/**
+ * A control reply's error. `unavailable`: the gateway could not record it (its ledger is unwritable) and nothing
+ * changed — unlike a refusal, trying again later may work.
+ */
+export interface ControlErrorReply {
+  error: string;
+  unavailable?: true;
+}
+
+/** Parses one control line: the request, or the error reply that says why it is not one. */
+export function parseControlRequest(line: string): ControlRequest | ControlErrorReply {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return { error: "the request is not valid JSON" };
+  }
+  const parsed = controlRequestSchema.safeParse(json);
+  if (!parsed.success) return { error: `invalid request: ${parsed.error.issues.map((issue) => `${issue.path.join(".") || "request"}: ${issue.message}`).join("; ")}` };
+  return parsed.data;
+}
 
 /** The running gateway's control channel: one JSON line in, one JSON line out, on a socket only this user can reach. */
 export function serveControl(path: string, handler: ControlHandler): Promise<NetServer> {
@@ -176,10 +232,14 @@ export function serveControl(path: string, handler: ControlHandler): Promise<Net
       buffer = "";
       void (async () => {
         let reply: unknown;
-        try {
-          reply = await handler(JSON.parse(line) as ControlRequest);
-        } catch (error) {
-          reply = { error: (error as Error).message };
+        const request = parseControlRequest(line);
+        if ("error" in request) reply = request;
+        else {
+          try {
+            reply = await handler(request);
+          } catch (error) {
+            reply = { error: (error as Error).message, ...(error instanceof LedgerError ? { unavailable: true } : {}) } satisfies ControlErrorReply;
+          }
         }
         socket.end(`${JSON.stringify(reply)}\n`);
       })();

@@ -1,9 +1,9 @@
 import type { DecideOutcome, DecisionInput } from "./engine.js";
-import { ConflictError, NotFoundError, AtlasError } from "../errors.js";
+import { ConflictError, NotFoundError, AtlasError, LedgerError } from "../errors.js";
 import { GovernanceLog, REF_PATTERN } from "./governanceLog.js";
 import { scanLedger, type LedgerProblem } from "../ledger/ledger.js";
 import { instancePaths } from "../dataDir.js";
-import { callControl, listInstances, lockWhenFree, readLock } from "./instance.js";
+import { callControl, listInstances, lockWhenFree, readLock, type ControlErrorReply } from "./instance.js";
 import { RequestTable, type RequestView } from "./requests.js";
 import { HaltState, type HaltFact } from "./haltState.js";
 
@@ -18,11 +18,19 @@ export interface InstanceState {
 /** A read-only replay of one instance's ledger (a running gateway may be appending; a torn last line is skipped). */
 export function readInstance(dataDir: string, instance: string, keepHistory = false): InstanceState {
   const table = new RequestTable({ keepHistory });
+  const path = instancePaths(dataDir, instance).ledger;
   const halt = new HaltState();
-  const scan = scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
-    table.apply(record);
-    halt.apply(record);
-  });
+  let scan;
+  try {
+    scan = scanLedger(path, (record) => {
+      table.apply(record);
+      halt.apply(record);
+    });
+  } catch (error) {
+    // unreadable (a directory in its place, no permission): reported like damage, so one bad ledger does not stop
+    // reviewers from seeing the others
+    return { instance, table, problem: { kind: "malformed", line: 0, message: `cannot read ${path}: ${(error as Error).message}` } };
+  }
   return { instance, table, ...(halt.current ? { halt: halt.current } : {}), ...(scan.problem && scan.problem.kind !== "torn" ? { problem: scan.problem } : {}) };
 }
 
@@ -92,13 +100,16 @@ export async function decideRef(dataDir: string, input: DecisionInput, now: () =
 
 /** A running gateway's answer to a decision; undefined when it went away between the lock check and the call. */
 async function askGateway(socket: string, input: DecisionInput): Promise<DecideOutcome | undefined> {
-  let reply: DecideOutcome | { error: string };
+  let reply: DecideOutcome | ControlErrorReply;
   try {
-    reply = (await callControl(socket, { op: "decide", ...input })) as DecideOutcome | { error: string };
+    reply = (await callControl(socket, { op: "decide", ...input })) as DecideOutcome | ControlErrorReply;
   } catch {
     return undefined;
   }
-  if ("error" in reply) throw new AtlasError(`the gateway refused the decision: ${reply.error}`);
+  if ("error" in reply) {
+    if (reply.unavailable) throw new LedgerError(`the gateway could not record the decision: ${reply.error}`);
+    throw new AtlasError(`the gateway refused the decision: ${reply.error}`);
+  }
   return reply;
 }
 

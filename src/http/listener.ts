@@ -2,7 +2,7 @@ import type { IncomingMessage, RequestListener, Server, ServerResponse } from "n
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import type { DecisionInput, GovernanceEngine } from "../governance/engine.js";
-import { AtlasError, NotFoundError } from "../errors.js";
+import { NotFoundError } from "../errors.js";
 import { decideRef } from "../governance/review.js";
 import type { WebhookVerifier } from "./webhook.js";
 import { describeHalt } from "../governance/haltState.js";
@@ -26,9 +26,9 @@ export interface ListenerDeps {
   routes?: Record<string, RequestListener>;
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...headers });
   res.end(text);
 }
 
@@ -68,11 +68,13 @@ export function createRequestHandler(deps: ListenerDeps): RequestListener {
     if (mounted) return mounted(req, res);
     if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
       const halt = deps.engine.haltState();
+      const problem = deps.engine.problem?.();
       return sendJson(res, 200, {
         status: "ATLAS Governance Gateway Running",
         version: deps.version,
         engine: deps.engine.name,
         pending: deps.engine.pending().length,
+        ...(problem ? { problem } : {}),
         halted: halt?.halted ? { by: halt.by, at: halt.at, ...(halt.reason ? { reason: halt.reason } : {}), message: describeHalt(halt) } : false,
       });
     }
@@ -109,8 +111,11 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
     outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", ...(reason ? { reason } : {}) });
   } catch (error) {
     if (error instanceof NotFoundError) return sendJson(res, 404, { error: `unknown ref ${ref}` });
-    if (error instanceof AtlasError) return sendJson(res, 409, { error: error.message });
-    throw error;
+    // Not "already decided": nothing was recorded (an unwritable ledger, a busy instance). The sender may retry the
+    // same message, so its id is not kept as a replay.
+    deps.verifier.forget(check.id);
+    deps.log(`webhook: could not record the decision for ${ref}: ${(error as Error).message}`);
+    return sendJson(res, 503, { error: `the decision could not be recorded, nothing changed; try again: ${(error as Error).message}`, ref }, { "retry-after": "5" });
   }
   if (outcome.status === "not_found") return sendJson(res, 404, { error: `unknown ref ${ref}` });
   if (outcome.status === "refused") return sendJson(res, 409, { error: outcome.reason, ref, status: outcome.view.status });

@@ -1,28 +1,53 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { KeyObject } from "node:crypto";
+import { isWellFormedText } from "../argumentBounds.js";
+import { credentialsDir } from "../config.js";
 import { Webhook, WebhookVerificationError } from "standardwebhooks";
 import { findV1aSigner } from "./approvalKeys.js";
 import * as z from "zod";
 
-export function webhookSecretPath(dataDir: string): string {
+/** The webhook HMAC secret's file: in the data dir's credentials dir, outside the data dir (see `credentialsDir`). */
+export function webhookSecretPath(dataDir: string, env: NodeJS.ProcessEnv): string {
+  return join(credentialsDir(dataDir, env), "webhook-secret");
+}
+
+/** Where versions before 0.2 kept the secret: inside the data dir, which upstream roots often contain. */
+export function legacyWebhookSecretPath(dataDir: string): string {
   return join(dataDir, "webhook-secret");
 }
 
-/** Reads the webhook secret, creating a fresh `whsec_…` one (mode 0600) on first use. */
-export function loadOrCreateWebhookSecret(dataDir: string): string {
-  const path = webhookSecretPath(dataDir);
-  if (existsSync(path)) return readFileSync(path, "utf8").trim();
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const secret = `whsec_${randomBytes(32).toString("base64")}`;
+/**
+ * Reads the webhook secret, creating a fresh `whsec_…` one (mode 0600, directory 0700) on first use. A secret left
+ * in the data dir by an older version is moved to the credentials dir (same value: integrations keep working) and
+ * removed from the data dir.
+ */
+export function loadOrCreateWebhookSecret(dataDir: string, env: NodeJS.ProcessEnv): string {
+  const path = webhookSecretPath(dataDir, env);
+  const legacy = legacyWebhookSecretPath(dataDir);
+  if (existsSync(path)) {
+    removeLegacy(legacy);
+    return readFileSync(path, "utf8").trim();
+  }
+  mkdirSync(credentialsDir(dataDir, env), { recursive: true, mode: 0o700 });
+  const secret = existsSync(legacy) ? readFileSync(legacy, "utf8").trim() : `whsec_${randomBytes(32).toString("base64")}`;
   try {
     writeFileSync(path, `${secret}\n`, { mode: 0o600, flag: "wx" });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     return readFileSync(path, "utf8").trim(); // another process created it first
   }
+  removeLegacy(legacy);
   return secret;
+}
+
+function removeLegacy(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // absent, or not ours to remove: self-protection still guards it
+  }
 }
 
 /** The original system's approval body, plus who decided and why. */
@@ -35,8 +60,8 @@ export const approvalBodySchema = z.object({
     return z.NEVER;
   }),
   event_id: z.string().regex(/^evt_[0-9a-f]{8}$/, "event_id must be evt_ followed by 8 lowercase hex digits"),
-  reviewer: z.string().min(1).max(200).optional(),
-  reason: z.string().max(2000).optional(),
+  reviewer: z.string().min(1).max(200).refine(isWellFormedText, "reviewer must be valid Unicode").optional(),
+  reason: z.string().max(2000).refine(isWellFormedText, "reason must be valid Unicode").optional(),
 });
 export type ApprovalBody = z.output<typeof approvalBodySchema>;
 
@@ -164,6 +189,11 @@ export class WebhookVerifier {
     const parsed = haltBodySchema.safeParse(signed.json);
     if (!parsed.success) return { ok: false, status: 400, error: describeIssues(parsed.error) };
     return { ok: true, body: parsed.data, id: signed.id, ...(signed.signer ? { signer: signed.signer } : {}) };
+  }
+
+  /** Forgets a verified id whose decision could not be recorded, so the sender's retry of it is accepted. */
+  forget(id: string): void {
+    this.seen.delete(id);
   }
 
   /** Ids only need remembering while their timestamp is still acceptable (10 min covers ±5 min). */

@@ -1,4 +1,4 @@
-import { maskSecrets } from "../mask.js";
+import { maskSecrets, maskText } from "../mask.js";
 import type { RequestView } from "../governance/requests.js";
 
 /** Starts one governance run per governed tool call. */
@@ -56,7 +56,7 @@ export function requestEvent(app: string, instance: string, view: RequestView): 
       name: view.name,
       args: maskSecrets(view.args),
       args_digest: view.argsDigest,
-      ...(view.assessment ? { score: view.assessment.score, reasons: view.assessment.reasons } : {}),
+      ...(view.assessment ? { score: view.assessment.score, reasons: view.assessment.reasons.map(maskText) } : {}),
     },
   };
   return { name: REQUEST_EVENT, id: requestEventId(app, view.ref), data: data as unknown as Record<string, unknown> };

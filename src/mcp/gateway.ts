@@ -1,5 +1,6 @@
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
+import { checkArgumentBounds, type ArgumentLimits } from "../argumentBounds.js";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
 import { toolDefinitionHash } from "../risk/toolPins.js";
@@ -32,6 +33,8 @@ export interface GatewayDeps {
   upstreams: UpstreamSet;
   engine: GovernanceEngine;
   version: string;
+  /** Bounds on tool arguments (config `limits`); default depth 64, 64 MiB. */
+  limits?: ArgumentLimits;
 }
 
 export interface Gateway {
@@ -74,6 +77,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
       entry = upstreams.find(name);
     }
     if (!entry) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+    // before anything is recorded: an unbounded value recorded once breaks every reader of the ledger
+    const outOfBounds = checkArgumentBounds(args, deps.limits);
+    if (outOfBounds) throw new McpError(ErrorCode.InvalidParams, `${name}: ${outOfBounds}; the call was refused and not recorded`);
 
     const progressToken = request.params._meta?.progressToken;
     const hasOutputSchema = entry.definition.outputSchema !== undefined;

@@ -1,6 +1,8 @@
 import type { Server as HttpServer, RequestListener } from "node:http";
 import type { Server as NetServer } from "node:net";
 import type { Readable, Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { RootsListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { GatewayConfig } from "../config.js";
 import { demoUpstream } from "../demo/tools.js";
 import type { Executor, GovernanceEngine } from "../governance/engine.js";
@@ -9,8 +11,10 @@ import { createGateway, type Gateway } from "./gateway.js";
 import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
+import { DeferredEngine } from "../governance/deferredEngine.js";
 import { LocalEngine } from "../governance/localEngine.js";
-import { maskSecrets } from "../mask.js";
+import { maskSecrets, maskText } from "../mask.js";
+import { renderJson } from "../renderJson.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
@@ -74,7 +78,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
   };
 
   try {
-    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir), {
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir, io.env), {
       hmac: config.webhook.hmac,
       publicKeys: () => approvalKeysFor(config, log),
     });
@@ -117,7 +121,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       else if (record.type === "execution.finished") type = "call.executed";
       if (type) notifier.notify(callEvent(type, view, eventContext));
     };
-    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
+    // The agent's MCP roots: a filesystem upstream may take them as its allowed dirs, so self-protection resolves
+    // relative paths against them too (issue 11).
+    let clientRoots: string[] = [];
+    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
@@ -134,7 +141,8 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
       onHeld: (view: RequestView) => {
         const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
-        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
+        const reasons = maskText(view.assessment?.reasons.join("; ") ?? "");
+        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
       },
     };
     let engine: GovernanceEngine;
@@ -146,7 +154,8 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       const started = await startInngestEngine({ ...engineOptions, config });
       ({ engine, routes, describe: describeInngest } = started);
     } else {
-      engine = LocalEngine.open(engineOptions);
+      // an unwritable ledger leaves the gateway serving, refusing every call with the cause, until it can write
+      engine = DeferredEngine.start({ name: "local", open: () => LocalEngine.open(engineOptions), log, onOpen: () => observePins() });
     }
     cleanups.push(() => engine.close(stopReason));
     engineRef = engine;
@@ -169,7 +178,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       }
     }
 
-    gateway = createGateway({ upstreams, engine, version });
+    gateway = createGateway({ upstreams, engine, version, limits: config.limits });
 
     /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
     const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
@@ -202,6 +211,15 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       return closing;
     };
     gateway.server.onclose = () => void close("client disconnected");
+    const server = gateway.server;
+    const refreshRoots = () => {
+      if (!server.getClientCapabilities()?.roots) return;
+      void server.listRoots()
+        .then(({ roots }) => void (clientRoots = roots.flatMap((root) => (root.uri.startsWith("file:") ? [fileURLToPath(root.uri)] : []))))
+        .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
+    };
+    server.oninitialized = refreshRoots;
+    server.setNotificationHandler(RootsListChangedNotificationSchema, async () => refreshRoots());
 
     // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
     // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing

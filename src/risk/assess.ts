@@ -119,7 +119,7 @@ export function createRiskEvaluator(parts: RiskEvaluatorParts): RiskEvaluator {
     const guards: string[] = [];
     const hit = parts.selfProtection?.(input.args);
     if (hit) {
-      const reason = `arguments reach ${hit.target}: ${hit.at} = ${JSON.stringify(hit.value)}`;
+      const reason = `arguments reach ${hit.target}: ${hit.value} at ${hit.at}`;
       fired.push({ id: "self-protection", effect: "review", reason });
       guards.push(`self-protection: ${reason}; held as critical whatever the policy says`);
     }

@@ -2,10 +2,13 @@ import { lstatSync, readlinkSync, realpathSync } from "node:fs";
 import { posix, win32 } from "node:path";
 
 /**
- * Self-protection: a call whose arguments reach the gateway's own config, data dir (ledgers, webhook secret, control
- * socket, pins) or CLI is held as critical, whatever the policy says — an agent with a file or shell tool must not
- * approve itself or edit its own policy. The check reads argument strings as paths and as shell words; it follows
- * symlinks through the injected `realpath`, so it does no other I/O.
+ * Self-protection: a call whose arguments reach the gateway's own config, data dir (ledgers, control socket, pins),
+ * approval credentials or CLI is held as critical, whatever the policy says — an agent with a file or shell tool must
+ * not approve itself or edit its own policy (issue 11). The check sees what the upstream will touch: it reads argument
+ * strings as paths and as shell words (and embedded JSON), resolves relative ones against every base an upstream may
+ * use, compares in Unicode NFC (a filesystem server matches NFD spellings to NFC names), collapses `.`/`..` at any
+ * length, follows symlinks through the injected `realpath`, and matches protected names by suffix so that a base it
+ * does not know cannot hide them. It does no other I/O.
  */
 
 export interface ProtectedPath {
@@ -17,12 +20,23 @@ export interface ProtectedPath {
 export interface SelfProtectionOptions {
   paths: ProtectedPath[];
   home: string;
-  /** Directories relative paths are resolved against (the gateway's cwd, upstreams' cwd). */
-  cwds: string[];
+  /**
+   * Directories relative paths are resolved against: the gateway's cwd, upstreams' `cwd`, root directories named in
+   * upstreams' arguments. A function is asked at every check (MCP roots change while the gateway runs).
+   */
+  cwds: string[] | (() => string[]);
+  /**
+   * Names that are protected wherever they appear, whatever the base: each a `/`-separated run of path components
+   * (`*` within a component matches anything) found anywhere in a resolved path, e.g. `webhook-secret`,
+   * `atlas-gateway/ledgers`, `ledgers/*.jsonl`.
+   */
+  suffixes?: ProtectedPath[];
   /** Variables `$NAME` / `${NAME}` / `%NAME%` expand from (HOME, XDG_*, APPDATA…). */
   env?: Record<string, string | undefined>;
   /** Resolves symlinks; missing tails are kept (a file about to be created). */
   realpath?: (path: string) => string;
+  /** Whether a path is a symlink (a bare word naming a link into a protected dir is followed). */
+  isSymlink?: (path: string) => boolean;
   platform?: NodeJS.Platform;
   /** Command names that run the gateway's CLI. */
   commandNames?: string[];
@@ -31,7 +45,10 @@ export interface SelfProtectionOptions {
 export interface SelfProtectionHit {
   /** Where in the arguments, as a JSON path. */
   at: string;
-  /** The offending word or path (clipped). */
+  /**
+   * What matched, described without quoting the argument (reasons reach the agent, `pending`, `show` and Inngest
+   * events; a raw value could carry a secret): e.g. "a path (212 characters)".
+   */
   value: string;
   /** What it reaches. */
   target: string;
@@ -39,6 +56,12 @@ export interface SelfProtectionHit {
 
 /** More distinct path-like words than this in one call is itself treated as a hit: each needs a realpath. */
 export const MAX_PATHS_CHECKED = 2000;
+
+/** The longest file name most file systems allow: a longer bare word cannot name a symlink. */
+const NAME_MAX = 255;
+
+/** JSON strings inside JSON strings are unwrapped this many levels deep. */
+const MAX_EMBEDDED_JSON = 4;
 
 /**
  * realpath that follows every symlink, including dangling ones (a link to a file about to be created), and keeps
@@ -50,7 +73,7 @@ export function realpathFollowingLinks(path: string, platform: NodeJS.Platform =
   const missing: string[] = [];
   let current = path;
   for (let hops = 0; hops < 64; hops++) {
-    const stat = lstatSync(current, { throwIfNoEntry: false });
+    const stat = statOrNothing(current);
     if (stat?.isSymbolicLink()) {
       try {
         current = paths.resolve(paths.dirname(current), readlinkSync(current));
@@ -73,6 +96,33 @@ export function realpathFollowingLinks(path: string, platform: NodeJS.Platform =
     current = parent;
   }
   return paths.join(current, ...missing.reverse());
+}
+
+/** lstat that answers "nothing there" instead of throwing (ENAMETOOLONG, ENOTDIR, EACCES: no file to follow). */
+function statOrNothing(path: string): ReturnType<typeof lstatSync> | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `path.normalize` in one linear pass: `.` and repeated separators dropped, `..` cancelling the name before it (never
+ * climbing above an absolute path's root; kept at the front of a relative one). Node's normalisation rescans what it
+ * has built at every `..`, which is quadratic on `a/a/…/../..` a megabyte long.
+ */
+export function collapseDots(path: string, paths: typeof posix | typeof win32 = posix): string {
+  const root = paths.parse(path).root;
+  const names: string[] = [];
+  for (const part of path.slice(root.length).split(paths === win32 ? /[\\/]+/ : /\/+/)) {
+    if (part === "" || part === ".") continue;
+    if (part !== "..") names.push(part);
+    else if (names.length > 0 && names[names.length - 1] !== "..") names.pop();
+    else if (!root) names.push("..");
+  }
+  const joined = names.join(paths.sep);
+  return root + joined || ".";
 }
 
 /** Splits a string into shell words: quotes group, backslash escapes, `;&|<>()` and backticks separate. */
@@ -116,8 +166,17 @@ const PATH_LIKE = /^(~|\.{1,2}([\\/]|$)|\$|%|file:|[A-Za-z]:[\\/]|\\\\)|[\\/]/;
 /** After `~`, variables and file: URLs are expanded: still a path (a separator, or `.`/`..`)? */
 const EXPANDED_PATH_LIKE = /^\.{1,2}$|[\\/]/;
 
-function clip(text: string): string {
-  return text.length <= 120 ? text : `${text.slice(0, 119)}…`;
+/** Names what matched without quoting it: the raw text may carry a secret, and it reaches the agent and logs. */
+function describeWord(text: string, kind: "path" | "command"): string {
+  return `a ${kind} (${text.length} character${text.length === 1 ? "" : "s"})`;
+}
+
+/** `a/*.jsonl` -> a matcher of one component each. */
+function componentMatchers(pattern: string, foldCase: boolean): RegExp[] {
+  return pattern.split("/").filter(Boolean).map((part) => {
+    const escaped = part.normalize("NFC").replace(/[.+?^$|()[\]{}\\]/g, "\\$&").replace(/\*/g, ".*");
+    return new RegExp(`^${escaped}$`, foldCase ? "i" : "");
+  });
 }
 
 /** Returns a checker: the first protected target the arguments reach, or undefined. */
@@ -125,8 +184,11 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   const platform = options.platform ?? process.platform;
   const paths = platform === "win32" ? win32 : posix;
   const foldCase = platform === "win32" || platform === "darwin";
-  const norm = (path: string) => (foldCase ? path.toLowerCase() : path);
+  const norm = (path: string) => (foldCase ? path.normalize("NFC").toLowerCase() : path.normalize("NFC"));
+  const cwds = typeof options.cwds === "function" ? options.cwds : () => options.cwds as string[];
+  const suffixes = (options.suffixes ?? []).map(({ path, label }) => ({ parts: componentMatchers(path, foldCase), label }));
   const realpath = options.realpath ?? ((path: string) => realpathFollowingLinks(path, platform));
+  const isSymlink = options.isSymlink ?? ((path: string) => statOrNothing(path)?.isSymbolicLink() === true);
   const env = options.env ?? {};
   const commandNames = new Set((options.commandNames ?? ["atlas-gateway"]).map((name) => name.toLowerCase()));
 
@@ -139,6 +201,18 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   const reaches = (candidate: string, exact = false) => {
     const folded = norm(candidate);
     return roots.find(({ root }) => folded === root || (!exact && folded.startsWith(root.endsWith(paths.sep) ? root : root + paths.sep)));
+  };
+  /** Protected names of one component (`webhook-secret`): the only ones a word without a separator can match. */
+  const singleNames = suffixes.filter(({ parts }) => parts.length === 1);
+  /** A protected name anywhere in the (resolved, normalised) path, whatever the base before it. */
+  const matchesSuffix = (candidate: string) => {
+    const parts = candidate.normalize("NFC").split(/[\\/]/).filter(Boolean);
+    return suffixes.find(({ parts: pattern }) => {
+      for (let start = 0; start + pattern.length <= parts.length; start++) {
+        if (pattern.every((matcher, i) => matcher.test(parts[start + i]!))) return true;
+      }
+      return false;
+    });
   };
 
   const expand = (word: string): string => {
@@ -175,44 +249,85 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
 
   return (args) => {
     const checked = new Set<string>();
+    const seenWords = new Set<string>();
     let realpaths = 0;
     /**
      * `thorough` (path-like words) follows symlinks and counts anything inside a protected directory. A bare word
      * ("C-1001", "atlas.json") is only a hit when it names a protected path itself: otherwise a gateway started
      * inside its own package or data dir would hold every call.
      */
-    const checkPath = (raw: string, at: string): SelfProtectionHit | undefined => {
-      const expanded = expand(raw);
-      if (!expanded || checked.has(expanded)) return undefined;
-      checked.add(expanded);
-      const thorough = EXPANDED_PATH_LIKE.test(expanded);
-      const absolute = paths.isAbsolute(expanded);
-      const candidates = absolute ? [paths.resolve(expanded)] : options.cwds.map((cwd) => paths.resolve(cwd, expanded));
-      for (const candidate of candidates) {
+    /**
+     * `wholeValue`: the word is a whole argument value (`{"path": "readme"}`); a bare word inside text is probed for a
+     * symlink only when it looks like a file name (has a dot), so a page of prose does not cost a syscall per word.
+     */
+    const checkPath = (raw: string, at: string, wholeValue = false): SelfProtectionHit | undefined => {
+      const unexpanded = expand(raw);
+      if (!unexpanded || checked.has(unexpanded)) return undefined;
+      checked.add(unexpanded);
+      const thorough = EXPANDED_PATH_LIKE.test(unexpanded);
+      const absolute = paths.isAbsolute(unexpanded);
+      // `.`, `..` and repeated separators collapsed first, at any length (Node's own normalisation is quadratic in the
+      // number of `..`); both Unicode forms are then tried on disk
+      const expanded = collapseDots(unexpanded, paths);
+      const spellings = [...new Set([expanded, expanded.normalize("NFC"), expanded.normalize("NFD")])];
+      const candidates = spellings.flatMap((spelling) => (absolute ? [paths.resolve(spelling)] : cwds().map((cwd) => paths.resolve(cwd, spelling))));
+      const value = describeWord(raw, "path");
+      const resolved: string[] = [];
+      for (const candidate of new Set(candidates)) {
         let hit = reaches(candidate, !thorough);
-        if (!hit && thorough) {
-          if (++realpaths > MAX_PATHS_CHECKED) return { at, value: clip(raw), target: `more than ${MAX_PATHS_CHECKED} paths in one call: too many to check for self-protection` };
-          hit = reaches(realpath(candidate));
+        resolved.push(candidate);
+        // a bare word is followed only when it names a symlink: a plain file there is not the gateway's
+        if (!hit && (thorough || (expanded.length <= NAME_MAX && (wholeValue || raw.includes(".")) && isSymlink(candidate)))) {
+          if (++realpaths > MAX_PATHS_CHECKED) return { at, value, target: `more than ${MAX_PATHS_CHECKED} paths in one call: too many to check for self-protection` };
+          const real = realpath(candidate);
+          resolved.push(real);
+          hit = reaches(real);
         }
-        if (hit) return { at, value: clip(raw), target: hit.label };
+        if (hit) return { at, value, target: hit.label };
+      }
+      // the name alone, as the agent wrote it (`ledgers/main.jsonl` under a base nobody told us about), then resolved
+      for (const path of [expanded, ...resolved]) {
+        const named = matchesSuffix(path);
+        if (named) return { at, value, target: named.label };
       }
       return undefined;
     };
 
-    const checkString = (text: string, at: string): SelfProtectionHit | undefined => {
+    const checkString = (text: string, at: string, depth: number): SelfProtectionHit | undefined => {
       const whole = text.trim();
-      if (whole && !whole.includes("\n") && whole.length <= 4096) {
-        const hit = checkPath(whole, at);
+      if (whole && !whole.includes("\n")) {
+        const hit = checkPath(whole, at, true);
         if (hit) return hit;
       }
+      // JSON inside a string (an edit list, a request body): its strings are arguments too
+      if (depth < MAX_EMBEDDED_JSON && /^[[{]/.test(whole)) {
+        let inner: unknown;
+        try {
+          inner = JSON.parse(whole);
+        } catch {
+          inner = undefined;
+        }
+        if (inner !== undefined) {
+          const hit = walk(inner, at, depth + 1);
+          if (hit) return hit;
+        }
+      }
       for (const word of shellWords(text)) {
-        if (runsCli(word)) return { at, value: clip(word), target: "the gateway's CLI" };
+        if (seenWords.has(word)) continue;
+        seenWords.add(word);
+        if (runsCli(word)) return { at, value: describeWord(word, "command"), target: "the gateway's CLI" };
         const parts = new Set([word]);
         const eq = word.indexOf("=");
         if (eq > 0) parts.add(word.slice(eq + 1));
         if (word.includes(":") && !/^(file:|[A-Za-z]:[\\/])/i.test(word)) for (const part of word.split(":")) parts.add(part);
+        if (/[,{}[\]"]/.test(word)) for (const part of word.split(/[,{}[\]"]/)) parts.add(part);
         for (const part of parts) {
-          if (!part || !PATH_LIKE.test(part)) continue;
+          if (!part) continue;
+          if (!PATH_LIKE.test(part)) {
+            const named = singleNames.find(({ parts: [matcher] }) => matcher!.test(part.normalize("NFC")));
+            if (named) return { at, value: describeWord(part, "path"), target: named.label };
+            continue;
+          }
           const hit = checkPath(part, at);
           if (hit) return hit;
         }
@@ -220,21 +335,26 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
       return undefined;
     };
 
-    const walk = (value: unknown, at: string): SelfProtectionHit | undefined => {
-      if (typeof value === "string") return checkString(value, at);
-      if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) {
-          const hit = walk(value[i], `${at}[${i}]`);
+    /** Iterative over objects and arrays: arguments nested thousands deep must not overflow the stack here. */
+    function walk(root: unknown, rootAt: string, depth: number): SelfProtectionHit | undefined {
+      const stack: [unknown, string][] = [[root, rootAt]];
+      while (stack.length > 0) {
+        const [value, at] = stack.pop()!;
+        if (typeof value === "string") {
+          const hit = checkString(value, at, depth);
           if (hit) return hit;
-        }
-      } else if (value !== null && typeof value === "object") {
-        for (const [key, item] of Object.entries(value)) {
-          const hit = walk(item, /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `${at}.${key}` : `${at}[${JSON.stringify(key)}]`);
-          if (hit) return hit;
+        } else if (Array.isArray(value)) {
+          for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}[${i}]`]);
+        } else if (value !== null && typeof value === "object") {
+          const entries = Object.entries(value);
+          for (let i = entries.length - 1; i >= 0; i--) {
+            const [key, item] = entries[i]!;
+            stack.push([item, /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `${at}.${key}` : `${at}[${JSON.stringify(key.length <= 40 ? key : `${key.slice(0, 39)}…`)}]`]);
+          }
         }
       }
       return undefined;
-    };
-    return walk(args, "$");
+    }
+    return walk(args, "$", 0);
   };
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { runDoctor } from "../../src/cli/doctor.js";
 import { instancePaths } from "../../src/dataDir.js";
-import { loadOrCreateWebhookSecret } from "../../src/http/webhook.js";
+import { loadOrCreateWebhookSecret, webhookSecretPath } from "../../src/http/webhook.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
 // doctor tells the truth (issue 13): a ✓ for each thing that will work, a ✗ for each that will not, with a fix for
@@ -18,8 +18,7 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
 });
 
-async function doctor(dataDir: string, config?: unknown, configText?: string): Promise<{ text: string; failures: number }> {
-  const home = tempDir("atlas-doctor-home-");
+async function doctor(dataDir: string, config?: unknown, configText?: string, home = tempDir("atlas-doctor-home-")): Promise<{ text: string; failures: number }> {
   let configPath: string | undefined;
   if (config !== undefined || configText !== undefined) {
     configPath = join(home, "atlas.json");
@@ -107,12 +106,14 @@ describe("doctor", () => {
 
   it("webhook secret: ✓ at mode 600, ✗ with a chmod fix when others can read it", async () => {
     const dataDir = tempDir();
-    loadOrCreateWebhookSecret(dataDir);
-    expect((await doctor(dataDir)).text).toMatch(/✓ webhook secret present \(.*, mode 600\)/);
-    chmodSync(join(dataDir, "webhook-secret"), 0o644);
-    const { text, failures } = await doctor(dataDir);
+    const home = tempDir("atlas-doctor-home-");
+    const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, "config") };
+    loadOrCreateWebhookSecret(dataDir, env);
+    expect((await doctor(dataDir, undefined, undefined, home)).text).toMatch(/✓ webhook secret present \(.*, mode 600\)/);
+    chmodSync(webhookSecretPath(dataDir, env), 0o644);
+    const { text, failures } = await doctor(dataDir, undefined, undefined, home);
     expect(failures).toBe(1);
-    expect(failure(text, /webhook secret .* readable by others \(mode 644\)/).fix).toContain(`chmod 600 ${join(dataDir, "webhook-secret")}`);
+    expect(failure(text, /webhook secret .* readable by others \(mode 644\)/).fix).toContain(`chmod 600 ${webhookSecretPath(dataDir, env)}`);
   });
 
   it("ledger: ✓ when it verifies and takes appends, ✗ damaged when a record was edited", async () => {
@@ -140,7 +141,7 @@ describe("doctor", () => {
     const { text, failures } = await doctor(dataDir);
     expect(failures).toBe(1);
     const { line, fix } = failure(text, /ledger 'main' not writable/);
-    expect(line).toContain(`(${code}): the gateway cannot start`);
+    expect(line).toContain(`(${code}): the gateway refuses every call until it can`);
     expect(fix).toMatch(code === "EACCES" ? /give your user write access/ : /chattr -i/);
   });
 

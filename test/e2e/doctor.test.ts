@@ -53,7 +53,7 @@ describe("doctor (installed CLI)", () => {
     expect(result.code).toBe(0);
   });
 
-  it("fails on a ledger the gateway cannot append to, as the gateway itself refuses to start", async (context) => {
+  it("fails on a ledger the gateway cannot append to, as the gateway itself refuses every call", async (context) => {
     const home = tempDir("atlas-e2e-doctor-");
     const dataDir = join(home, "data");
     const started = await cli(["serve", "--demo", "--port", "0", "--data-dir", dataDir], home, INITIALIZE);
@@ -66,11 +66,12 @@ describe("doctor (installed CLI)", () => {
     if (!code) return context.skip("running as root without chattr: no way to make a file refuse root's writes here");
     const doctor = await cli(["doctor", "--data-dir", dataDir, "--port", "0"], home);
     expect(doctor.code).toBe(1);
-    expect(doctor.stdout).toContain(`✗ ledger 'main' not writable: ${ledger} (${code}): the gateway cannot start`);
+    expect(doctor.stdout).toContain(`✗ ledger 'main' not writable: ${ledger} (${code}): the gateway refuses every call until it can`);
     expect(doctor.stdout).toMatch(code === "EACCES" ? /fix: give your user write access to .*main\.jsonl/ : /fix: the system refuses writes to .*main\.jsonl .*chattr -i/);
 
+    // fail closed without dying (issue 11): it still answers initialize, and refuses every call with the cause
     const refused = await cli(["serve", "--demo", "--port", "0", "--data-dir", dataDir], home, INITIALIZE);
-    expect(refused.stdout).not.toContain('"protocolVersion"');
-    expect(refused.code).not.toBe(0);
+    expect(refused.stdout).toContain('"protocolVersion"');
+    expect(refused.stderr).toMatch(/Every tool call is refused until the ledger can be written/);
   });
 });

@@ -60,6 +60,11 @@ export class RawMcpProcess {
   }
 
   request(method: string, params: Record<string, unknown> = {}, timeoutMs = 20_000): Promise<JsonRpcResponse> {
+    return this.requestJson(method, JSON.stringify(params), timeoutMs);
+  }
+
+  /** A request whose params are already JSON text (values too deep for JSON.stringify, malformed input). */
+  requestJson(method: string, paramsJson: string, timeoutMs = 20_000): Promise<JsonRpcResponse> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no answer to ${method} within ${timeoutMs} ms; stderr:\n${this.stderr}`)), timeoutMs);
@@ -73,7 +78,7 @@ export class RawMcpProcess {
         clearTimeout(timer);
         reject(error);
       });
-      this.child.stdin!.write(`${JSON.stringify({ jsonrpc: "2.0", id, method, params })}\n`);
+      this.child.stdin!.write(`{"jsonrpc":"2.0","id":${id},"method":${JSON.stringify(method)},"params":${paramsJson}}\n`);
     });
   }
 

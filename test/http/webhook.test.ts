@@ -1,8 +1,9 @@
-import { statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRequestHandler, MAX_WEBHOOK_BODY_BYTES, startListener } from "../../src/http/listener.js";
 import type { LocalEngine } from "../../src/governance/localEngine.js";
-import { loadOrCreateWebhookSecret, signWebhook, WebhookVerifier, webhookSecretPath } from "../../src/http/webhook.js";
+import { legacyWebhookSecretPath, loadOrCreateWebhookSecret, signWebhook, WebhookVerifier, webhookSecretPath } from "../../src/http/webhook.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -59,12 +60,32 @@ describe("WebhookVerifier (Standard Webhooks)", () => {
     expect(new WebhookVerifier(secret).checkHalt(payload.replace("halt", "resume"), signWebhook(secret, payload))).toMatchObject({ ok: false, status: 401 });
   });
 
-  it("creates the secret once, as whsec_ in a 0600 file", () => {
+  it("creates the secret once, as whsec_ in a 0600 file outside the data dir", () => {
     const dir = tempDir();
-    const first = loadOrCreateWebhookSecret(dir);
+    const env = { ATLAS_CONFIG_DIR: tempDir() };
+    const first = loadOrCreateWebhookSecret(dir, env);
     expect(first).toMatch(/^whsec_[A-Za-z0-9+/=]{40,}$/);
-    expect(loadOrCreateWebhookSecret(dir)).toBe(first);
-    expect(statSync(webhookSecretPath(dir)).mode & 0o777).toBe(0o600);
+    expect(loadOrCreateWebhookSecret(dir, env)).toBe(first);
+    const path = webhookSecretPath(dir, env);
+    expect(path.startsWith(env.ATLAS_CONFIG_DIR)).toBe(true);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(dirname(path)).mode & 0o777).toBe(0o700);
+    expect(readdirSync(dir)).toEqual([]);
+    // another data dir has its own secret
+    expect(loadOrCreateWebhookSecret(tempDir(), env)).not.toBe(first);
+  });
+
+  it("moves a secret an older version left in the data dir, keeping its value", () => {
+    const dir = tempDir();
+    const env = { ATLAS_CONFIG_DIR: tempDir() };
+    writeFileSync(legacyWebhookSecretPath(dir), "whsec_bGVnYWN5c2VjcmV0bGVnYWN5c2VjcmV0\n", { mode: 0o600 });
+    expect(loadOrCreateWebhookSecret(dir, env)).toBe("whsec_bGVnYWN5c2VjcmV0bGVnYWN5c2VjcmV0");
+    expect(existsSync(legacyWebhookSecretPath(dir))).toBe(false);
+    expect(readFileSync(webhookSecretPath(dir, env), "utf8").trim()).toBe("whsec_bGVnYWN5c2VjcmV0bGVnYWN5c2VjcmV0");
+    // a stale copy reappearing (a restored backup) is removed, the credentials dir wins
+    writeFileSync(legacyWebhookSecretPath(dir), "whsec_b3RoZXJvdGhlcm90aGVyb3RoZXJvdGhlcg==\n");
+    expect(loadOrCreateWebhookSecret(dir, env)).toBe("whsec_bGVnYWN5c2VjcmV0bGVnYWN5c2VjcmV0");
+    expect(existsSync(legacyWebhookSecretPath(dir))).toBe(false);
   });
 });
 
@@ -74,7 +95,7 @@ describe("HTTP listener", () => {
   let engine: LocalEngine;
   let base: string;
   let close: () => void;
-  const webhookSecret = loadOrCreateWebhookSecret(dataDir);
+  const webhookSecret = loadOrCreateWebhookSecret(dataDir, { ATLAS_CONFIG_DIR: join(dataDir, "config") });
 
   beforeAll(async () => {
     engine = openEngine(dataDir, executor);

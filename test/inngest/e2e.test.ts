@@ -107,7 +107,7 @@ async function runScenario(setup: Setup, encrypted = false): Promise<{ autoRun: 
   const body = JSON.stringify({ decision: "APPROVED", event_id: ref, reviewer: "e2e-reviewer", reason: "documented" });
   const response = await fetch(`http://127.0.0.1:${listenerPort(setup.dir)}/webhook/approval`, {
     method: "POST",
-    headers: { "content-type": "application/json", ...signWebhook(loadOrCreateWebhookSecret(setup.dir), body) },
+    headers: { "content-type": "application/json", ...signWebhook(loadOrCreateWebhookSecret(setup.dir, setup.env), body) },
     body,
   });
   expect(response.status).toBe(200);

@@ -63,7 +63,7 @@ async function serveGateway(env: Record<string, string> = {}): Promise<Served> {
   });
   started.engine.resume();
   const listening = await startListener(
-    createRequestHandler({ engine: started.engine, verifier: new WebhookVerifier(loadOrCreateWebhookSecret(dir)), dataDir: dir, version: "test", log, routes: started.routes }),
+    createRequestHandler({ engine: started.engine, verifier: new WebhookVerifier(loadOrCreateWebhookSecret(dir, { ATLAS_CONFIG_DIR: join(dir, "config") })), dataDir: dir, version: "test", log, routes: started.routes }),
     "127.0.0.1",
     0,
     log,

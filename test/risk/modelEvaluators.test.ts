@@ -178,6 +178,20 @@ describe("models in the risk evaluator", () => {
     });
   });
 
+  it("never sends a canary secret hidden in text, a URL or embedded JSON to the model", async () => {
+    const { url, seen } = await serve(json(200, GOOD));
+    const args = {
+      note: "login with password: canary-pass-1 please",
+      dsn: "postgres://svc:canary-pass-2@db/x",
+      body: JSON.stringify({ headers: { Authorization: "Bearer canary-token-3abc" } }),
+      iban: "FR7630006000011234567890189",
+    };
+    await evaluatorWith([createHttpEvaluator({ url, ...fast })])({ ...input, args });
+    const sent = JSON.stringify(seen[0]!.body);
+    for (const canary of ["canary-pass-1", "canary-pass-2", "canary-token-3abc"]) expect(sent).not.toContain(canary);
+    expect(sent).toContain("FR7630006000011234567890189");
+  });
+
   const failing: [string, Handler][] = [
     ["timeout", (_req, res) => void setTimeout(() => json(200, GOOD)(_req, res), 3_000).unref()],
     ["HTTP 500", json(500, {})],

@@ -1,12 +1,12 @@
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, win32 } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../../src/config.js";
+import { credentialsDir, loadConfig } from "../../src/config.js";
 import { compilePolicy } from "../../src/risk/policy.js";
 import { createRiskEvaluator } from "../../src/risk/assess.js";
 import { createEvaluatorFromConfig } from "../../src/risk/setup.js";
-import { createSelfProtection, shellWords } from "../../src/risk/selfProtection.js";
+import { collapseDots, createSelfProtection, shellWords } from "../../src/risk/selfProtection.js";
 
 // A fake home with the gateway's files laid out as on a real machine.
 const root = realpathSync(mkdtempSync(join(tmpdir(), "atlas-selfprot-")));
@@ -100,7 +100,7 @@ describe("self-protection", () => {
   it("names where in the arguments it found the path", () => {
     expect(check({ edits: [{ ok: "x" }, { "target file": "~/work/atlas.json" }] })).toEqual({
       at: '$.edits[1]["target file"]',
-      value: "~/work/atlas.json",
+      value: "a path (17 characters)",
       target: `the gateway's config (${configFile})`,
     });
   });
@@ -112,6 +112,73 @@ describe("self-protection", () => {
     ["$(atlas-gateway pending)", ["$", "atlas-gateway", "pending"]],
   ])("splits shell words of %j", (text, words) => {
     expect(shellWords(text)).toEqual(words);
+  });
+});
+
+describe("self-protection sees what the upstream will touch (issue 11)", () => {
+  // an upstream rooted at a directory that contains the data dir, whose name has a space and an accent
+  const fsRoot = join(root, "Users", "Zoë");
+  const spaced = join(fsRoot, "Library", "Application Support", "atlas-gateway");
+  mkdirSync(join(spaced, "ledgers"), { recursive: true });
+  writeFileSync(join(spaced, "webhook-secret"), "whsec_x\n");
+  symlinkSync(join(spaced, "webhook-secret"), join(fsRoot, "notes.txt"));
+  const guard = createSelfProtection({
+    paths: [{ path: spaced, label: "the gateway's data dir" }],
+    suffixes: [{ path: "webhook-secret", label: "credentials (by name)" }, { path: "ledgers/*.jsonl", label: "a ledger (by name)" }],
+    home,
+    cwds: ["/", fsRoot],
+  });
+  const relative = "Library/Application Support/atlas-gateway/ledgers/main.json";
+  const padded = `${"./".repeat(5000)}${relative}`;
+  const nfd = relative.normalize("NFD").replace("Support", "Support/./").replace("atlas-gateway", "x/../atlas-gateway");
+
+  it.each([
+    ["relative to the upstream's root", { path: relative }],
+    ["padded past 4,096 characters with ./", { path: padded }],
+    ["padded inside a shell command", { command: `cat ${JSON.stringify(padded)}` }],
+    ["repeated separators", { path: relative.replaceAll("/", "////") }],
+    ["`..` through a sibling", { path: `Library/Caches/../${relative.slice("Library/".length)}` }],
+    ["a symlink whose name gives nothing away", { path: "notes.txt" }],
+    ["a path inside JSON inside a string", { edits: JSON.stringify([{ path: relative }]) }],
+    ["a path inside a JSON object literal in text", { body: `{"path":"${relative}"}` }],
+  ])("holds %s", (_label, args) => {
+    expect(guard(args)?.target, JSON.stringify(args).slice(0, 200)).toContain("data dir");
+  });
+
+  it("compares in NFC: a decomposed spelling of an accented directory reaches the same data dir", () => {
+    const zoeRoot = createSelfProtection({ paths: [{ path: join(fsRoot, "Library") , label: "the gateway's data dir" }], home, cwds: ["/"] });
+    const decomposed = join(fsRoot, "Library", "x").normalize("NFD");
+    expect(decomposed).not.toBe(join(fsRoot, "Library", "x"));
+    expect(zoeRoot({ path: decomposed })?.target).toContain("data dir");
+    expect(guard({ path: nfd })).toBeDefined();
+  });
+
+  it("matches protected names under a base it does not know", () => {
+    expect(guard({ path: "somewhere/unknown/webhook-secret" })?.target).toContain("credentials");
+    expect(guard({ path: "webhook-secret" })?.target).toContain("credentials");
+    expect(guard({ query: "ledgers/main.jsonl please" })?.target).toContain("ledger");
+    expect(guard({ path: "C:\\data\\ledgers\\main.jsonl" })?.target).toContain("ledger");
+    expect(guard({ path: "reports/ledger-2024.csv", note: "webhook secrets are rotated monthly" })).toBeUndefined();
+  });
+
+  it("asks a base function at every check (MCP roots change while the gateway runs)", () => {
+    const bases = ["/"];
+    const live = createSelfProtection({ paths: [{ path: spaced, label: "the gateway's data dir" }], home, cwds: () => bases });
+    expect(live({ path: "Library/Application Support/atlas-gateway/x" })).toBeUndefined();
+    bases.push(fsRoot);
+    expect(live({ path: "Library/Application Support/atlas-gateway/x" })?.target).toContain("data dir");
+  });
+
+  it("never quotes the argument in what it reports", () => {
+    const hit = guard({ path: `${relative}?token=sk-live-0123456789abcdef` });
+    expect(hit).toBeDefined();
+    expect(JSON.stringify(hit)).not.toContain("sk-live");
+  });
+
+  it("walks arguments nested 10,000 deep without overflowing the stack", () => {
+    let deep: unknown = { path: relative };
+    for (let i = 0; i < 10_000; i++) deep = { a: deep };
+    expect(guard({ deep })?.target).toContain("data dir");
   });
 });
 
@@ -135,8 +202,65 @@ describe("self-protection in the risk evaluator", () => {
       expect(assessment.verdict, path).toBe("review");
       expect(assessment.rules?.some((rule) => rule.id === "self-protection"), path).toBe(true);
     }
-    for (const path of ["./notes.md", join(packageDir, "src", "risk.ts")]) {
+    for (const path of ["./notes.md", join(packageDir, "src", "risk.ts"), "reports/ledger.csv"]) {
       expect((await evaluator({ ...input, args: { path } })).rules?.some((rule) => rule.id === "self-protection"), path).toBe(false);
     }
   });
+
+  it("resolves relative paths against an upstream's root directories (its arguments) and the agent's MCP roots", async () => {
+    const config = loadConfig({ env: {}, userConfig: false, flags: { dataDir }, cwd: "/" });
+    config.upstreams = { fs: { command: "npx", args: ["-y", "@modelcontextprotocol/server-filesystem", home], env: {} } };
+    const relativeLedger = { path: ".local/share/atlas-gateway/pins.json" };
+    expect((await createEvaluatorFromConfig(config, { env: { HOME: home }, cwd: "/", packageDir })
+      .evaluator({ ...input, args: relativeLedger })).rules?.map((rule) => rule.id)).toContain("self-protection");
+
+    config.upstreams = {};
+    const roots: string[] = [];
+    const { evaluator } = createEvaluatorFromConfig(config, { env: { HOME: home }, cwd: "/", packageDir, roots: () => roots });
+    expect((await evaluator({ ...input, args: relativeLedger })).rules?.map((rule) => rule.id) ?? []).not.toContain("self-protection");
+    roots.push(home);
+    expect((await evaluator({ ...input, args: relativeLedger })).rules?.map((rule) => rule.id)).toContain("self-protection");
+  });
+
+  it("protects the approval credentials outside the data dir, and ledger and secret names under any base", async () => {
+    const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, ".config", "atlas-gateway") };
+    const config = loadConfig({ env, userConfig: false, flags: { dataDir }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env, cwd: work, packageDir });
+    for (const path of [join(credentialsDir(dataDir, env), "webhook-secret"), "~/.config/atlas-gateway/credentials", "elsewhere/ledgers/main.jsonl", "x/atlas-gateway/run/main.sock"]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
+    }
+  });
+});
+
+describe("self-protection on odd input", () => {
+  it("answers for words longer than any path (no ENAMETOOLONG failure, which would hold every big argument)", () => {
+    const guard = createSelfProtection({ paths: [{ path: dataDir, label: "the gateway's data dir" }], home, cwds: [work] });
+    expect(guard({ blob: "y".repeat(5 * 1024 * 1024) })).toBeUndefined();
+    expect(guard({ path: `./${"a/".repeat(3000)}x` })).toBeUndefined();
+    expect(guard({ path: `${"./".repeat(5000)}${dataDir.slice(1)}`.replace(/^/, "/") })?.target).toContain("data dir");
+  });
+});
+
+describe("collapseDots", () => {
+  it.each([
+    ["/a/./b//c/../d", "/a/b/d"],
+    ["a/../../b", "../b"],
+    ["/../../x", "/x"],
+    ["./", "."],
+    ["", "."],
+    ["../", ".."],
+    ["a/b/../../..", ".."],
+  ])("%j -> %j (as path.posix.normalize, without trailing separators)", (path, expected) => {
+    expect(collapseDots(path)).toBe(expected);
+  });
+  it.each([["C:\\a\\..\\b/./c", "C:\\b\\c"], ["\\\\server\\share\\x\\..\\y", "\\\\server\\share\\y"]])("win32 %j -> %j", (path, expected) => {
+    expect(collapseDots(path, win32)).toBe(expected);
+  });
+
+  it("stays linear on a megabyte of `a/…/../..` (Node's normalisation is quadratic there)", () => {
+    const path = `${"a/".repeat(200_000)}${"../".repeat(200_000)}${dataDir.slice(1)}/x`;
+    expect(collapseDots(`/${path}`)).toBe(`${dataDir}/x`);
+    const guard = createSelfProtection({ paths: [{ path: dataDir, label: "the gateway's data dir" }], home, cwds: ["/"] });
+    expect(guard({ path })?.target).toContain("data dir");
+  }, 60_000);
 });

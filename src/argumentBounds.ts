@@ -1,0 +1,49 @@
+/** How large tool arguments may be (config `limits`). */
+export interface ArgumentLimits {
+  /** Nesting levels of objects and arrays; the arguments object itself is level 1. */
+  argumentDepth: number;
+  /** Size in bytes of the arguments as UTF-8 JSON (counted while walking, without serialising). */
+  argumentBytes: number;
+}
+
+/**
+ * Whether a string is valid Unicode: no lone surrogate, which JSON can carry (`"\ud800"`) but the ledger's canonical
+ * JSON (RFC 8785) cannot record. (`String#isWellFormed` is ES2024, Node 20+.)
+ */
+export function isWellFormedText(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** 64 MiB matches the largest message the gateway carries; the size bound is for configs that want a tighter one. */
+export const DEFAULT_ARGUMENT_LIMITS: ArgumentLimits = { argumentDepth: 64, argumentBytes: 64 * 1024 * 1024 };
+
+/**
+ * Why a call's arguments are out of bounds, or undefined. Checked before the call is recorded (issue 11): a value
+ * nested thousands deep is recorded once and then breaks every recursive reader (JSON.stringify, evaluators,
+ * reviewers' tools); a huge one bloats the ledger. Iterative, and it stops at the first limit crossed, so a hostile
+ * value costs no more than the limit to reject.
+ */
+export function checkArgumentBounds(args: unknown, limits: ArgumentLimits = DEFAULT_ARGUMENT_LIMITS): string | undefined {
+  let bytes = 0;
+  const stack: [value: unknown, depth: number][] = [[args, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (typeof value === "string") {
+      if (!isWellFormedText(value)) return "arguments contain a lone surrogate (a string that is not valid Unicode)";
+      bytes += Buffer.byteLength(value, "utf8") + 2;
+    }
+    else if (value === null || typeof value !== "object") bytes += String(value).length;
+    else {
+      if (depth > limits.argumentDepth) return `arguments are nested deeper than ${limits.argumentDepth} levels (limits.argumentDepth)`;
+      const items = Array.isArray(value) ? value.map((item) => ["", item] as const) : Object.entries(value);
+      bytes += 2 + items.length;
+      for (const [key, item] of items) {
+        if (key && !isWellFormedText(key)) return "arguments contain a lone surrogate in a key (not valid Unicode)";
+        if (key) bytes += Buffer.byteLength(key, "utf8") + 3;
+        stack.push([item, depth + 1]);
+      }
+    }
+    if (bytes > limits.argumentBytes) return `arguments are larger than ${limits.argumentBytes} bytes as JSON (limits.argumentBytes)`;
+  }
+  return undefined;
+}

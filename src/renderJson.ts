@@ -1,0 +1,57 @@
+/** Nesting levels indented when `renderJson` is asked to indent; deeper ones are compact. */
+export const MAX_INDENTED_LEVELS = 64;
+
+/**
+ * `JSON.stringify` for values read back from a ledger, without its recursion: V8's native stringify overflows the
+ * stack near 5,000 levels, and a ledger written before arguments were bounded can hold calls nested 10,000 deep
+ * (issue 11). Same output as `JSON.stringify(value, null, indent)` for JSON data (objects, arrays, strings, finite
+ * numbers, booleans, null; `undefined` members skipped, non-finite numbers as null), except that with `indent`,
+ * levels deeper than `MAX_INDENTED_LEVELS` are written compactly: indenting 10,000 levels would print 100 MB of spaces.
+ */
+export function renderJson(value: unknown, indent = 0): string {
+  const pad = (level: number) => (indent > 0 && level <= MAX_INDENTED_LEVELS ? `\n${" ".repeat(indent * level)}` : "");
+  const colonAt = (level: number) => (indent > 0 && level <= MAX_INDENTED_LEVELS ? ": " : ":");
+  const out: string[] = [];
+  type Frame = { close: string; level: number; items: [key: string | undefined, value: unknown][]; index: number };
+  const stack: Frame[] = [];
+
+  const scalar = (item: unknown): string | undefined => {
+    if (item === null) return "null";
+    if (typeof item === "string") return JSON.stringify(item);
+    if (typeof item === "number") return Number.isFinite(item) ? String(item) : "null";
+    if (typeof item === "boolean") return String(item);
+    if (typeof item === "bigint") return item.toString();
+    return undefined; // undefined, functions, symbols
+  };
+  /** Writes a scalar, or opens a container frame. */
+  const emit = (item: unknown, level: number) => {
+    if (Array.isArray(item)) {
+      if (item.length === 0) return void out.push("[]");
+      out.push("[");
+      stack.push({ close: "]", level, items: item.map((element) => [undefined, element === undefined || typeof element === "function" ? null : element]), index: 0 });
+    } else if (item !== null && typeof item === "object") {
+      const entries = Object.entries(item).filter(([, member]) => member !== undefined && typeof member !== "function" && typeof member !== "symbol");
+      if (entries.length === 0) return void out.push("{}");
+      out.push("{");
+      stack.push({ close: "}", level, items: entries, index: 0 });
+    } else {
+      out.push(scalar(item) ?? "null");
+    }
+  };
+
+  if (value === undefined) return "undefined";
+  emit(value, 0);
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!;
+    if (frame.index >= frame.items.length) {
+      stack.pop();
+      out.push(`${pad(frame.level)}${frame.close}`);
+      continue;
+    }
+    const [key, item] = frame.items[frame.index]!;
+    out.push(`${frame.index > 0 ? "," : ""}${pad(frame.level + 1)}${key !== undefined ? `${JSON.stringify(key)}${colonAt(frame.level + 1)}` : ""}`);
+    frame.index += 1;
+    emit(item, frame.level + 1);
+  }
+  return out.join("");
+}
