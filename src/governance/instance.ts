@@ -2,6 +2,7 @@ import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync,
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { instancePaths } from "../dataDir.js";
+import type { DecisionInput } from "./engine.js";
 
 /** Instances that have a ledger in this data dir. */
 export function listInstances(dataDir: string): string[] {
@@ -154,7 +155,7 @@ export async function lockWhenFree(dataDir: string, instance: string, kind: Lock
 }
 
 export type ControlRequest =
-  | { op: "decide"; ref: string; decision: "approved" | "denied"; reviewer: string; reason?: string }
+  | ({ op: "decide" } & DecisionInput)
   | { op: "trust"; upstream: string; tool: string; reviewer: string; hash?: string; reason?: string };
 export type ControlHandler = (request: ControlRequest) => Promise<unknown>;
 

@@ -1,0 +1,214 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { AtlasError, ConfigError, ConflictError, NotFoundError } from "../errors.js";
+
+/**
+ * Reviewers are people with credentials (issue 9): `approver`s decide, `viewer`s only see. The store keeps only
+ * SHA-256 hashes of the secrets it hands out (256 random bits each, so a plain hash cannot be reversed or guessed):
+ * someone who can read the file — the agent's tools may reach the data dir — can neither sign in nor approve with
+ * anything in it.
+ */
+export type ReviewerRole = "approver" | "viewer";
+
+export const REVIEWER_ROLES: readonly ReviewerRole[] = ["approver", "viewer"];
+
+/** Reviewer ids are recorded in the ledger and typed on command lines: short, plain, case-sensitive. */
+export const REVIEWER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+/** How long a sign-in link works (one use). */
+export const SIGN_IN_LINK_TTL_MS = 24 * 3_600_000;
+/** How long a review-page session lasts before the reviewer signs in again (no sliding renewal). */
+export const SESSION_TTL_MS = 12 * 3_600_000;
+
+export interface Reviewer {
+  id: string;
+  name?: string;
+  role: ReviewerRole;
+  createdAt: string;
+  /** sha256 of the reviewer's key (for the CLI's `--reviewer` and `GET /api/pending`). */
+  keyHash: string;
+  /** sha256 of the one-time sign-in token, until it is used or replaced. */
+  signIn?: { hash: string; expiresAt: string };
+}
+
+interface Session {
+  hash: string;
+  reviewer: string;
+  createdAt: string;
+  expiresAt: string;
+}
+
+interface StoreFile {
+  version: 1;
+  reviewers: Reviewer[];
+  sessions: Session[];
+}
+
+/** The store lives in the data dir next to the ledgers it governs (0600; the dir 0700). */
+export function reviewersPath(dataDir: string): string {
+  return join(dataDir, "reviewers.json");
+}
+
+const hashSecret = (secret: string) => createHash("sha256").update(secret, "utf8").digest("hex");
+const newSecret = (prefix: string) => `${prefix}${randomBytes(32).toString("base64url")}`;
+
+function sameHash(a: string, b: string): boolean {
+  const left = Buffer.from(a, "hex");
+  const right = Buffer.from(b, "hex");
+  return left.length === right.length && left.length > 0 && timingSafeEqual(left, right);
+}
+
+function readStore(dataDir: string): StoreFile {
+  let text: string;
+  try {
+    text = readFileSync(reviewersPath(dataDir), "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { version: 1, reviewers: [], sessions: [] };
+    throw new AtlasError(`cannot read ${reviewersPath(dataDir)}: ${(error as Error).message}`);
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<StoreFile>;
+    return { version: 1, reviewers: Array.isArray(parsed.reviewers) ? parsed.reviewers : [], sessions: Array.isArray(parsed.sessions) ? parsed.sessions : [] };
+  } catch (error) {
+    throw new AtlasError(`${reviewersPath(dataDir)} is not valid JSON (${(error as Error).message}); fix it or move it aside and add the reviewers again`);
+  }
+}
+
+/** Written whole (temp file + rename): a reader never sees half a store. */
+function writeStore(dataDir: string, store: StoreFile): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const path = reviewersPath(dataDir);
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(store, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+export function listReviewers(dataDir: string): Reviewer[] {
+  return readStore(dataDir).reviewers;
+}
+
+export interface IssuedCredentials {
+  reviewer: Reviewer;
+  /** One-time token for the review page's sign-in link. */
+  signInToken: string;
+  /** The reviewer's key, for CLI decisions (`--reviewer <id>` with ATLAS_REVIEWER_TOKEN) and `GET /api/pending`. */
+  key?: string;
+}
+
+/** Adds a reviewer; returns their one-time sign-in token and their key (shown once, never stored). */
+export function addReviewer(dataDir: string, input: { id: string; name?: string; role?: ReviewerRole }, now = new Date()): IssuedCredentials {
+  if (!REVIEWER_ID_PATTERN.test(input.id)) throw new ConfigError([`reviewer id '${input.id}': use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit`]);
+  const role = input.role ?? "approver";
+  if (!REVIEWER_ROLES.includes(role)) throw new ConfigError([`--role: must be approver or viewer, not '${String(role)}'`]);
+  const store = readStore(dataDir);
+  if (store.reviewers.some((reviewer) => reviewer.id === input.id)) {
+    throw new ConflictError(`reviewer '${input.id}' already exists; issue a new sign-in link with 'atlas-gateway reviewers link ${input.id}', or remove them first`);
+  }
+  const key = newSecret("atlas_rk_");
+  const signInToken = newSecret("atlas_si_");
+  const reviewer: Reviewer = {
+    id: input.id,
+    ...(input.name ? { name: input.name } : {}),
+    role,
+    createdAt: now.toISOString(),
+    keyHash: hashSecret(key),
+    signIn: { hash: hashSecret(signInToken), expiresAt: new Date(now.getTime() + SIGN_IN_LINK_TTL_MS).toISOString() },
+  };
+  store.reviewers.push(reviewer);
+  writeStore(dataDir, store);
+  return { reviewer, signInToken, key };
+}
+
+/** Replaces a reviewer's sign-in token with a fresh one-time token (the old link stops working). */
+export function issueSignInLink(dataDir: string, id: string, now = new Date()): IssuedCredentials {
+  const store = readStore(dataDir);
+  const reviewer = store.reviewers.find((entry) => entry.id === id);
+  if (!reviewer) throw new NotFoundError(`no reviewer '${id}' (list them with 'atlas-gateway reviewers list')`);
+  const signInToken = newSecret("atlas_si_");
+  reviewer.signIn = { hash: hashSecret(signInToken), expiresAt: new Date(now.getTime() + SIGN_IN_LINK_TTL_MS).toISOString() };
+  writeStore(dataDir, store);
+  return { reviewer, signInToken };
+}
+
+/** Removes a reviewer and ends their sessions at once. */
+export function removeReviewer(dataDir: string, id: string): Reviewer {
+  const store = readStore(dataDir);
+  const reviewer = store.reviewers.find((entry) => entry.id === id);
+  if (!reviewer) throw new NotFoundError(`no reviewer '${id}' (list them with 'atlas-gateway reviewers list')`);
+  store.reviewers = store.reviewers.filter((entry) => entry.id !== id);
+  store.sessions = store.sessions.filter((session) => session.reviewer !== id);
+  writeStore(dataDir, store);
+  return reviewer;
+}
+
+/** The reviewer a key belongs to, if any (`id` narrows it: the CLI names the reviewer it claims to be). */
+export function reviewerForKey(dataDir: string, key: string, id?: string): Reviewer | undefined {
+  if (!key) return undefined;
+  const hash = hashSecret(key.trim());
+  return readStore(dataDir).reviewers.find((reviewer) => (id === undefined || reviewer.id === id) && sameHash(reviewer.keyHash, hash));
+}
+
+export interface ReviewSession {
+  reviewer: Reviewer;
+  expiresAt: string;
+  /** The CSRF token the page sends with every state-changing request (derived from the session secret). */
+  csrf: string;
+}
+
+/**
+ * Exchanges a one-time sign-in token for a session: the token is consumed, and the returned session secret goes
+ * into an HttpOnly cookie. Undefined when the token is unknown, used or expired.
+ */
+export function signIn(dataDir: string, token: string, now = new Date()): (ReviewSession & { secret: string }) | undefined {
+  const store = readStore(dataDir);
+  const hash = hashSecret(token.trim());
+  const reviewer = store.reviewers.find((entry) => entry.signIn && sameHash(entry.signIn.hash, hash));
+  if (!reviewer?.signIn) return undefined;
+  const expired = Date.parse(reviewer.signIn.expiresAt) <= now.getTime();
+  delete reviewer.signIn;
+  if (expired) {
+    writeStore(dataDir, store);
+    return undefined;
+  }
+  const secret = newSecret("atlas_ss_");
+  const expiresAt = new Date(now.getTime() + SESSION_TTL_MS).toISOString();
+  store.sessions = store.sessions.filter((session) => Date.parse(session.expiresAt) > now.getTime());
+  store.sessions.push({ hash: hashSecret(secret), reviewer: reviewer.id, createdAt: now.toISOString(), expiresAt });
+  writeStore(dataDir, store);
+  return { reviewer, expiresAt, csrf: csrfToken(secret), secret };
+}
+
+/** The live session a cookie's secret names, if it exists, has not expired and its reviewer still exists. */
+export function sessionFor(dataDir: string, secret: string | undefined, now = new Date()): ReviewSession | undefined {
+  if (!secret) return undefined;
+  const store = readStore(dataDir);
+  const hash = hashSecret(secret);
+  const session = store.sessions.find((entry) => sameHash(entry.hash, hash));
+  if (!session || Date.parse(session.expiresAt) <= now.getTime()) return undefined;
+  const reviewer = store.reviewers.find((entry) => entry.id === session.reviewer);
+  return reviewer ? { reviewer, expiresAt: session.expiresAt, csrf: csrfToken(secret) } : undefined;
+}
+
+export function signOut(dataDir: string, secret: string): void {
+  const store = readStore(dataDir);
+  const hash = hashSecret(secret);
+  const before = store.sessions.length;
+  store.sessions = store.sessions.filter((entry) => !sameHash(entry.hash, hash));
+  if (store.sessions.length !== before) writeStore(dataDir, store);
+}
+
+/**
+ * The CSRF token for a session: a hash of the session secret, so nothing extra is stored, a page script can hold it
+ * (the cookie it derives from is HttpOnly), and another site can neither read nor compute it.
+ */
+export function csrfToken(sessionSecret: string): string {
+  return createHash("sha256").update(`atlas-csrf-v1\n${sessionSecret}`).digest("base64url");
+}
+
+export function csrfMatches(sessionSecret: string, presented: string | undefined): boolean {
+  if (!presented) return false;
+  const expected = Buffer.from(csrfToken(sessionSecret));
+  const given = Buffer.from(presented);
+  return expected.length === given.length && timingSafeEqual(expected, given);
+}
