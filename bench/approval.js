@@ -77,7 +77,7 @@ export async function benchApproval(ctx) {
       let exitedAt;
       if (method === "webhook") await decideOverWebhook(ctx, lock.port, secret, ref);
       else if (method === "socket") await decideOverSocket(lock.socket, ref);
-      else exitedAt = await runCli(ctx, ["approve", ref, "--data-dir", dataDir, "--reviewer", "bench"]);
+      else exitedAt = await runCli(ctx, ["approve", ref, "--data-dir", dataDir]);
       const { result, at } = await waiting;
       if (result.structuredContent?.status !== "executed" || result.isError) throw new Error(`${ref} was not executed: ${JSON.stringify(result).slice(0, 300)}`);
       samples[method].push(at - decidedAt);

@@ -12,6 +12,8 @@ import { assertApplied, decideRef, findRef, readAllInstances } from "../governan
 import { describeEffect } from "../risk/assess.js";
 import { VERSION } from "../version.js";
 import { loadOrCreateWebhookSecret } from "../http/webhook.js";
+import { ReviewFeed } from "../http/reviewFeed.js";
+import { cliReviewer, registerReviewerCommands } from "./reviewers.js";
 
 export interface CliIO {
   out: (text: string) => void;
@@ -100,12 +102,12 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     withCommonOptions(program.command(`${name} <ref>`))
       .description(name === "approve" ? "approve a held call: it runs once, and the agent gets its result from atlas_status" : "deny a held call: it never runs")
       .option("-r, --reason <text>", name === "approve" ? "why (recorded in the ledger)" : "why (required; recorded and shown to the agent)")
-      .option("--reviewer <name>", "who decides (default: your OS user name)")
+      .option("--reviewer <id>", "decide as this registered reviewer; needs their key in ATLAS_REVIEWER_TOKEN (default: your OS user name)")
       .action(async (ref: string, flags: ConfigFlags & { reason?: string; reviewer?: string }) => {
         if (name === "deny" && !flags.reason?.trim()) throw new ConfigError(["--reason: a denial needs a reason (the agent and the audit trail see it)"]);
         const resolved = config(flags);
-        const reviewer = flags.reviewer ?? safeUserName();
-        const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, ...(flags.reason ? { reason: flags.reason } : {}) };
+        const { reviewer, auth } = cliReviewer(resolved.dataDir, flags.reviewer, io.env, safeUserName);
+        const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, auth, ...(flags.reason ? { reason: flags.reason } : {}) };
         const result = await decideRef(resolved.dataDir, input);
         const view = assertApplied(result, describeView);
         if (result.via === "ledger" && resolved.engine === "inngest") {
@@ -125,42 +127,59 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   decideCommand("approve");
   decideCommand("deny");
 
+  /** The pending list as `pending` prints it: a table, or JSON (one line per snapshot when `compact`). */
+  const printPending = (dataDir: string, json: boolean, compact = false): void => {
+    const states = readAllInstances(dataDir);
+    for (const state of states) if (state.problem) io.err(`warning: ledger '${state.instance}' is damaged from ${state.problem.message}; run 'atlas-gateway audit verify'`);
+    const now = Date.now();
+    const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
+      .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
+    if (json) {
+      const items = pending.map(({ instance, view }) => ({
+        ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
+        expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
+      }));
+      io.out(compact ? JSON.stringify(items) : JSON.stringify(items, null, 2));
+      return;
+    }
+    if (pending.length === 0) {
+      io.out("no calls waiting for review");
+      return;
+    }
+    const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
+    io.out(formatTable(
+      ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
+      pending.map(({ instance, view }) => [
+        view.ref,
+        view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
+        ...(showInstance ? [instance] : []),
+        view.name,
+        clip(JSON.stringify(maskSecrets(view.args)), 60),
+        String(view.assessment?.score ?? "?"),
+        clip((view.assessment?.reasons ?? []).join("; "), 80),
+        (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
+      ]),
+    ));
+  };
+
   withCommonOptions(program.command("pending"))
     .description("list calls waiting for review: ref, age, tool, masked arguments, risk score, rules fired and reasons")
     .option("--json", "print JSON instead of a table")
-    .action((flags: ConfigFlags & { json?: boolean }) => {
+    .option("--watch", "keep running and print the list again whenever it changes, across every gateway on the data dir (with --json: one JSON array per line)")
+    .action(async (flags: ConfigFlags & { json?: boolean; watch?: boolean }) => {
       const { dataDir } = config(flags);
-      const states = readAllInstances(dataDir);
-      for (const state of states) if (state.problem) io.err(`warning: ledger '${state.instance}' is damaged from ${state.problem.message}; run 'atlas-gateway audit verify'`);
-      const now = Date.now();
-      const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
-        .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
-      if (flags.json) {
-        io.out(JSON.stringify(pending.map(({ instance, view }) => ({
-          ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
-          expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
-        })), null, 2));
-        return;
-      }
-      if (pending.length === 0) {
-        io.out("no calls waiting for review");
-        return;
-      }
-      const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
-      io.out(formatTable(
-        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
-        pending.map(({ instance, view }) => [
-          view.ref,
-          view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
-          ...(showInstance ? [instance] : []),
-          view.name,
-          clip(JSON.stringify(maskSecrets(view.args)), 60),
-          String(view.assessment?.score ?? "?"),
-          clip((view.assessment?.reasons ?? []).join("; "), 80),
-          (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
-        ]),
-      ));
+      if (!flags.watch) return printPending(dataDir, flags.json ?? false);
+      const feed = new ReviewFeed(dataDir, 250);
+      const show = () => {
+        if (!flags.json) io.out(`--- ${new Date().toISOString()} ---`);
+        printPending(dataDir, flags.json ?? false, true);
+      };
+      show();
+      feed.subscribe(show);
+      // Until interrupted: the feed's own timer does not keep the process alive.
+      await new Promise(() => setInterval(() => {}, 1 << 30));
     });
+
 
   withCommonOptions(program.command("show <ref>"))
     .description("show a call's whole history from the ledger")
@@ -259,6 +278,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   const commandDeps = { out: io.out, env: io.env, config: (flags: ConfigFlags) => config(flags), withCommonOptions, formatTable, reviewer: safeUserName };
   registerToolCommands(program, commandDeps);
   registerPolicyCommands(program, commandDeps);
+  registerReviewerCommands(program, commandDeps);
 
   withCommonOptions(program.command("doctor"))
     .description("check Node, config, upstreams, data dir, ledgers, listener port and webhook secret; exit non-zero on any ✗")

@@ -1,7 +1,7 @@
 import type { Server as HttpServer, RequestListener } from "node:http";
 import type { Server as NetServer } from "node:net";
 import type { Readable, Writable } from "node:stream";
-import type { GatewayConfig } from "../config.js";
+import { defaultDataDir, type GatewayConfig } from "../config.js";
 import { demoUpstream } from "../demo/tools.js";
 import type { Executor, GovernanceEngine } from "../governance/engine.js";
 import { AtlasError } from "../errors.js";
@@ -9,6 +9,7 @@ import { createGateway, type Gateway } from "./gateway.js";
 import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
+import { createReviewRoutes } from "../http/reviewRoutes.js";
 import { LocalEngine } from "../governance/localEngine.js";
 import { maskSecrets } from "../mask.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
@@ -75,6 +76,9 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
 
     let gateway: Gateway | undefined;
+    let reviewUrl: string | undefined;
+    // Issue 9 item 8: the suggested commands must reach this gateway's state, so they name a non-default data dir.
+    const dataDirFlag = config.dataDir === defaultDataDir(io.env) ? "" : ` --data-dir ${shellQuote(config.dataDir)}`;
     const upstreams = new UpstreamSet(sources, {
       env: io.env,
       log,
@@ -103,7 +107,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
       onHeld: (view: RequestView) => {
         const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
-        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
+        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}${dataDirFlag}  Deny: atlas-gateway deny ${view.ref}${dataDirFlag} --reason "..."${reviewUrl ? `  Review page: ${reviewUrl}` : ""}`);
       },
     };
     let engine: GovernanceEngine;
@@ -181,7 +185,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, log }), ...routes } }),
       config.host,
       config.port,
       log,
@@ -193,6 +197,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
         http.closeAllConnections();
       }));
     }
+    if (listening) reviewUrl = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${listening.port}/review`;
     if (!closing) lock.update({ socket: paths.socket, ...(listening ? { port: listening.port, host: config.host } : {}) });
 
     log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
@@ -202,4 +207,9 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     await cleanUp();
     throw error;
   }
+}
+
+/** Quotes a path for a POSIX shell when it needs it (the HELD line's commands are meant to be pasted). */
+function shellQuote(text: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
 }
