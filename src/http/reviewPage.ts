@@ -90,7 +90,9 @@ nav { display: flex; gap: 4px; }
 main { padding: 20px 24px 40px; max-width: 1400px; margin: 0 auto; }
 main:focus { outline: none; }
 .split { display: grid; grid-template-columns: minmax(280px, 400px) 1fr; gap: 20px; align-items: start; }
-@media (max-width: 900px) { .split { grid-template-columns: 1fr; } }
+#history .split { grid-template-columns: minmax(0, 1fr) minmax(0, 1.2fr); }
+.listpane { min-width: 0; overflow-x: auto; }
+@media (max-width: 900px) { .split, #history .split { grid-template-columns: 1fr; } }
 .pane-title { font-size: 14px; text-transform: uppercase; letter-spacing: .6px; color: var(--muted); margin: 4px 0 10px; display: flex; align-items: center; gap: 8px; }
 .live { font-size: 11px; color: var(--ok); border: 1px solid currentColor; border-radius: 10px; padding: 0 7px; text-transform: none; letter-spacing: 0; }
 .live.off { color: var(--muted); }
@@ -119,6 +121,8 @@ pre.json { background: #0f1724; color: #e6edf7; border-radius: 8px; padding: 12p
 ul.reasons { margin: 0; padding-left: 20px; }
 ul.reasons li { margin: 3px 0; }
 table.rules, table.results { width: 100%; border-collapse: collapse; font-size: 14px; background: var(--panel); }
+table.results { font-size: 13px; }
+table.results td { white-space: nowrap; }
 table.rules th, table.rules td, table.results th, table.results td { text-align: left; padding: 7px 9px; border-bottom: 1px solid var(--line); vertical-align: top; }
 table.results { border: 1px solid var(--line); border-radius: 8px; }
 table.results tbody tr:hover { background: #f0f4fa; }
@@ -179,6 +183,12 @@ function h(tag, attrs, ...children) {
     if (child === undefined || child === null || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
+  return el;
+}
+
+/** Appends children, skipping the null/false of conditional parts (DOM append would print "null"). */
+function fill(el, ...children) {
+  el.append(...children.flat(2).filter((child) => child !== null && child !== undefined && child !== false));
   return el;
 }
 
@@ -246,14 +256,14 @@ function showGate(session, error) {
   gate.replaceChildren();
   gate.hidden = false;
   if (!session.reviewersConfigured) {
-    gate.append(
+    fill(gate, 
       h("h1", { id: "gate-title" }, "No reviewers yet"),
       h("p", {}, "This page never runs open: only reviewers with their own credentials can see held calls or decide them. Add one on the gateway's machine:"),
       h("pre", {}, 'atlas-gateway reviewers add alice --name "Alice Martin" --role approver'),
       h("p", {}, "It prints a one-time sign-in link for this page. Approvers decide; viewers only see. Use the same --data-dir as the gateway."),
     );
   } else {
-    gate.append(
+    fill(gate, 
       h("h1", { id: "gate-title" }, "Sign in to review"),
       error ? h("p", { class: "error", role: "alert" }, error) : null,
       h("p", {}, "Open the one-time sign-in link printed by ", h("code", {}, "atlas-gateway reviewers add <id>"), " or ", h("code", {}, "atlas-gateway reviewers link <id>"), ", or paste its token here."),
@@ -356,11 +366,11 @@ function renderDetail() {
   const item = state.snapshot.pending.find((entry) => entry.ref === state.selected);
   detail.dataset.ref = item ? item.ref : "";
   detail.replaceChildren();
-  if (!item) { detail.append(h("p", { class: "hint" }, "Select a call to see everything about it.")); return; }
+  if (!item) { fill(detail, h("p", { class: "hint" }, "Select a call to see everything about it.")); return; }
   const a = item.assessment || { score: "?", classification: "unassessed", reasons: [], evaluator: "?" };
   const left = item.deadline ? Date.parse(item.deadline) - Date.now() : Infinity;
   const revealed = state.revealed[item.ref];
-  detail.append(
+  fill(detail, 
     h("h2", {}, item.tool),
     h("p", { class: "sub-title" }, "on upstream ", h("strong", {}, item.upstream), item.upstreamTool !== item.tool ? " (tool " + item.upstreamTool + ")" : "", " · ref ", h("code", {}, item.ref), " · ",
       h("button", { type: "button", class: "link dark", onclick: () => openHistory(item.ref) }, "full history")),
@@ -412,7 +422,7 @@ function renderActions(item) {
   if (state.session.reviewer.role !== "approver") return h("div", { class: "actions" }, h("p", { class: "hint" }, "You are a viewer: approvers decide."));
   const box = h("div", { class: "actions", "aria-label": "Decision" });
   if (state.mode === "deny") {
-    box.append(
+    fill(box, 
       h("label", { for: "reason" }, "Reason for denying (required; the agent and the audit trail see it)"),
       h("textarea", { id: "reason", rows: "3", required: true }),
       h("div", { class: "row" },
@@ -426,7 +436,7 @@ function renderActions(item) {
     return box;
   }
   if (state.mode === "edit") {
-    box.append(
+    fill(box, 
       h("label", { for: "edited" }, "Edited arguments (JSON). Values left as \"[masked]\" keep their original value."),
       h("textarea", { id: "edited", class: "code", spellcheck: "false" }, pretty(state.revealed[item.ref] || item.args)),
       h("label", { for: "edit-reason" }, "Note (optional)"),
@@ -444,7 +454,7 @@ function renderActions(item) {
     setTimeout(() => $("edited") && $("edited").focus(), 0);
     return box;
   }
-  box.append(
+  fill(box, 
     h("div", { class: "row" },
       h("button", { type: "button", class: "btn approve", id: "approve", onclick: () => decide(item.ref, { decision: "approved" }) }, "Approve"),
       h("button", { type: "button", class: "btn", id: "edit", onclick: () => { state.mode = "edit"; renderDetail(); } }, "Approve with edits…"),
@@ -506,7 +516,8 @@ async function openHistory(ref) {
     const data = await api("/review/api/history?ref=" + encodeURIComponent(ref));
     const view = data.view;
     const d = view.decision;
-    box.replaceChildren(
+    box.replaceChildren();
+    fill(box,
       h("h2", {}, view.name),
       h("p", { class: "sub-title" }, "ref ", h("code", {}, view.ref), " · upstream ", view.upstream, " · instance ", data.instance, " · ", h("span", { class: "status " + view.status, id: "history-status" }, view.status)),
       h("dl", { class: "facts" },
@@ -548,5 +559,7 @@ setInterval(() => {
   for (const el of document.querySelectorAll("[data-age]")) el.textContent = ageOf(el.dataset.age) + (el.closest(".facts") ? " ago" : "");
   for (const el of document.querySelectorAll("[data-deadline]")) el.textContent = timeLeft(el.dataset.deadline || undefined);
 }, 1000);
+// a sign-in link opened in a tab already showing the page changes only the fragment: no reload, so sign in here
+window.addEventListener("hashchange", () => { if (location.hash.includes("signin=")) boot().catch((error) => toast(error.message, true)); });
 boot().catch((error) => toast(error.message, true));
 `;

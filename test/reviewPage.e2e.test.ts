@@ -1,0 +1,191 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tempDir } from "./helpers.js";
+import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+
+/**
+ * The review page end to end (issue 9): the built CLI as the gateway, a reviewer added with the CLI, and a real
+ * headless Chromium signing in with the printed link, watching held calls arrive live, and deciding them while the
+ * agent waits in atlas_status. Set ATLAS_SCREENSHOTS_DIR to keep the screenshots (the README's come from here).
+ */
+const CHROMIUM = "/usr/bin/chromium";
+const ROOT = resolve(import.meta.dirname, "..");
+const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+let dataDir: string;
+let env: NodeJS.ProcessEnv;
+let gateway: RawMcpProcess;
+let context: BrowserContext;
+let page: Page;
+let shots: string;
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env }, (error, stdout, stderr) => {
+      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function until<T>(probe: () => T | undefined, what: string, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const refOf = (response: Awaited<ReturnType<RawMcpProcess["callTool"]>>) => /Ref: (evt_[0-9a-f]{8})/.exec(JSON.stringify(response.result))?.[1] ?? "";
+
+beforeAll(async () => {
+  if (!existsSync(join(ROOT, "dist", "cli.js"))) throw new Error("run `npm run build` first (npm test does)");
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+  dataDir = tempDir("atlas-review-e2e-");
+  shots = process.env.ATLAS_SCREENSHOTS_DIR ? resolve(process.env.ATLAS_SCREENSHOTS_DIR) : join(dataDir, "screenshots");
+  mkdirSync(shots, { recursive: true });
+  env = { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config") };
+  delete env.ATLAS_REVIEWER_TOKEN;
+  gateway = new RawMcpProcess(["--demo", "--data-dir", dataDir, "--port", "0"], env);
+  await gateway.initialize();
+  await until(() => (/listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gateway.stderr) ? true : undefined), "the listener");
+  context = await chromium.launchPersistentContext(join(dataDir, "chromium-profile"), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    viewport: { width: 1360, height: 900 },
+    offline: false,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+}, 60_000);
+
+afterAll(async () => {
+  await context?.close();
+  await gateway?.close();
+});
+
+describe("review page in Chromium", () => {
+  it("with no reviewers, explains how to add one and shows nothing", async () => {
+    const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gateway.stderr)![1];
+    await page.goto(`http://127.0.0.1:${port}/review`);
+    await expect.poll(() => page.locator("#gate h1").textContent()).toBe("No reviewers yet");
+    expect(await page.locator("#gate pre").textContent()).toContain("atlas-gateway reviewers add");
+    expect(await page.locator("#inbox").isVisible()).toBe(false);
+  });
+
+  it("signs in with the CLI's link, shows held calls live, and approve / deny / approve-with-edits reach the waiting agent", async () => {
+    const added = await cli(["reviewers", "add", "alice", "--name", "Alice Martin"]);
+    expect(added.code).toBe(0);
+    const link = /(http:\/\/127\.0\.0\.1:\d+\/review#signin=atlas_si_[A-Za-z0-9_-]+)/.exec(added.stdout)?.[1];
+    expect(link, added.stdout).toBeTruthy();
+
+    await page.goto(link!); // the tab already shows the page: only the fragment changes
+
+    await page.locator("#who-name").filter({ hasText: "Alice Martin" }).waitFor();
+    expect(page.url()).not.toContain("signin="); // the one-time token leaves the address bar and history
+    await page.locator("#empty").waitFor();
+    let loads = 0;
+    page.on("load", () => loads++);
+    const cookies = await context.cookies();
+    expect(cookies.find((cookie) => cookie.name.startsWith("atlas_review_"))).toMatchObject({ httpOnly: true, sameSite: "Strict" });
+
+    // three calls the agent makes while the reviewer watches: each appears without a reload
+    const approveRef = refOf(await gateway.callTool("modify_welfare_record", { citizen_id: "C-1001", field: "bank_account", value: "DE89 3704 0044 0532 0130 00" }));
+    await page.locator(`button.item[data-ref="${approveRef}"]`).waitFor();
+    const denyRef = refOf(await gateway.callTool("request_payment_extension", { citizen_id: "C-2002", days: 90, reason: "lost job" }));
+    await page.locator(`button.item[data-ref="${denyRef}"]`).waitFor();
+    const editRef = refOf(await gateway.callTool("modify_welfare_record", { citizen_id: "C-3003", field: "monthly_amount", value: "EUR 9400.00" }));
+    await page.locator(`button.item[data-ref="${editRef}"]`).waitFor();
+    expect(loads).toBe(0); // no reload: the inbox updated itself
+    expect(await page.locator("#count").textContent()).toBe("3");
+    // newest first
+    expect(await page.locator("button.item").evaluateAll((items) => items.map((item) => item.getAttribute("data-ref")))).toEqual([editRef, denyRef, approveRef]);
+
+    // everything on one screen: arguments, score, reasons, annotations, pin status, time left
+    await page.locator(`button.item[data-ref="${approveRef}"]`).click();
+    const detail = page.locator("#detail");
+    await detail.locator("h2").filter({ hasText: "modify_welfare_record" }).waitFor();
+    expect(await detail.locator("#args").textContent()).toContain("DE89 3704 0044 0532 0130 00");
+    expect(await detail.textContent()).toMatch(/destructiveHint: true/);
+    expect(await detail.textContent()).toMatch(/pinned since/i);
+    expect(await detail.textContent()).toMatch(/left/);
+    expect(await detail.locator("ul.reasons li").count()).toBeGreaterThan(0);
+    await page.screenshot({ path: join(shots, "review-inbox.png") });
+
+    // approve: the agent waiting in atlas_status gets the tool's real result
+    const approved = gateway.callTool("atlas_status", { ref: approveRef, wait_seconds: 30 }, 40_000);
+    await page.locator("#approve").click();
+    const approvedResult = (await approved).result as { structuredContent: Record<string, unknown>; content: { text: string }[] };
+    expect(approvedResult.structuredContent).toMatchObject({ ref: approveRef, status: "executed", outcome: "ok", decision: { reviewer: "alice", auth: "review-page" } });
+    expect(JSON.stringify(approvedResult.content)).toContain("bank_account changed");
+    await page.locator(`button.item[data-ref="${approveRef}"]`).waitFor({ state: "detached" });
+
+    // deny: a reason is required, and the agent sees it
+    await page.locator(`button.item[data-ref="${denyRef}"]`).click();
+    await page.locator("#deny").click();
+    await page.locator("#confirm-deny").click();
+    await page.locator("#toast").filter({ hasText: "needs a reason" }).waitFor();
+    await page.locator("#reason").fill("The citizen already has an extension this year");
+    const denied = gateway.callTool("atlas_status", { ref: denyRef, wait_seconds: 30 }, 40_000);
+    await page.locator("#confirm-deny").click();
+    const deniedResult = (await denied).result as { structuredContent: Record<string, unknown>; isError: boolean };
+    expect(deniedResult.isError).toBe(true);
+    expect(deniedResult.structuredContent).toMatchObject({ status: "denied", decision: { reviewer: "alice", reason: "The citizen already has an extension this year" } });
+
+    // approve with edits: the call runs with the reviewer's arguments and the agent is told
+    await page.locator(`button.item[data-ref="${editRef}"]`).click();
+    await page.locator("#edit").click();
+    const editor = page.locator("#edited");
+    const edited = JSON.parse(await editor.inputValue()) as Record<string, unknown>;
+    expect(edited).toEqual({ citizen_id: "C-3003", field: "monthly_amount", value: "EUR 9400.00" });
+    await editor.fill(JSON.stringify({ ...edited, value: "EUR 940.00" }, null, 2));
+    await page.locator("#edit-reason").fill("typo: one zero too many");
+    await page.screenshot({ path: join(shots, "review-edit.png") });
+    const editedStatus = gateway.callTool("atlas_status", { ref: editRef, wait_seconds: 30 }, 40_000);
+    await page.locator("#confirm-edit").click();
+    const editedResult = (await editedStatus).result as { structuredContent: Record<string, unknown>; content: { text: string }[] };
+    expect(editedResult.structuredContent).toMatchObject({ status: "executed", arguments_changed: true, original_arguments: { value: "EUR 9400.00" }, arguments: { value: "EUR 940.00" } });
+    expect(editedResult.content[0]!.text).toMatch(/CHANGED YOUR ARGUMENTS/);
+    expect(JSON.stringify(editedResult.content)).toContain("to 'EUR 940.00'");
+    await page.locator("#empty").waitFor();
+
+    // history: search by reviewer, open one ref's ledger records
+    await page.locator('.tab[data-view="history"]').click();
+    await page.locator("#q").fill("alice");
+    await page.locator("#search button[type=submit]").click();
+    await expect.poll(() => page.locator("#results tbody tr").count()).toBe(3);
+    await page.locator("#results tbody button", { hasText: editRef }).click();
+    await page.locator("#timeline .timeline li").first().waitFor();
+    const timeline = await page.locator("#timeline").textContent();
+    expect(timeline).toMatch(/decision\.recorded/);
+    expect(timeline).toMatch(/arguments edited/);
+    expect(timeline).toMatch(/EUR 940\.00/);
+    await page.locator("#toast").evaluate((toast) => toast.setAttribute("hidden", ""));
+    await page.screenshot({ path: join(shots, "review-history.png"), fullPage: true });
+    for (const name of ["review-inbox.png", "review-edit.png", "review-history.png"]) expect(statSync(join(shots, name)).size).toBeGreaterThan(10_000);
+
+    // the ledger names the reviewer for every decision
+    const show = await cli(["show", editRef, "--json"]);
+    const decision = (JSON.parse(show.stdout) as { history: { type: string; data: Record<string, unknown> }[] }).history.find((record) => record.type === "decision.recorded");
+    expect(decision?.data).toMatchObject({ reviewer: "alice", auth: "review-page", edited_args: { value: "EUR 940.00" } });
+    expect(gateway.nonProtocol).toEqual([]);
+  });
+
+  it("signing out ends the session; a removed reviewer's page asks to sign in again", async () => {
+    await page.locator('.tab[data-view="inbox"]').click();
+    await page.locator("#signout").click();
+    await page.locator("#gate h1").filter({ hasText: "Sign in to review" }).waitFor();
+    const link = /(http:\/\/\S+#signin=\S+)/.exec((await cli(["reviewers", "link", "alice"])).stdout)![1]!;
+    await page.goto(link);
+    await page.locator("#who-name").filter({ hasText: "Alice Martin" }).waitFor();
+    expect((await cli(["reviewers", "remove", "alice"])).code).toBe(0);
+    // the live stream notices at its next update
+    await gateway.callTool("modify_welfare_record", { citizen_id: "C-4004", field: "address", value: "1 Nowhere St" });
+    await page.locator("#gate h1").waitFor({ timeout: 20_000 });
+    expect(await page.locator("#inbox").isVisible()).toBe(false);
+  });
+});
