@@ -1,4 +1,4 @@
-import { statSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
 import { RequestTable, type RequestView } from "../governance/requests.js";
@@ -42,11 +42,10 @@ interface InstanceScan {
   instance: string;
   table: RequestTable;
   pins: ToolPinTable;
-  halt?: { record: LedgerRecord };
   extra: LedgerRecord[];
 }
 
-/** Replays every instance's ledger in the data dir, folding requests, tool pins and the halt state. */
+/** Replays every instance's ledger in the data dir (history and search: on demand, not per update). */
 function scanInstances(dataDir: string, options: { keepHistory?: boolean; collect?: (record: LedgerRecord) => boolean } = {}): InstanceScan[] {
   return listInstances(dataDir).map((instance) => {
     const table = new RequestTable({ keepHistory: options.keepHistory ?? false });
@@ -55,16 +54,14 @@ function scanInstances(dataDir: string, options: { keepHistory?: boolean; collec
     scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
       table.apply(record);
       pins.apply(record);
-      if (record.type === "gateway.halted" || record.type === "gateway.resumed") scan.halt = { record };
       if (options.collect?.(record)) scan.extra.push(record);
     });
     return scan;
   });
 }
 
-/** The latest halt/resume fact across instances wins. */
-function haltOf(scans: InstanceScan[]): HaltState {
-  const latest = scans.map((scan) => scan.halt?.record).filter((record): record is LedgerRecord => record !== undefined).sort((a, b) => a.ts.localeCompare(b.ts)).pop();
+/** The halt state from the latest halt/resume fact across instances (issue9b writes them). */
+function haltFrom(latest: LedgerRecord | undefined): HaltState {
   if (!latest || latest.type !== "gateway.halted") return { halted: false };
   const data = latest.data;
   const by = data.by ?? data.reviewer;
@@ -96,23 +93,6 @@ function toItem(instance: string, view: RequestView, pins: ToolPinTable): Review
   };
 }
 
-/** Pending calls in every instance of the data dir (newest first) and the halt state. */
-export function readReviewSnapshot(dataDir: string): ReviewSnapshot {
-  const scans = scanInstances(dataDir);
-  const pending = scans.flatMap((scan) => scan.table.pending().map((view) => toItem(scan.instance, view, scan.pins)));
-  pending.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  return { pending, halt: haltOf(scans) };
-}
-
-/** The unmasked arguments of a ref (for the page's recorded reveal), or undefined when no ledger holds it. */
-export function readArguments(dataDir: string, ref: string): { instance: string; args: Record<string, unknown> } | undefined {
-  for (const scan of scanInstances(dataDir)) {
-    const view = scan.table.get(ref);
-    if (view) return { instance: scan.instance, args: view.args };
-  }
-  return undefined;
-}
-
 export interface RefHistory {
   instance: string;
   view: Omit<RequestView, "history" | "args" | "editedArgs"> & { args: unknown; editedArgs?: unknown };
@@ -132,7 +112,7 @@ export function readRefHistory(dataDir: string, ref: string): RefHistory | undef
   const { history: _history, ...rest } = view;
   return {
     instance: home.instance,
-    view: { ...rest, args: maskSecrets(view.args), ...(view.editedArgs ? { editedArgs: maskSecrets(view.editedArgs) } : {}) },
+    view: { ...rest, args: maskSecrets(view.args), ...(view.editedArgs ? { editedArgs: maskSecrets(view.editedArgs) } : {}), ...(view.result !== undefined ? { result: maskSecrets(view.result) } : {}) },
     records,
   };
 }
@@ -178,25 +158,100 @@ export function searchRequests(dataDir: string, query: string, limit = 200): Sea
 }
 
 /**
+ * One ledger followed from where it was last read: only appended bytes are parsed, so a live inbox costs a `stat`
+ * per poll and a few lines per change, not a replay of the whole ledger. A view only (hashes are not rechecked:
+ * `audit verify` does that); a line that does not parse is skipped. A ledger that shrank or was replaced is re-read.
+ */
+class LedgerTail {
+  table = new RequestTable();
+  pins = new ToolPinTable();
+  halt: LedgerRecord | undefined;
+  private offset = 0;
+  private carry: Buffer[] = [];
+  private inode = -1;
+
+  constructor(private readonly path: string) {}
+
+  /** Reads what was appended since the last call; true when anything was. */
+  update(): boolean {
+    let stat;
+    try {
+      stat = statSync(this.path);
+    } catch {
+      return false;
+    }
+    if (stat.ino !== this.inode || stat.size < this.offset) {
+      this.table = new RequestTable();
+      this.pins = new ToolPinTable();
+      this.halt = undefined;
+      this.offset = 0;
+      this.carry = [];
+      this.inode = stat.ino;
+    }
+    if (stat.size === this.offset) return false;
+    const fd = openSync(this.path, "r");
+    try {
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      while (this.offset < stat.size) {
+        const read = readSync(fd, chunk, 0, Math.min(chunk.length, stat.size - this.offset), this.offset);
+        if (read === 0) break;
+        this.offset += read;
+        let start = 0;
+        for (let nl = chunk.indexOf(10, start); nl !== -1 && nl < read; nl = chunk.indexOf(10, start)) {
+          const piece = chunk.subarray(start, nl);
+          const line = this.carry.length ? Buffer.concat([...this.carry, piece]).toString("utf8") : piece.toString("utf8");
+          this.carry = [];
+          start = nl + 1;
+          this.apply(line);
+        }
+        if (start < read) this.carry.push(Buffer.from(chunk.subarray(start, read)));
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  }
+
+  private apply(line: string): void {
+    let record: LedgerRecord;
+    try {
+      record = JSON.parse(line) as LedgerRecord;
+    } catch {
+      return;
+    }
+    if (!record || typeof record.type !== "string" || typeof record.data !== "object" || record.data === null) return;
+    this.table.apply(record);
+    this.pins.apply(record);
+    if (record.type === "gateway.halted" || record.type === "gateway.resumed") this.halt = record;
+  }
+}
+
+/**
  * Watches every ledger in the data dir (each gateway instance writes its own) and tells subscribers when any of them
- * changed, with a fresh snapshot. Polls file sizes only while someone listens: a stat per ledger every `intervalMs`.
+ * changed, with a fresh snapshot: pending calls newest first, and the halt state. Polls only while someone listens.
  */
 export class ReviewFeed {
   private readonly listeners = new Set<(snapshot: ReviewSnapshot) => void>();
+  private readonly tails = new Map<string, LedgerTail>();
   private timer: NodeJS.Timeout | undefined;
-  private lastSignature = "";
   private last: ReviewSnapshot | undefined;
 
   constructor(private readonly dataDir: string, private readonly intervalMs = 200) {}
 
-  /** The current snapshot (re-read only when a ledger changed since the last one). */
+  /** The current snapshot, after reading whatever the ledgers gained since the last one. */
   snapshot(): ReviewSnapshot {
-    const signature = this.signature();
-    if (!this.last || signature !== this.lastSignature) {
-      this.lastSignature = signature;
-      this.last = readReviewSnapshot(this.dataDir);
+    this.refresh();
+    return this.last!;
+  }
+
+  /** A ref's current view and instance, from the followed ledgers (held calls are always kept). */
+  find(ref: string): { instance: string; view: RequestView } | undefined {
+    this.refresh();
+    for (const [instance, tail] of this.tails) {
+      const view = tail.table.get(ref);
+      if (view) return { instance, view };
     }
-    return this.last;
+    return undefined;
   }
 
   subscribe(listener: (snapshot: ReviewSnapshot) => void): () => void {
@@ -225,29 +280,34 @@ export class ReviewFeed {
     this.listeners.clear();
   }
 
-  private poll(): void {
-    if (this.listeners.size === 0) return;
-    const before = this.lastSignature;
-    let snapshot: ReviewSnapshot;
-    try {
-      snapshot = this.snapshot();
-    } catch {
-      return; // a ledger mid-rotation or unreadable for a moment: the next tick tries again
+  /** True when a ledger gained records (or a new instance appeared) since the last refresh. */
+  private refresh(): boolean {
+    let changed = this.last === undefined;
+    for (const instance of listInstances(this.dataDir)) {
+      let tail = this.tails.get(instance);
+      if (!tail) {
+        this.tails.set(instance, (tail = new LedgerTail(instancePaths(this.dataDir, instance).ledger)));
+        changed = true;
+      }
+      if (tail.update()) changed = true;
     }
-    if (this.lastSignature === before) return;
-    for (const listener of this.listeners) listener(snapshot);
+    if (!changed) return false;
+    const pending = [...this.tails].flatMap(([instance, tail]) => tail.table.pending().map((view) => toItem(instance, view, tail.pins)));
+    pending.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    const latestHalt = [...this.tails.values()].map((tail) => tail.halt).filter((record): record is LedgerRecord => record !== undefined).sort((a, b) => a.ts.localeCompare(b.ts)).pop();
+    this.last = { pending, halt: haltFrom(latestHalt) };
+    return true;
   }
 
-  private signature(): string {
-    return listInstances(this.dataDir)
-      .map((instance) => {
-        try {
-          const stat = statSync(instancePaths(this.dataDir, instance).ledger);
-          return `${instance}:${stat.size}:${stat.mtimeMs}`;
-        } catch {
-          return `${instance}:-`;
-        }
-      })
-      .join("|");
+  private poll(): void {
+    if (this.listeners.size === 0) return;
+    let changed: boolean;
+    try {
+      changed = this.refresh();
+    } catch {
+      return; // a ledger unreadable for a moment: the next tick tries again
+    }
+    if (!changed) return;
+    for (const listener of this.listeners) listener(this.last!);
   }
 }

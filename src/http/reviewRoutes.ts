@@ -5,7 +5,7 @@ import { REF_PATTERN } from "../governance/governanceLog.js";
 import { AtlasError, NotFoundError } from "../errors.js";
 import { applyDecision, readBody, sendJson } from "./listener.js";
 import { REVIEW_PAGE_CSS, REVIEW_PAGE_HTML, REVIEW_PAGE_JS } from "./reviewPage.js";
-import { readArguments, readRefHistory, ReviewFeed, searchRequests, type ReviewSnapshot } from "./reviewFeed.js";
+import { readRefHistory, ReviewFeed, searchRequests, type ReviewSnapshot } from "./reviewFeed.js";
 import { csrfMatches, listReviewers, reviewerForKey, sessionFor, signIn, signOut, type Reviewer, type ReviewSession } from "./reviewers.js";
 
 export interface ReviewRoutesDeps {
@@ -233,10 +233,10 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
       if (body.args !== undefined) {
         if (body.decision !== "approved") return sendJson(res, 400, { error: "args: only an approval can edit the arguments" });
         if (!body.args || typeof body.args !== "object" || Array.isArray(body.args)) return sendJson(res, 400, { error: "args: the edited arguments must be a JSON object" });
-        const original = readArguments(deps.dataDir, ref);
+        const original = feed.find(ref);
         if (!original) return sendJson(res, 404, { error: `unknown ref ${ref}` });
-        const restored = restoreMasked(body.args, original.args) as Record<string, unknown>;
-        if (JSON.stringify(restored) !== JSON.stringify(original.args)) args = restored;
+        const restored = restoreMasked(body.args, original.view.args) as Record<string, unknown>;
+        if (JSON.stringify(restored) !== JSON.stringify(original.view.args)) args = restored;
       }
       const reviewer = auth.session.reviewer.id;
       const outcome = await applyDecision(deps, { ref, decision: body.decision, reviewer, auth: "review-page", ...(reason ? { reason } : {}), ...(args ? { args } : {}) });
@@ -254,12 +254,12 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
       if (typeof body === "string") return sendJson(res, 400, { error: body });
       const ref = String(body.ref ?? "");
       if (!REF_PATTERN.test(ref)) return sendJson(res, 400, { error: "ref: expected evt_ followed by 8 lowercase hex digits" });
-      const found = readArguments(deps.dataDir, ref);
+      const found = feed.find(ref);
       if (!found) return sendJson(res, 404, { error: `unknown ref ${ref}` });
       // Recorded before anything is shown: a reveal that cannot be recorded does not happen.
       await deps.engine.recordEvent("review.revealed", { ref, instance: found.instance, reviewer: auth.session.reviewer.id });
       deps.log(`review page: ${auth.session.reviewer.id} revealed the masked arguments of ${ref}`);
-      sendJson(res, 200, { ref, args: found.args });
+      sendJson(res, 200, { ref, args: found.view.args });
     }),
 
     "/review/api/history": guarded((req, res) => {
