@@ -3,6 +3,8 @@ import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { instancePaths } from "../src/dataDir.js";
+import { scanLedger } from "../src/ledger/ledger.js";
 import { tempDir } from "./helpers.js";
 import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
 
@@ -175,8 +177,56 @@ describe("review page in Chromium", () => {
     expect(gateway.nonProtocol).toEqual([]);
   });
 
-  it("signing out ends the session; a removed reviewer's page asks to sign in again", async () => {
+  it("masked values are shown only after an explicit click, which the ledger records first", async () => {
     await page.locator('.tab[data-view="inbox"]').click();
+    const secret = "ghp_0123456789abcdefghijABCDEFGHIJ0123";
+    const ref = refOf(await gateway.callTool("request_payment_extension", { citizen_id: "C-5005", days: 14, reason: secret }));
+    await page.locator(`button.item[data-ref="${ref}"]`).click();
+    await page.locator("#reveal").waitFor();
+    expect(await page.locator("#args").textContent()).not.toContain(secret);
+    expect(await page.locator("#args").textContent()).toContain("[masked]");
+    await page.locator("#reveal").click();
+    await expect.poll(() => page.locator("#args").textContent()).toContain(secret);
+    const revealed = scanLedger(instancePaths(dataDir, "main").ledger).records.filter((record) => record.type === "review.revealed");
+    expect(revealed.map((record) => record.data)).toEqual([expect.objectContaining({ ref, reviewer: "alice" })]);
+  });
+
+  it("is keyboard friendly: arrows move through the inbox, and calls arriving meanwhile keep focus and typed text", async () => {
+    const second = refOf(await gateway.callTool("request_payment_extension", { citizen_id: "C-6006", days: 7 }));
+    const items = page.locator("button.item");
+    await page.locator(`button.item[data-ref="${second}"]`).waitFor();
+    await items.first().focus();
+    await page.keyboard.press("ArrowDown");
+    const selected = await items.nth(1).getAttribute("data-ref");
+    expect(await page.locator(`button.item[data-ref="${selected}"]`).getAttribute("aria-current")).toBe("true");
+    expect(await page.locator(`button.item[data-ref="${selected}"]`).evaluate((el) => el.ownerDocument.activeElement === el)).toBe(true);
+
+    await page.locator("#deny").click();
+    await page.locator("#reason").pressSequentially("Not before the ");
+    const third = refOf(await gateway.callTool("request_payment_extension", { citizen_id: "C-7007", days: 3 }));
+    await page.locator(`button.item[data-ref="${third}"]`).waitFor();
+    expect(await page.locator("#reason").inputValue()).toBe("Not before the ");
+    expect(await page.locator("#reason").evaluate((el) => el.ownerDocument.activeElement === el)).toBe(true);
+    await page.getByRole("button", { name: "Cancel" }).click();
+
+    await page.locator("#approve").focus();
+    const fourth = refOf(await gateway.callTool("request_payment_extension", { citizen_id: "C-8008", days: 5 }));
+    await page.locator(`button.item[data-ref="${fourth}"]`).waitFor();
+    expect(await page.locator("#approve").evaluate((el) => el.ownerDocument.activeElement === el)).toBe(true);
+  });
+
+  it("a viewer sees the inbox but gets no decision buttons", async () => {
+    await page.locator("#signout").click();
+    await page.locator("#gate h1").filter({ hasText: "Sign in to review" }).waitFor();
+    const viewer = /(http:\/\/\S+#signin=\S+)/.exec((await cli(["reviewers", "add", "vera", "--name", "Vera Auditor", "--role", "viewer"])).stdout)![1]!;
+    await page.goto(viewer);
+    await page.locator("#who-role").filter({ hasText: "viewer" }).waitFor();
+    await page.locator("button.item").first().click();
+    await page.locator("#detail .actions").filter({ hasText: "You are a viewer" }).waitFor();
+    expect(await page.locator("#approve").count()).toBe(0);
+  });
+
+  it("signing out ends the session; a removed reviewer's page asks to sign in again", async () => {
     await page.locator("#signout").click();
     await page.locator("#gate h1").filter({ hasText: "Sign in to review" }).waitFor();
     const link = /(http:\/\/\S+#signin=\S+)/.exec((await cli(["reviewers", "link", "alice"])).stdout)![1]!;

@@ -249,8 +249,18 @@ async function boot() {
   showApp();
 }
 
-function showGate(session, error) {
+/** Forgets everything the previous session saw (revealed values above all) before another one starts. */
+function resetView() {
   if (state.events) { state.events.close(); state.events = null; }
+  Object.assign(state, { snapshot: { pending: [], halt: { halted: false } }, selected: null, mode: "view", revealed: {}, seen: {}, firstSnapshot: true, detailKey: null });
+  $("list").replaceChildren();
+  $("detail").replaceChildren();
+  $("timeline").replaceChildren();
+  $("results").tBodies[0].replaceChildren();
+}
+
+function showGate(session, error) {
+  resetView();
   for (const id of ["nav", "who", "inbox", "history", "halt"]) $(id).hidden = true;
   const gate = $("gate");
   gate.replaceChildren();
@@ -281,6 +291,7 @@ function showGate(session, error) {
 }
 
 function showApp() {
+  resetView();
   $("gate").hidden = true;
   $("nav").hidden = false;
   $("who").hidden = false;
@@ -339,8 +350,11 @@ function renderInbox() {
       h("span", { class: "score " + classOf(item), title: "risk score" }, item.assessment ? item.assessment.score : "?"),
       h("span", { class: "meta" }, item.upstream, " · ", item.ref, " · ", h("span", { "data-age": item.createdAt }, ageOf(item.createdAt)), " ago · ", h("span", { "data-deadline": item.deadline || "" }, timeLeft(item.deadline)))))));
   if (focused) { const again = list.querySelector('[data-ref="' + focused + '"]'); if (again) again.focus(); }
-  const current = $("detail").dataset.ref;
-  if (current !== state.selected || state.mode === "view") renderDetail();
+  // Re-render the detail only when what it shows changed: a re-render would drop the keyboard focus (and a
+  // half-typed reason) of a reviewer working in it while other calls arrive.
+  const item = pending.find((entry) => entry.ref === state.selected);
+  const key = state.selected + "|" + state.mode + "|" + JSON.stringify(item || null) + "|" + (state.revealed[state.selected] ? "r" : "");
+  if (key !== state.detailKey) renderDetail();
 }
 
 function onListKey(event) {
@@ -364,6 +378,8 @@ function fact(label, value, cls) { return h("div", {}, h("dt", {}, label), h("dd
 function renderDetail() {
   const detail = $("detail");
   const item = state.snapshot.pending.find((entry) => entry.ref === state.selected);
+  state.detailKey = state.selected + "|" + state.mode + "|" + JSON.stringify(item || null) + "|" + (state.revealed[state.selected] ? "r" : "");
+  const focusedId = detail.contains(document.activeElement) ? document.activeElement.id : "";
   detail.dataset.ref = item ? item.ref : "";
   detail.replaceChildren();
   if (!item) { fill(detail, h("p", { class: "hint" }, "Select a call to see everything about it.")); return; }
@@ -398,6 +414,7 @@ function renderDetail() {
     renderPin(item.pin),
     renderActions(item),
   );
+  if (focusedId && $(focusedId)) $(focusedId).focus();
 }
 
 const describeEffect = (effect) => (typeof effect === "number" ? "score " + effect : String(effect));

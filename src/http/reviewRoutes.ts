@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
-import { AtlasError, NotFoundError } from "../errors.js";
+import { AtlasError, ConflictError, NotFoundError } from "../errors.js";
 import { applyDecision, readBody, sendJson } from "./listener.js";
 import { REVIEW_PAGE_CSS, REVIEW_PAGE_HTML, REVIEW_PAGE_JS } from "./reviewPage.js";
 import { readRefHistory, ReviewFeed, searchRequests, type ReviewSnapshot } from "./reviewFeed.js";
@@ -117,7 +117,8 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
       .then(() => handler(req, res))
       .catch((error: Error) => {
         if (error instanceof NotFoundError) return sendError(res, 404, error.message);
-        if (error instanceof AtlasError) return sendError(res, 409, error.message);
+        if (error instanceof ConflictError) return sendError(res, 409, error.message);
+        if (error instanceof AtlasError) return sendError(res, 503, error.message); // e.g. an unreadable reviewer store
         deps.log(`review page: ${error.message}`);
         sendError(res, 500, "internal error");
       });
@@ -208,7 +209,8 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
       res.write("retry: 1000\n\n");
       send(feed.snapshot());
       const unsubscribe = feed.subscribe(send);
-      const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
+      // the heartbeat also ends the stream of a session that expired (or whose reviewer was removed) while idle
+      const heartbeat = setInterval(() => (sessionOf(req) ? res.write(": keep-alive\n\n") : res.end("event: signedout\ndata: {}\n\n")), 15_000);
       heartbeat.unref();
       const stop = () => {
         clearInterval(heartbeat);
