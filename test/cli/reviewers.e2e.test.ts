@@ -127,6 +127,19 @@ describe("reviewers commands", () => {
     expect(gateway.nonProtocol).toEqual([]);
   });
 
+  it("with the default data dir, the HELD line's commands need no --data-dir", async () => {
+    const home = tempDir();
+    const env: NodeJS.ProcessEnv = { ...envFor(home), HOME: home, XDG_DATA_HOME: join(home, "xdg") };
+    delete env.ATLAS_DATA_DIR;
+    const gateway = new RawMcpProcess(["--demo", "--port", "0"], env);
+    running.push(gateway);
+    await gateway.initialize();
+    const ref = await holdOne(gateway);
+    const held = await until(() => gateway.stderr.split("\n").find((line) => line.includes(`HELD ${ref}`)), "the HELD line");
+    expect(held).toContain(`Approve: atlas-gateway approve ${ref}  Deny: atlas-gateway deny ${ref} --reason`);
+    expect(held).not.toContain("--data-dir");
+  });
+
   it("pending --watch prints the list again when a call is held or decided", async () => {
     const dataDir = tempDir();
     const { gateway } = await startGateway(dataDir);
