@@ -62,7 +62,9 @@ function sameOriginJson(req: IncomingMessage): string | undefined {
   const site = req.headers["sec-fetch-site"];
   if (typeof site === "string" && site !== "same-origin" && site !== "none") return "cross-site request refused";
   const origin = req.headers.origin;
-  if (typeof origin === "string" && origin !== `http://${req.headers.host ?? ""}`) return "cross-origin request refused";
+  const host = req.headers.host ?? "";
+  // behind a TLS-terminating proxy the page's origin is https:// on the same host
+  if (typeof origin === "string" && origin !== `http://${host}` && origin !== `https://${host}`) return "cross-origin request refused";
   return undefined;
 }
 
@@ -177,7 +179,8 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
       const session = token ? signIn(deps.dataDir, token, now()) : undefined;
       if (!session) return sendJson(res, 401, { error: "this sign-in link is unknown, already used or expired: ask for a new one (atlas-gateway reviewers link <id>)" });
       const maxAge = Math.max(0, Math.round((Date.parse(session.expiresAt) - now().getTime()) / 1000));
-      res.setHeader("set-cookie", `${cookieName}=${encodeURIComponent(session.secret)}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAge}`);
+      const secure = req.headers["x-forwarded-proto"] === "https" ? "; Secure" : "";
+      res.setHeader("set-cookie", `${cookieName}=${encodeURIComponent(session.secret)}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAge}${secure}`);
       deps.log(`review page: ${session.reviewer.id} signed in`);
       sendJson(res, 200, { signedIn: true, reviewer: publicReviewer(session.reviewer), csrf: session.csrf, expiresAt: session.expiresAt });
     }),

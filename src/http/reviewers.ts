@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AtlasError, ConfigError, ConflictError, NotFoundError } from "../errors.js";
 
@@ -84,6 +84,47 @@ function writeStore(dataDir: string, store: StoreFile): void {
   renameSync(tmp, path);
 }
 
+const LOCK_WAIT_MS = 3000;
+const LOCK_STALE_MS = 10_000;
+
+/**
+ * Runs a read-modify-write of the store under an exclusive lock file: the gateway writes sessions while a reviewer's
+ * `reviewers add` writes a reviewer, and neither may lose the other's change. Every holder is a short synchronous
+ * step, so a lock older than 10 s was left by a process that died.
+ */
+function updateStore<T>(dataDir: string, change: (store: StoreFile) => T): T {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const lock = `${reviewersPath(dataDir)}.lock`;
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: "wx", mode: 0o600 });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock);
+      } catch {
+        // released meanwhile
+      }
+      if (Date.now() > deadline) throw new AtlasError(`the reviewer store is locked (${lock}); try again`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+  }
+  try {
+    const store = readStore(dataDir);
+    const result = change(store);
+    writeStore(dataDir, store);
+    return result;
+  } finally {
+    try {
+      unlinkSync(lock);
+    } catch {
+      // already gone
+    }
+  }
+}
+
 export function listReviewers(dataDir: string): Reviewer[] {
   return readStore(dataDir).reviewers;
 }
@@ -101,10 +142,6 @@ export function addReviewer(dataDir: string, input: { id: string; name?: string;
   if (!REVIEWER_ID_PATTERN.test(input.id)) throw new ConfigError([`reviewer id '${input.id}': use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit`]);
   const role = input.role ?? "approver";
   if (!REVIEWER_ROLES.includes(role)) throw new ConfigError([`--role: must be approver or viewer, not '${String(role)}'`]);
-  const store = readStore(dataDir);
-  if (store.reviewers.some((reviewer) => reviewer.id === input.id)) {
-    throw new ConflictError(`reviewer '${input.id}' already exists; issue a new sign-in link with 'atlas-gateway reviewers link ${input.id}', or remove them first`);
-  }
   const key = newSecret("atlas_rk_");
   const signInToken = newSecret("atlas_si_");
   const reviewer: Reviewer = {
@@ -115,31 +152,36 @@ export function addReviewer(dataDir: string, input: { id: string; name?: string;
     keyHash: hashSecret(key),
     signIn: { hash: hashSecret(signInToken), expiresAt: new Date(now.getTime() + SIGN_IN_LINK_TTL_MS).toISOString() },
   };
-  store.reviewers.push(reviewer);
-  writeStore(dataDir, store);
+  updateStore(dataDir, (store) => {
+    if (store.reviewers.some((entry) => entry.id === input.id)) {
+      throw new ConflictError(`reviewer '${input.id}' already exists; issue a new sign-in link with 'atlas-gateway reviewers link ${input.id}', or remove them first`);
+    }
+    store.reviewers.push(reviewer);
+  });
   return { reviewer, signInToken, key };
 }
 
 /** Replaces a reviewer's sign-in token with a fresh one-time token (the old link stops working). */
 export function issueSignInLink(dataDir: string, id: string, now = new Date()): IssuedCredentials {
-  const store = readStore(dataDir);
-  const reviewer = store.reviewers.find((entry) => entry.id === id);
-  if (!reviewer) throw new NotFoundError(`no reviewer '${id}' (list them with 'atlas-gateway reviewers list')`);
   const signInToken = newSecret("atlas_si_");
-  reviewer.signIn = { hash: hashSecret(signInToken), expiresAt: new Date(now.getTime() + SIGN_IN_LINK_TTL_MS).toISOString() };
-  writeStore(dataDir, store);
+  const reviewer = updateStore(dataDir, (store) => {
+    const found = store.reviewers.find((entry) => entry.id === id);
+    if (!found) throw new NotFoundError(`no reviewer '${id}' (list them with 'atlas-gateway reviewers list')`);
+    found.signIn = { hash: hashSecret(signInToken), expiresAt: new Date(now.getTime() + SIGN_IN_LINK_TTL_MS).toISOString() };
+    return found;
+  });
   return { reviewer, signInToken };
 }
 
 /** Removes a reviewer and ends their sessions at once. */
 export function removeReviewer(dataDir: string, id: string): Reviewer {
-  const store = readStore(dataDir);
-  const reviewer = store.reviewers.find((entry) => entry.id === id);
-  if (!reviewer) throw new NotFoundError(`no reviewer '${id}' (list them with 'atlas-gateway reviewers list')`);
-  store.reviewers = store.reviewers.filter((entry) => entry.id !== id);
-  store.sessions = store.sessions.filter((session) => session.reviewer !== id);
-  writeStore(dataDir, store);
-  return reviewer;
+  return updateStore(dataDir, (store) => {
+    const reviewer = store.reviewers.find((entry) => entry.id === id);
+    if (!reviewer) throw new NotFoundError(`no reviewer '${id}' (list them with 'atlas-gateway reviewers list')`);
+    store.reviewers = store.reviewers.filter((entry) => entry.id !== id);
+    store.sessions = store.sessions.filter((session) => session.reviewer !== id);
+    return reviewer;
+  });
 }
 
 /** The reviewer a key belongs to, if any (`id` narrows it: the CLI names the reviewer it claims to be). */
@@ -161,22 +203,21 @@ export interface ReviewSession {
  * into an HttpOnly cookie. Undefined when the token is unknown, used or expired.
  */
 export function signIn(dataDir: string, token: string, now = new Date()): (ReviewSession & { secret: string }) | undefined {
-  const store = readStore(dataDir);
   const hash = hashSecret(token.trim());
-  const reviewer = store.reviewers.find((entry) => entry.signIn && sameHash(entry.signIn.hash, hash));
-  if (!reviewer?.signIn) return undefined;
-  const expired = Date.parse(reviewer.signIn.expiresAt) <= now.getTime();
-  delete reviewer.signIn;
-  if (expired) {
-    writeStore(dataDir, store);
-    return undefined;
-  }
-  const secret = newSecret("atlas_ss_");
-  const expiresAt = new Date(now.getTime() + SESSION_TTL_MS).toISOString();
-  store.sessions = store.sessions.filter((session) => Date.parse(session.expiresAt) > now.getTime());
-  store.sessions.push({ hash: hashSecret(secret), reviewer: reviewer.id, createdAt: now.toISOString(), expiresAt });
-  writeStore(dataDir, store);
-  return { reviewer, expiresAt, csrf: csrfToken(secret), secret };
+  // Checked without the lock first: an unknown token (the common failure) writes nothing.
+  if (!readStore(dataDir).reviewers.some((entry) => entry.signIn && sameHash(entry.signIn.hash, hash))) return undefined;
+  return updateStore(dataDir, (store) => {
+    const reviewer = store.reviewers.find((entry) => entry.signIn && sameHash(entry.signIn.hash, hash));
+    if (!reviewer?.signIn) return undefined;
+    const expired = Date.parse(reviewer.signIn.expiresAt) <= now.getTime();
+    delete reviewer.signIn; // one use, even when it comes too late
+    if (expired) return undefined;
+    const secret = newSecret("atlas_ss_");
+    const expiresAt = new Date(now.getTime() + SESSION_TTL_MS).toISOString();
+    store.sessions = store.sessions.filter((session) => Date.parse(session.expiresAt) > now.getTime());
+    store.sessions.push({ hash: hashSecret(secret), reviewer: reviewer.id, createdAt: now.toISOString(), expiresAt });
+    return { reviewer, expiresAt, csrf: csrfToken(secret), secret };
+  });
 }
 
 /** The live session a cookie's secret names, if it exists, has not expired and its reviewer still exists. */
@@ -191,11 +232,10 @@ export function sessionFor(dataDir: string, secret: string | undefined, now = ne
 }
 
 export function signOut(dataDir: string, secret: string): void {
-  const store = readStore(dataDir);
   const hash = hashSecret(secret);
-  const before = store.sessions.length;
-  store.sessions = store.sessions.filter((entry) => !sameHash(entry.hash, hash));
-  if (store.sessions.length !== before) writeStore(dataDir, store);
+  updateStore(dataDir, (store) => {
+    store.sessions = store.sessions.filter((entry) => !sameHash(entry.hash, hash));
+  });
 }
 
 /**

@@ -82,6 +82,15 @@ describe("reviewers commands", () => {
     expect((await cli(dataDir, ["reviewers", "list", "--json"])).stdout).not.toContain("viv");
   });
 
+  it("concurrent changes to the reviewer store lose nothing", async () => {
+    const dataDir = tempDir();
+    const ids = Array.from({ length: 8 }, (_, i) => `r${i}`);
+    const results = await Promise.all(ids.map((id) => cli(dataDir, ["reviewers", "add", id])));
+    expect(results.map((result) => result.code)).toEqual(ids.map(() => 0));
+    const listed = JSON.parse((await cli(dataDir, ["reviewers", "list", "--json"])).stdout) as { id: string }[];
+    expect(listed.map((reviewer) => reviewer.id).sort()).toEqual(ids);
+  });
+
   it("CLI decisions: the OS user by default, or a reviewer proven by their key; viewers cannot decide", async () => {
     const dataDir = tempDir();
     const { gateway } = await startGateway(dataDir);

@@ -132,6 +132,19 @@ describe("review page", () => {
     expect(harness.engine.get(ref)?.status).toBe("pending");
   });
 
+  it("behind a TLS-terminating proxy: the https origin is accepted and the cookie is Secure", async () => {
+    const harness = await start();
+    const issued = addReviewer(harness.dataDir, { id: "alice" });
+    const host = new URL(harness.base).host;
+    const res = await fetch(`${harness.base}/review/api/signin`, { method: "POST", headers: { "content-type": "application/json", origin: `https://${host}`, "x-forwarded-proto": "https" }, body: JSON.stringify({ token: issued.signInToken }) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("set-cookie")).toMatch(/; Secure$/);
+    const { csrf } = (await res.json()) as { csrf: string };
+    const ref = await held(harness);
+    const decided = await post(harness, "/review/api/decide", { ref, decision: "denied", reason: "no" }, { cookie: res.headers.get("set-cookie")!.split(";")[0]!, csrf }, { origin: `https://${host}` });
+    expect(decided.status).toBe(200);
+  });
+
   it("viewers see but cannot decide", async () => {
     const harness = await start();
     const auth = await signInAs(harness, "vic", "viewer");
