@@ -155,11 +155,13 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
     return auth;
   };
 
+  const page: RequestListener = (req, res) => {
+    if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, { error: "use GET" });
+    sendStatic(res, "text/html; charset=utf-8", REVIEW_PAGE_HTML);
+  };
   const routes: Record<string, RequestListener> = {
-    "/review": (req, res) => {
-      if (req.method !== "GET" && req.method !== "HEAD") return sendJson(res, 405, { error: "use GET" });
-      sendStatic(res, "text/html; charset=utf-8", REVIEW_PAGE_HTML);
-    },
+    "/review": page,
+    "/review/": page,
     "/review/app.js": (_req, res) => sendStatic(res, "text/javascript; charset=utf-8", REVIEW_PAGE_JS),
     "/review/app.css": (_req, res) => sendStatic(res, "text/css; charset=utf-8", REVIEW_PAGE_CSS),
 
