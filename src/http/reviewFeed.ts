@@ -33,6 +33,7 @@ export interface ReviewItem {
   pin: { state: "pinned" | "changed" | "unpinned"; pinnedAt?: string; trustedBy?: string; changed?: string[]; pinned?: PinnedDefinition; current?: PinnedDefinition };
 }
 
+/** What the inbox shows at one moment: the pending calls of every instance and whether the gateway is halted. */
 export interface ReviewSnapshot {
   pending: ReviewItem[];
   halt: HaltState;
@@ -117,6 +118,7 @@ export function readRefHistory(dataDir: string, ref: string): RefHistory | undef
   };
 }
 
+/** One call found by the history search. */
 export interface SearchHit {
   ref: string;
   instance: string;

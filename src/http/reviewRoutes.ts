@@ -8,6 +8,7 @@ import { REVIEW_PAGE_CSS, REVIEW_PAGE_HTML, REVIEW_PAGE_JS } from "./reviewPage.
 import { readRefHistory, ReviewFeed, searchRequests, type ReviewSnapshot } from "./reviewFeed.js";
 import { csrfMatches, listReviewers, reviewerForKey, sessionFor, signIn, signOut, type Reviewer, type ReviewSession } from "./reviewers.js";
 
+/** What the review routes need: the engine (to record reveals), the data dir whose ledgers and reviewers they serve. */
 export interface ReviewRoutesDeps {
   engine: GovernanceEngine;
   dataDir: string;
@@ -17,6 +18,7 @@ export interface ReviewRoutesDeps {
   pollMs?: number;
 }
 
+/** Largest review API body: edited arguments of a big call, well under the listener's own limits. */
 export const MAX_REVIEW_BODY_BYTES = 256 * 1024;
 
 /** Every review response: no framing, no sniffing, no referrer (the sign-in token lives in a URL fragment), no cache. */

@@ -21,6 +21,7 @@ export const SIGN_IN_LINK_TTL_MS = 24 * 3_600_000;
 /** How long a review-page session lasts before the reviewer signs in again (no sliding renewal). */
 export const SESSION_TTL_MS = 12 * 3_600_000;
 
+/** A reviewer as stored: identity, role, and only hashes of their secrets. */
 export interface Reviewer {
   id: string;
   name?: string;
@@ -125,10 +126,12 @@ function updateStore<T>(dataDir: string, change: (store: StoreFile) => T): T {
   }
 }
 
+/** Every reviewer, in the order they were added (hashes included: callers print only ids, names and roles). */
 export function listReviewers(dataDir: string): Reviewer[] {
   return readStore(dataDir).reviewers;
 }
 
+/** What adding a reviewer (or a new link) hands out once; none of it is stored in clear. */
 export interface IssuedCredentials {
   reviewer: Reviewer;
   /** One-time token for the review page's sign-in link. */
@@ -191,6 +194,7 @@ export function reviewerForKey(dataDir: string, key: string, id?: string): Revie
   return readStore(dataDir).reviewers.find((reviewer) => (id === undefined || reviewer.id === id) && sameHash(reviewer.keyHash, hash));
 }
 
+/** A signed-in reviewer, as the routes see it. */
 export interface ReviewSession {
   reviewer: Reviewer;
   expiresAt: string;
@@ -231,6 +235,7 @@ export function sessionFor(dataDir: string, secret: string | undefined, now = ne
   return reviewer ? { reviewer, expiresAt: session.expiresAt, csrf: csrfToken(secret) } : undefined;
 }
 
+/** Ends one session at once (the cookie is cleared by the caller). */
 export function signOut(dataDir: string, secret: string): void {
   const hash = hashSecret(secret);
   updateStore(dataDir, (store) => {
@@ -246,6 +251,7 @@ export function csrfToken(sessionSecret: string): string {
   return createHash("sha256").update(`atlas-csrf-v1\n${sessionSecret}`).digest("base64url");
 }
 
+/** Constant-time check of a presented CSRF token against the session's. */
 export function csrfMatches(sessionSecret: string, presented: string | undefined): boolean {
   if (!presented) return false;
   const expected = Buffer.from(csrfToken(sessionSecret));
