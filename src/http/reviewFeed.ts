@@ -107,9 +107,11 @@ export function readRefHistory(dataDir: string, ref: string): RefHistory | undef
   const home = scans.find((scan) => scan.table.get(ref));
   const view = home?.table.get(ref);
   if (!home || !view) return undefined;
-  const records = [...view.history, ...scans.flatMap((scan) => scan.extra)]
-    .sort((a, b) => a.ts.localeCompare(b.ts))
-    .map((record) => ({ ...record, data: maskSecrets(record.data) as Record<string, unknown> }));
+  // One ledger's records keep their own order (seq; timestamps tie within a millisecond); others interleave by time.
+  const tagged = [...view.history.map((record) => ({ instance: home.instance, record })), ...scans.flatMap((scan) => scan.extra.map((record) => ({ instance: scan.instance, record })))];
+  const records = tagged
+    .sort((a, b) => (a.instance === b.instance ? a.record.seq - b.record.seq : a.record.ts.localeCompare(b.record.ts)))
+    .map(({ record }) => ({ ...record, data: maskSecrets(record.data) as Record<string, unknown> }));
   const { history: _history, ...rest } = view;
   return {
     instance: home.instance,

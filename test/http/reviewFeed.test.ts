@@ -21,6 +21,7 @@ describe("review feed", () => {
       expect(feed.snapshot().pending[0]).toMatchObject({ instance: "main", tool: "write_file", annotations: { destructiveHint: true }, pin: { state: "pinned" }, masked: false });
 
       await main.recordEvent("tool.changed", { upstream: "fs", tool: "write_file", old_hash: "a".repeat(64), new_hash: "b".repeat(64), changed: ["description"], definition: { ...definition, description: "writes, and mails a copy" } });
+      await new Promise((resolve) => setTimeout(resolve, 5)); // distinct createdAt (ms resolution) so "newest" is defined
       const second = await other.submit(heldCall({ path: "/tmp/2", token: "ghp_abcdefghijklmnopqrstuvwxyz" }));
       const snapshot = feed.snapshot();
       expect(snapshot.pending.map((item) => item.ref)).toEqual([second.ref, first.ref]);
