@@ -1,6 +1,7 @@
 import type { Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
+import { serveControl, tryLock } from "../../src/governance/instance.js";
 import type { LocalEngine } from "../../src/governance/localEngine.js";
 import { createRequestHandler, startListener } from "../../src/http/listener.js";
 import { addReviewer } from "../../src/http/reviewers.js";
@@ -250,6 +251,32 @@ describe("review page", () => {
       expect(snapshots().at(-1)!.pending.find((item) => item.ref === decision.ref)?.instance).toBe("main-2");
     } finally {
       controller.abort();
+      await other.close();
+    }
+  });
+});
+
+describe("review page across gateways", () => {
+  it("a decision on a call held by another gateway on the data dir reaches it through its control socket", async () => {
+    const harness = await start();
+    const auth = await signInAs(harness, "alice");
+    const executor = recordingExecutor();
+    const other = openEngine(harness.dataDir, executor, { ledgerPath: instancePaths(harness.dataDir, "main-2").ledger, instance: "main-2" });
+    const lock = tryLock(harness.dataDir, "main-2", "gateway")!;
+    const socket = instancePaths(harness.dataDir, "main-2").socket;
+    const control = await serveControl(socket, async (request) => (request.op === "decide" ? other.decide(request) : { error: "unsupported" }));
+    lock.update({ socket });
+    try {
+      const decision = await other.submit(heldCall({ path: "/tmp/elsewhere" }));
+      const res = await post(harness, "/review/api/decide", { ref: decision.ref, decision: "approved", args: { path: "/tmp/edited" } }, auth);
+      expect(res.status).toBe(200);
+      expect((await other.waitForOutcome(decision.ref!, 5000))?.status).toBe("executed");
+      expect(executor.calls.map((call) => call.args)).toEqual([{ path: "/tmp/edited" }]);
+      expect(other.get(decision.ref!)?.decision).toMatchObject({ reviewer: "alice", auth: "review-page" });
+      expect(harness.executor.calls).toHaveLength(0);
+    } finally {
+      control.close();
+      lock.release();
       await other.close();
     }
   });
