@@ -80,7 +80,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     // Issue 9 item 8: the suggested commands must reach this gateway's state, so they name a non-default data dir.
     const dataDirFlag = config.dataDir === defaultDataDir(io.env) ? "" : ` --data-dir ${shellQuote(config.dataDir)}`;
     const upstreams = new UpstreamSet(sources, {
-      env: io.env,
+      env: withoutReviewerCredentials(io.env),
       log,
       toolTimeoutMs: config.toolTimeout,
       startupTimeoutMs: config.startupTimeout,
@@ -212,4 +212,13 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
 /** Quotes a path for a POSIX shell when it needs it (the HELD line's commands are meant to be pasted). */
 function shellQuote(text: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * The environment upstreams inherit, minus a reviewer's key: a reviewer who exports ATLAS_REVIEWER_TOKEN in the shell
+ * that launches the gateway must not hand the agent's tools a credential that can approve (issue 9).
+ */
+function withoutReviewerCredentials(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { ATLAS_REVIEWER_TOKEN: _key, ...rest } = env;
+  return rest;
 }

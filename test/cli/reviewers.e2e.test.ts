@@ -149,6 +149,17 @@ describe("reviewers commands", () => {
     expect(held).not.toContain("--data-dir");
   });
 
+  it("a reviewer key in the gateway's environment never reaches an upstream", async () => {
+    const dataDir = tempDir();
+    const fixture = resolve(import.meta.dirname, "..", "fixtures", "slow-server.mjs");
+    const gateway = new RawMcpProcess(["--data-dir", dataDir, "--port", "0", "--", process.execPath, fixture], envFor(dataDir, { ATLAS_REVIEWER_TOKEN: "atlas_rk_secret", OTHER_VAR: "visible" }));
+    running.push(gateway);
+    await gateway.initialize();
+    const read = async (name: string) => JSON.stringify((await gateway.callTool("env", { name })).result);
+    expect(await read("OTHER_VAR")).toContain("visible");
+    expect(await read("ATLAS_REVIEWER_TOKEN")).not.toContain("atlas_rk_secret");
+  });
+
   it("pending --watch prints the list again when a call is held or decided", async () => {
     const dataDir = tempDir();
     const { gateway } = await startGateway(dataDir);
