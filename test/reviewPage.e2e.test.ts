@@ -146,6 +146,7 @@ describe("review page in Chromium", () => {
     expect(edited).toEqual({ citizen_id: "C-3003", field: "monthly_amount", value: "EUR 9400.00" });
     await editor.fill(JSON.stringify({ ...edited, value: "EUR 940.00" }, null, 2));
     await page.locator("#edit-reason").fill("typo: one zero too many");
+    await page.locator("#toast").evaluate((toast) => toast.setAttribute("hidden", ""));
     await page.screenshot({ path: join(shots, "review-edit.png") });
     const editedStatus = gateway.callTool("atlas_status", { ref: editRef, wait_seconds: 30 }, 40_000);
     await page.locator("#confirm-edit").click();
