@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
+import { maskSecrets } from "../mask.js";
 import { AtlasError, ConflictError, NotFoundError } from "../errors.js";
 import { applyDecision, readBody, sendJson } from "./listener.js";
 import { REVIEW_PAGE_CSS, REVIEW_PAGE_HTML, REVIEW_PAGE_JS } from "./reviewPage.js";
@@ -81,21 +82,30 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown> |
   }
 }
 
-const MASK = "[masked]";
-
 /**
- * The reviewer edits the masked arguments they were shown: a value still reading `[masked]` where the original has
- * one keeps the original, so approving with edits never needs a secret revealed, nor replaces it with the mask.
+ * The reviewer edits the masked arguments they were shown: a value they left exactly as shown where masking changed
+ * it keeps the original, so approving with edits never needs a secret revealed, nor replaces it with the mask. The
+ * comparison is with what `maskSecrets` showed, whatever its placeholder looks like.
  */
-export function restoreMasked(edited: unknown, original: unknown): unknown {
-  if (edited === MASK && original !== undefined) return original;
-  if (Array.isArray(edited)) return edited.map((item, i) => restoreMasked(item, Array.isArray(original) ? original[i] : undefined));
-  if (edited && typeof edited === "object") {
-    const source = original && typeof original === "object" && !Array.isArray(original) ? (original as Record<string, unknown>) : {};
-    return Object.fromEntries(Object.entries(edited).map(([key, value]) => [key, restoreMasked(value, Object.hasOwn(source, key) ? source[key] : undefined)]));
+export function restoreMasked(edited: unknown, original: unknown, shown: unknown = maskSecrets(original)): unknown {
+  if (original !== undefined && !isContainer(edited) && sameJson(edited, shown) && !sameJson(shown, original)) return original;
+  if (Array.isArray(edited)) {
+    return edited.map((item, i) => restoreMasked(item, Array.isArray(original) ? original[i] : undefined, Array.isArray(shown) ? shown[i] : undefined));
+  }
+  if (isContainer(edited)) {
+    const from = (value: unknown) => (isContainer(value) && !Array.isArray(value) ? (value as Record<string, unknown>) : {});
+    const source = from(original);
+    const seen = from(shown);
+    return Object.fromEntries(Object.entries(edited as Record<string, unknown>).map(([key, value]) => [
+      key,
+      Object.hasOwn(source, key) ? restoreMasked(value, source[key], seen[key]) : value,
+    ]));
   }
   return edited;
 }
+
+const isContainer = (value: unknown): value is object => value !== null && typeof value === "object";
+const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 const publicReviewer = (reviewer: Reviewer) => ({ id: reviewer.id, ...(reviewer.name ? { name: reviewer.name } : {}), role: reviewer.role });
 

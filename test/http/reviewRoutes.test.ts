@@ -8,6 +8,7 @@ import { addReviewer } from "../../src/http/reviewers.js";
 import { createReviewRoutes, restoreMasked, sessionCookieName } from "../../src/http/reviewRoutes.js";
 import { WebhookVerifier } from "../../src/http/webhook.js";
 import { scanLedger } from "../../src/ledger/ledger.js";
+import { maskSecrets } from "../../src/mask.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
 /** The review page's HTTP API on a real listener (port 0) over a real local engine. */
@@ -283,12 +284,23 @@ describe("review page across gateways", () => {
 });
 
 describe("restoreMasked", () => {
+  // the third column is what the reviewer was shown (the masking function's output, whatever its placeholder)
   it.each([
-    [{ a: "[masked]", b: 1 }, { a: "secret", b: 2 }, { a: "secret", b: 1 }],
-    [{ nested: { token: "[masked]" } }, { nested: { token: "t" } }, { nested: { token: "t" } }],
-    [{ list: ["[masked]", "x"] }, { list: ["s", "y"] }, { list: ["s", "x"] }],
-    [{ added: "[masked]" }, {}, { added: "[masked]" }],
-  ])("%j over %j -> %j", (edited, original, expected) => {
-    expect(restoreMasked(edited, original)).toEqual(expected);
+    [{ password: "[masked]", b: 1 }, { password: "secret", b: 2 }, { password: "[masked]", b: 2 }, { password: "secret", b: 1 }],
+    [{ nested: { token: "•••" } }, { nested: { token: "t" } }, { nested: { token: "•••" } }, { nested: { token: "t" } }],
+    [{ list: ["[masked]", "x"] }, { list: ["s", "y"] }, { list: ["[masked]", "y"] }, { list: ["s", "x"] }],
+    [{ note: "password: [masked] ok" }, { note: "password: hunter2 ok" }, { note: "password: [masked] ok" }, { note: "password: hunter2 ok" }],
+    [{ added: "[masked]" }, {}, {}, { added: "[masked]" }],
+    [{ password: "new-one" }, { password: "old" }, { password: "[masked]" }, { password: "new-one" }],
+    [{ plain: "[masked]" }, { plain: "[masked]" }, { plain: "[masked]" }, { plain: "[masked]" }],
+  ])("%j over %j (shown %j) -> %j", (edited, original, shown, expected) => {
+    expect(restoreMasked(edited, original, shown)).toEqual(expected);
+  });
+
+  it("by default compares with maskSecrets' own rendering", () => {
+    const original = { api_key: "abc", amount: 5 };
+    const shown = maskSecrets(original) as Record<string, unknown>;
+    expect(shown.api_key).not.toBe("abc");
+    expect(restoreMasked({ ...shown, amount: 6 }, original)).toEqual({ api_key: "abc", amount: 6 });
   });
 });
