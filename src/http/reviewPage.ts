@@ -454,7 +454,7 @@ function renderActions(item) {
   }
   if (state.mode === "edit") {
     fill(box, 
-      h("label", { for: "edited" }, "Edited arguments (JSON). Values left as \"[masked]\" keep their original value."),
+      h("label", { for: "edited" }, "Edited arguments (JSON). Masked values you leave as shown keep their original value."),
       h("textarea", { id: "edited", class: "code", spellcheck: "false" }, pretty(state.revealed[item.ref] || item.args)),
       h("label", { for: "edit-reason" }, "Note (optional)"),
       h("input", { id: "edit-reason", type: "text" }),
