@@ -102,6 +102,7 @@ describe("review page in Chromium", () => {
     await page.locator(`button.item[data-ref="${denyRef}"]`).waitFor();
     const editRef = refOf(await gateway.callTool("modify_welfare_record", { citizen_id: "C-3003", field: "monthly_amount", value: "EUR 9400.00" }));
     await page.locator(`button.item[data-ref="${editRef}"]`).waitFor();
+    expect(await page.locator("#announce").textContent()).toMatch(/New call waiting: modify_welfare_record, risk \d+/);
     expect(loads).toBe(0); // no reload: the inbox updated itself
     expect(await page.locator("#count").textContent()).toBe("3");
     // newest first
@@ -172,6 +173,7 @@ describe("review page in Chromium", () => {
     for (const name of ["review-inbox.png", "review-edit.png", "review-history.png"]) expect(statSync(join(shots, name)).size).toBeGreaterThan(10_000);
 
     // the ledger names the reviewer for every decision
+    expect((await cli(["show", editRef])).stdout).toContain('approved with edits: it ran with {"citizen_id":"C-3003","field":"monthly_amount","value":"EUR 940.00"}');
     const show = await cli(["show", editRef, "--json"]);
     const decision = (JSON.parse(show.stdout) as { history: { type: string; data: Record<string, unknown> }[] }).history.find((record) => record.type === "decision.recorded");
     expect(decision?.data).toMatchObject({ reviewer: "alice", auth: "review-page", edited_args: { value: "EUR 940.00" } });

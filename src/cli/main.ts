@@ -194,6 +194,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       }
       io.out(`${view.ref}  ${view.name} (upstream ${view.upstream}, instance ${instance})  status: ${view.status.toUpperCase()}`);
       io.out(`arguments: ${JSON.stringify(maskSecrets(view.args))}`);
+      if (view.editedArgs) io.out(`approved with edits: it ran with ${JSON.stringify(maskSecrets(view.editedArgs))}`);
       if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${view.assessment.reasons.join("; ")}`);
       if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
       if (view.decision) io.out(`decision: ${describeView(view).split(": ").slice(1).join(": ") || view.status}`);

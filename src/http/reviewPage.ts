@@ -51,6 +51,7 @@ export const REVIEW_PAGE_HTML = `<!doctype html>
   </section>
 </main>
 <div id="toast" class="toast" role="status" aria-live="polite" hidden></div>
+<div id="announce" class="sr" aria-live="polite"></div>
 <script type="module" src="/review/app.js"></script>
 </body>
 </html>
@@ -319,7 +320,14 @@ function connect() {
 
 function onSnapshot(snapshot) {
   state.snapshot = snapshot;
-  for (const item of snapshot.pending) if (!state.firstSnapshot && !(item.ref in state.seen)) state.seen[item.ref] = "new"; else if (!(item.ref in state.seen)) state.seen[item.ref] = "old";
+  const arrived = [];
+  for (const item of snapshot.pending) {
+    if (item.ref in state.seen) continue;
+    state.seen[item.ref] = state.firstSnapshot ? "old" : "new";
+    if (!state.firstSnapshot) arrived.push(item);
+  }
+  // screen readers hear about new calls; sighted reviewers see the NEW tag and the count
+  if (arrived.length) $("announce").textContent = arrived.map((item) => "New call waiting: " + item.tool + ", risk " + (item.assessment ? item.assessment.score : "unknown")).join(". ");
   state.firstSnapshot = false;
   renderHalt();
   renderInbox();
