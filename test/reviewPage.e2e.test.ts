@@ -194,6 +194,15 @@ describe("review page in Chromium", () => {
     expect(revealed.map((record) => record.data)).toEqual([expect.objectContaining({ ref, reviewer: "alice" })]);
   });
 
+  it("shows the agent's arguments as text, never as markup", async () => {
+    const payload = '<img src=x onerror="document.title=\'pwned\'"><b id="injected">bold</b>';
+    const ref = refOf(await gateway.callTool("request_payment_extension", { citizen_id: payload, days: 9 }));
+    await page.locator(`button.item[data-ref="${ref}"]`).click();
+    await expect.poll(() => page.locator("#args").textContent()).toContain("<b id=\\\"injected\\\">");
+    expect(await page.locator("#injected").count()).toBe(0);
+    expect(await page.title()).not.toBe("pwned");
+  });
+
   it("is keyboard friendly: arrows move through the inbox, and calls arriving meanwhile keep focus and typed text", async () => {
     const second = refOf(await gateway.callTool("request_payment_extension", { citizen_id: "C-6006", days: 7 }));
     const items = page.locator("button.item");
