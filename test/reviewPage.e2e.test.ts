@@ -178,7 +178,7 @@ describe("review page in Chromium", () => {
     const decision = (JSON.parse(show.stdout) as { history: { type: string; data: Record<string, unknown> }[] }).history.find((record) => record.type === "decision.recorded");
     expect(decision?.data).toMatchObject({ reviewer: "alice", auth: "review-page", edited_args: { value: "EUR 940.00" } });
     expect(gateway.nonProtocol).toEqual([]);
-  });
+  }, 180_000);
 
   it("masked values are shown only after an explicit click, which the ledger records first", async () => {
     await page.locator('.tab[data-view="inbox"]').click();
