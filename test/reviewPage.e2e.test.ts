@@ -4,7 +4,9 @@ import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { instancePaths } from "../src/dataDir.js";
+import { GovernanceLog } from "../src/governance/governanceLog.js";
 import { scanLedger } from "../src/ledger/ledger.js";
+import { hashToolDefinition } from "../src/risk/toolPins.js";
 import { tempDir } from "./helpers.js";
 import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
 
@@ -250,4 +252,38 @@ describe("review page in Chromium", () => {
     await page.locator("#gate h1").waitFor({ timeout: 20_000 });
     expect(await page.locator("#inbox").isVisible()).toBe(false);
   });
+});
+
+describe("review page in Chromium: a rug-pulled tool", () => {
+  it("shows the trusted and the changed definition side by side", async () => {
+    const pinDir = tempDir("atlas-review-pin-");
+    const pinEnv = { ...env, ATLAS_CONFIG_DIR: join(pinDir, "config") };
+    // The ledger remembers an older definition of the demo's status tool: the upstream has changed it since.
+    const old = { name: "check_payment_status", description: "Look up a payment (old wording)", inputSchema: { type: "object" }, annotations: { readOnlyHint: true } };
+    const seed = GovernanceLog.open(instancePaths(pinDir, "main").ledger, { instance: "main" });
+    seed.record("tool.pinned", undefined, { upstream: "demo", tool: "check_payment_status", hash: hashToolDefinition(old), definition: old }, "sync");
+    await seed.close();
+    const pinned = new RawMcpProcess(["--demo", "--data-dir", pinDir, "--port", "0"], pinEnv);
+    try {
+      await pinned.initialize();
+      await until(() => (pinned.stderr.includes("changed since it was pinned") ? true : undefined), "the tool change");
+      const added = await new Promise<string>((done) => execFile(process.execPath, [BIN, "reviewers", "add", "alice", "--data-dir", pinDir], { env: pinEnv }, (_e, stdout) => done(stdout)));
+      const link = /(http:\/\/\S+#signin=\S+)/.exec(added)![1]!;
+      const ref = refOf(await pinned.callTool("check_payment_status", { citizen_id: "C-1001" }));
+      expect(ref).toMatch(/^evt_/);
+      await page.goto(link);
+      await page.locator(`button.item[data-ref="${ref}"]`).click();
+      const pin = page.locator("#detail .pin.changed");
+      await pin.waitFor();
+      expect(await pin.textContent()).toMatch(/CHANGED since it was trusted/);
+      const [trusted, now] = await pin.locator("pre").allTextContents();
+      expect(trusted).toContain("Look up a payment (old wording)");
+      expect(now).not.toContain("old wording");
+      expect(await page.locator("#detail table.rules").textContent()).toContain("tool-pinning");
+      await pin.scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(shots, "review-pin.png") });
+    } finally {
+      await pinned.close();
+    }
+  }, 120_000);
 });

@@ -123,6 +123,7 @@ ul.reasons { margin: 0; padding-left: 20px; }
 ul.reasons li { margin: 3px 0; }
 table.rules, table.results { width: 100%; border-collapse: collapse; font-size: 14px; background: var(--panel); }
 table.results { font-size: 13px; }
+table.rules td:first-child, table.rules th:first-child { white-space: nowrap; }
 table.results td { white-space: nowrap; }
 table.rules th, table.rules td, table.results th, table.results td { text-align: left; padding: 7px 9px; border-bottom: 1px solid var(--line); vertical-align: top; }
 table.results { border: 1px solid var(--line); border-radius: 8px; }
