@@ -61,7 +61,7 @@ describe("the gateway refuses out-of-bounds arguments before recording them (bui
     const huge = await gateway.callTool("modify_welfare_record", { beneficiary_id: "C-1", changes: "x".repeat(2 * 1024 * 1024) });
     expect(huge.error?.message).toMatch(/larger than 1048576 bytes/);
 
-    const fine = await gateway.callTool("check_payment_status", { citizen_id: "C-1001" });
+    const fine = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
     expect(fine.result?.isError, JSON.stringify(fine)).toBeFalsy();
     const created = readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").split("\n").filter(Boolean)
       .map((line) => JSON.parse(line) as { type: string; data: { tool?: string } }).filter((record) => record.type === "request.created");

@@ -65,9 +65,9 @@ afterEach(async () => {
   }
 });
 
-function cli(args: string[], dataDir: string, withDataDir = true): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(args: string[], dataDir: string, withDataDir = true, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args, ...(withDataDir ? ["--data-dir", dataDir] : [])], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config") } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args, ...(withDataDir ? ["--data-dir", dataDir] : [])], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ...env } }, (error, stdout, stderr) => {
       resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -123,11 +123,17 @@ describe("with @modelcontextprotocol/server-filesystem upstream", () => {
     expect(pending.stdout).toMatch(new RegExp(`${ref}\\s+\\S+\\s+write_file\\s+.*approved content.*\\s90\\s+tool may be destructive`));
 
     const waiting = gateway.call("atlas_status", { ref, wait_seconds: 30 });
-    const approve = await cli(["approve", ref, "--reviewer", "alice", "--reason", "looks right"], dataDir);
+    // a name anyone can type is not an identity: --reviewer needs that reviewer's own key
+    const unauthenticated = await cli(["approve", ref, "--reviewer", "alice", "--reason", "looks right"], dataDir);
+    expect(unauthenticated.code).toBe(2);
+    expect(unauthenticated.stderr).toMatch(/ATLAS_REVIEWER_TOKEN/);
+    const added = await cli(["reviewers", "add", "alice", "--name", "Alice Martin"], dataDir);
+    const key = /atlas_rk_[A-Za-z0-9_-]+/.exec(added.stdout)?.[0] ?? "";
+    const approve = await cli(["approve", ref, "--reviewer", "alice", "--reason", "looks right"], dataDir, true, { ATLAS_REVIEWER_TOKEN: key });
     expect(approve).toMatchObject({ code: 0 });
     expect(approve.stdout).toContain(`approved ${ref}`);
     const status = await waiting;
-    expect(status.structuredContent).toMatchObject({ ref, status: "executed", outcome: "ok", decision: { reviewer: "alice", reason: "looks right" } });
+    expect(status.structuredContent).toMatchObject({ ref, status: "executed", outcome: "ok", decision: { reviewer: "alice", reason: "looks right", auth: "reviewer-token" } });
     expect(readFileSync(target, "utf8")).toBe("approved content");
     expect(ledgerTypes(dataDir, ref).filter((type) => type === "execution.started")).toHaveLength(1);
 

@@ -54,7 +54,7 @@ describe("an unwritable ledger at start (fail closed without dying)", () => {
 
     const tools = await gateway.request("tools/list");
     expect((tools.result?.tools as { name: string }[]).map((tool) => tool.name)).toContain("check_payment_status");
-    const refused = await gateway.callTool("check_payment_status", { citizen_id: "C-1001" });
+    const refused = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
     expect(refused.result?.isError).toBe(true);
     expect(textOf(refused)).toMatch(/refused and not run \(fail closed\).*EISDIR/);
     const held = await gateway.callTool("modify_welfare_record", { beneficiary_id: "C-1001", changes: "x" });
@@ -79,7 +79,7 @@ describe("an unwritable ledger at start (fail closed without dying)", () => {
 
     rmdirSync(ledger);
     const ok = await until(async () => {
-      const response = await gateway.callTool("check_payment_status", { citizen_id: "C-1001" });
+      const response = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
       return response.result?.isError ? undefined : response;
     }, "recovery");
     expect(textOf(ok)).toContain("C-1001");
@@ -98,10 +98,10 @@ describe("an unwritable ledger at start (fail closed without dying)", () => {
     writeFileSync(ledger, "");
     chmodSync(ledger, 0o444);
     const { gateway } = await startWithBrokenLedger(dataDir);
-    const refused = await gateway.callTool("check_payment_status", { citizen_id: "C-1001" });
+    const refused = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
     expect(textOf(refused)).toMatch(/fail closed.*EACCES/);
     chmodSync(ledger, 0o600);
-    await until(async () => ((await gateway.callTool("check_payment_status", { citizen_id: "C-1001" })).result?.isError ? undefined : true), "recovery");
+    await until(async () => ((await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" })).result?.isError ? undefined : true), "recovery");
     expect(existsSync(ledger)).toBe(true);
   }, 90_000);
 });

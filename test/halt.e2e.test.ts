@@ -37,12 +37,18 @@ async function startGateway(dataDir: string): Promise<{ gateway: RawMcpProcess; 
   return { gateway, port: Number(port), instance: instance! };
 }
 
-function cli(args: string[], dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(args: string[], dataDir: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env: envFor(dataDir) }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env: { ...envFor(dataDir), ...env } }, (error, stdout, stderr) => {
       done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+/** Registers a reviewer; returns the env that lets the CLI act as them (`--reviewer` needs their key). */
+async function asReviewer(dataDir: string, id: string): Promise<Record<string, string>> {
+  const added = await cli(["reviewers", "add", id], dataDir);
+  return { ATLAS_REVIEWER_TOKEN: /atlas_rk_\S+/.exec(added.stdout)![0] };
 }
 
 type ToolResult = { content: { type: string; text: string }[]; isError?: boolean; structuredContent?: Record<string, unknown> };
@@ -59,11 +65,11 @@ describe("halt / resume across two gateways on one data dir", () => {
     const b = await startGateway(dataDir);
     expect(new Set([a.instance, b.instance]).size).toBe(2);
 
-    const held = resultOf(await b.gateway.callTool("request_payment_extension", { citizen_id: "C-1001", days: 30 }));
+    const held = resultOf(await b.gateway.callTool("request_payment_extension", { beneficiary_id: "C-1001", reason: "hardship", days: 30 }));
     const ref = refOf(held);
     expect(ref).toMatch(/^evt_/);
 
-    const halt = await cli(["halt", "--reason", "suspicious payment pattern", "--reviewer", "ana"], dataDir);
+    const halt = await cli(["halt", "--reason", "suspicious payment pattern", "--reviewer", "ana"], dataDir, await asReviewer(dataDir, "ana"));
     expect(halt.stderr).toBe("");
     expect(halt.code).toBe(0);
     expect(halt.stdout).toMatch(/HALTED by ana/);
@@ -71,12 +77,12 @@ describe("halt / resume across two gateways on one data dir", () => {
     expect(halt.stdout).toContain(`'${b.instance}'`);
 
     for (const { gateway } of [a, b]) {
-      const refused = resultOf(await gateway.callTool("check_payment_status", { citizen_id: "C-1001" }));
+      const refused = resultOf(await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" }));
       expect(refused.isError).toBe(true);
       expect(textOf(refused)).toMatch(/^HALTED: the gateway was halted by ana at .* \(reason: suspicious payment pattern\)\. No tool call runs until/);
     }
 
-    const approve = await cli(["approve", ref, "--reviewer", "carl"], dataDir);
+    const approve = await cli(["approve", ref, "--reviewer", "carl"], dataDir, await asReviewer(dataDir, "carl"));
     expect(approve.code).toBe(0);
     expect(approve.stdout).toMatch(/the gateway is HALTED .*: it runs after 'atlas-gateway resume'/);
     const status = resultOf(await b.gateway.callTool("atlas_status", { ref, wait_seconds: 1 }));
@@ -92,7 +98,7 @@ describe("halt / resume across two gateways on one data dir", () => {
     await a.gateway.close();
     const again = await startGateway(dataDir);
     expect(again.gateway.stderr).toMatch(/starting HALTED/);
-    expect(resultOf(await again.gateway.callTool("check_payment_status", { citizen_id: "C-1001" })).isError).toBe(true);
+    expect(resultOf(await again.gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" })).isError).toBe(true);
 
     // Resume over HTTP, signed like an approval: here with a reviewer's Ed25519 key (v1a) registered while running.
     const unsigned = await fetch(`http://127.0.0.1:${again.port}/webhook/halt`, { method: "POST", body: JSON.stringify({ action: "resume" }) });
@@ -107,7 +113,7 @@ describe("halt / resume across two gateways on one data dir", () => {
     const executed = resultOf(await b.gateway.callTool("atlas_status", { ref, wait_seconds: 20 }));
     expect(executed.structuredContent).toMatchObject({ status: "executed", outcome: "ok" });
     for (const { gateway } of [again, b]) {
-      expect(resultOf(await gateway.callTool("check_payment_status", { citizen_id: "C-1001" })).isError).toBeFalsy();
+      expect(resultOf(await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" })).isError).toBeFalsy();
     }
     expect((await cli(["resume"], dataDir)).code).toBe(3);
 

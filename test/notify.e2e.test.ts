@@ -27,12 +27,18 @@ async function until(check: () => boolean, what: string, ms = 15_000): Promise<v
   }
 }
 
-function cli(args: string[], dataDir: string, config: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(args: string[], dataDir: string, config: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir, "--config", config], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config") } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir, "--config", config], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ...env } }, (error, stdout, stderr) => {
       done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+/** Registers a reviewer; returns the env that lets the CLI act as them (`--reviewer` needs their key). */
+async function asReviewer(dataDir: string, config: string, id: string): Promise<Record<string, string>> {
+  const added = await cli(["reviewers", "add", id], dataDir, config);
+  return { ATLAS_REVIEWER_TOKEN: /atlas_rk_\S+/.exec(added.stdout)![0] };
 }
 
 type Notification = { type: string; data: { ref?: string; call?: { args: Record<string, unknown>; status: string }; halt?: { by: string } } };
@@ -59,24 +65,24 @@ describe("notifications from a running gateway", () => {
     });
     await gateway.initialize();
 
-    const held = (await gateway.callTool("modify_welfare_record", { citizen_id: "C-1001", field: "bank_account", value: "sk-live-0123456789abcdefABCDEF" })).result as { content: { text: string }[] };
+    const held = (await gateway.callTool("modify_welfare_record", { beneficiary_id: "C-1001", changes: { bank_account: "sk-live-0123456789abcdefABCDEF" } })).result as { content: { text: string }[] };
     const ref = /Ref: (evt_[0-9a-f]{8})/.exec(held.content[0]!.text)![1]!;
     await until(() => hook.received.length >= 1 && slack.received.length >= 1 && hanging.received.length >= 1, "the held call's notifications");
     // The agent had its answer although one sink still holds its request open.
     const first = hook.received[0]!;
     expect(first.verified).toBe(true);
-    expect(first.json).toMatchObject({ type: "atlas.call.held", data: { ref, reviewUrl: `https://atlas.example.org/review?ref=${ref}`, call: { tool: "modify_welfare_record", status: "pending", args: { citizen_id: "C-1001" } } } });
+    expect(first.json).toMatchObject({ type: "atlas.call.held", data: { ref, reviewUrl: `https://atlas.example.org/review?ref=${ref}`, call: { tool: "modify_welfare_record", status: "pending", args: { beneficiary_id: "C-1001" } } } });
     expect(first.body).not.toContain("sk-live-0123456789abcdefABCDEF");
     expect(slack.received[0]!.body).not.toContain("sk-live-0123456789abcdefABCDEF");
     expect(JSON.stringify(slack.received[0]!.json)).toContain(`https://atlas.example.org/review?ref=${ref}`);
 
-    const approve = await cli(["approve", ref, "--reviewer", "ana"], dataDir, config);
+    const approve = await cli(["approve", ref, "--reviewer", "ana"], dataDir, config, await asReviewer(dataDir, config, "ana"));
     expect(approve.code).toBe(0);
     await until(() => types(hook.received).includes("atlas.call.executed"), "the execution notification");
     expect(types(hook.received)).toEqual(["atlas.call.held", "atlas.call.decided", "atlas.call.executed"]);
     expect(hook.received.every((request) => request.verified)).toBe(true);
 
-    const halt = await cli(["halt", "--reason", "drill", "--reviewer", "ben"], dataDir, config);
+    const halt = await cli(["halt", "--reason", "drill", "--reviewer", "ben"], dataDir, config, await asReviewer(dataDir, config, "ben"));
     expect(halt.code).toBe(0);
     await until(() => types(hook.received).includes("atlas.gateway.halted"), "the halt notification");
     expect((hook.received.at(-1)!.json as Notification).data.halt).toMatchObject({ by: "ben" });
@@ -108,15 +114,16 @@ describe("notifications from a running gateway", () => {
       if (gateway.child.exitCode === null) gateway.child.kill("SIGKILL");
     });
     await gateway.initialize();
-    const held = (await gateway.callTool("modify_welfare_record", { citizen_id: "C-1001", field: "address", value: "1 Main St" })).result as { content: { text: string }[] };
+    const held = (await gateway.callTool("modify_welfare_record", { beneficiary_id: "C-1001", changes: { address: "1 Main St" } })).result as { content: { text: string }[] };
     const ref = /Ref: (evt_[0-9a-f]{8})/.exec(held.content[0]!.text)![1]!;
 
-    expect((await cli(["approve", ref, "--reviewer", "ana"], dataDir, config)).stdout).toMatch(/1 of 2 approvals/);
-    const twice = await cli(["approve", ref, "--reviewer", "ana"], dataDir, config);
+    const ana = await asReviewer(dataDir, config, "ana");
+    expect((await cli(["approve", ref, "--reviewer", "ana"], dataDir, config, ana)).stdout).toMatch(/1 of 2 approvals/);
+    const twice = await cli(["approve", ref, "--reviewer", "ana"], dataDir, config, ana);
     expect(twice.code).toBe(3);
     expect(twice.stderr).toMatch(/ana has already approved/);
     expect((await cli(["pending"], dataDir, config)).stdout).toMatch(/1 of 2 approvals/);
-    expect((await cli(["approve", ref, "--reviewer", "ben"], dataDir, config)).code).toBe(0);
+    expect((await cli(["approve", ref, "--reviewer", "ben"], dataDir, config, await asReviewer(dataDir, config, "ben"))).code).toBe(0);
     await until(() => types(hook.received).includes("atlas.call.executed"), "the execution notification");
     expect(types(hook.received)).toEqual(["atlas.call.held", "atlas.call.approval", "atlas.call.decided", "atlas.call.executed"]);
     expect(hook.received[1]!.json).toMatchObject({ data: { summary: expect.stringMatching(/Approved by ana: .*1 of 2 approvals/), call: { approvals: { count: 1, required: 2, reviewers: ["ana"] } } } });

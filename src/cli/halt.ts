@@ -7,6 +7,7 @@ import { describeHalt, type HaltFact } from "../governance/haltState.js";
 import { Notifier, type AttemptOutcome } from "../notify/notifier.js";
 import { haltEvent } from "../notify/notificationEvent.js";
 import { readAllInstances } from "../governance/review.js";
+import { cliReviewer } from "./reviewers.js";
 import type { CommandDeps } from "./policy.js";
 
 /** The data dir's stop-button state: `halt.json` and every ledger, newest wins. */
@@ -43,11 +44,11 @@ export function registerHaltCommands(program: Command, deps: CommandDeps): void 
   deps.withCommonOptions(program.command("halt"))
     .description("stop every tool call on this data dir now, across all gateway instances, until 'resume' (approved calls wait; pending calls stay pending)")
     .requiredOption("-r, --reason <text>", "why (required; recorded, and shown to agents and reviewers)")
-    .option("--reviewer <name>", "who halts (default: your OS user name)")
+    .option("--reviewer <id>", "who halts: a registered reviewer whose key is in ATLAS_REVIEWER_TOKEN (default: your OS user name)")
     .action(async (flags: ConfigFlags & { reason: string; reviewer?: string }) => {
       if (!flags.reason.trim()) throw new ConfigError(["--reason: a halt needs a reason (agents, reviewers and the audit trail see it)"]);
       const config = deps.config(flags);
-      const fact = newHaltFact(true, flags.reviewer ?? deps.reviewer(), flags.reason.trim(), dataDirHalt(config.dataDir));
+      const fact = newHaltFact(true, cliReviewer(config.dataDir, flags.reviewer, deps.env, deps.reviewer).reviewer, flags.reason.trim(), dataDirHalt(config.dataDir));
       const delivery = await recordHaltEverywhere(config.dataDir, fact, config.instance);
       deps.out(`HALTED by ${fact.by}: every tool call is refused until 'atlas-gateway resume'. ${describeDelivery(delivery)}.`);
       await notifyWithoutGateway(config, fact, delivery, deps.err);
@@ -56,12 +57,12 @@ export function registerHaltCommands(program: Command, deps: CommandDeps): void 
   deps.withCommonOptions(program.command("resume"))
     .description("lift a halt: tool calls are routed by policy again, and approved calls that waited start (if their deadline has not passed)")
     .option("-r, --reason <text>", "why (recorded in the ledger)")
-    .option("--reviewer <name>", "who resumes (default: your OS user name)")
+    .option("--reviewer <id>", "who resumes: a registered reviewer whose key is in ATLAS_REVIEWER_TOKEN (default: your OS user name)")
     .action(async (flags: ConfigFlags & { reason?: string; reviewer?: string }) => {
       const config = deps.config(flags);
       const state = dataDirHalt(config.dataDir);
       if (!state?.halted) throw new ConflictError("nothing changed: the gateway is not halted");
-      const fact = newHaltFact(false, flags.reviewer ?? deps.reviewer(), flags.reason?.trim() || undefined, state);
+      const fact = newHaltFact(false, cliReviewer(config.dataDir, flags.reviewer, deps.env, deps.reviewer).reviewer, flags.reason?.trim() || undefined, state);
       const delivery = await recordHaltEverywhere(config.dataDir, fact, config.instance);
       deps.out(`RESUMED by ${fact.by} (the halt was: ${describeHalt(state)}). ${describeDelivery(delivery)}.`);
       await notifyWithoutGateway(config, fact, delivery, deps.err);

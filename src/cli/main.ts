@@ -17,6 +17,8 @@ import { assertApplied, decideRef, findRef, readAllInstances } from "../governan
 import { describeEffect } from "../risk/assess.js";
 import { VERSION } from "../version.js";
 import { loadOrCreateWebhookSecret } from "../http/webhook.js";
+import { ReviewFeed } from "../http/reviewFeed.js";
+import { cliReviewer, registerReviewerCommands } from "./reviewers.js";
 
 export interface CliIO {
   out: (text: string) => void;
@@ -110,12 +112,12 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     withCommonOptions(program.command(`${name} <ref>`))
       .description(name === "approve" ? "approve a held call: it runs once, and the agent gets its result from atlas_status" : "deny a held call: it never runs")
       .option("-r, --reason <text>", name === "approve" ? "why (recorded in the ledger)" : "why (required; recorded and shown to the agent)")
-      .option("--reviewer <name>", "who decides (default: your OS user name)")
+      .option("--reviewer <id>", "decide as this registered reviewer; needs their key in ATLAS_REVIEWER_TOKEN (default: your OS user name)")
       .action(async (ref: string, flags: ConfigFlags & { reason?: string; reviewer?: string }) => {
         if (name === "deny" && !flags.reason?.trim()) throw new ConfigError(["--reason: a denial needs a reason (the agent and the audit trail see it)"]);
         const resolved = config(flags);
-        const reviewer = flags.reviewer ?? safeUserName();
-        const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, ...(flags.reason ? { reason: flags.reason } : {}) };
+        const { reviewer, auth } = cliReviewer(resolved.dataDir, flags.reviewer, io.env, safeUserName);
+        const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, auth, ...(flags.reason ? { reason: flags.reason } : {}) };
         const result = await decideRef(resolved.dataDir, input);
         const view = assertApplied(result, describeView);
         if (result.via === "ledger" && resolved.engine === "inngest") {
@@ -143,48 +145,65 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   decideCommand("approve");
   decideCommand("deny");
 
+  /** The pending list as `pending` prints it: a table, or JSON (one line per snapshot when `compact`). */
+  const printPending = (dataDir: string, json: boolean, compact = false): void => {
+    const states = readAllInstances(dataDir);
+    for (const state of states) if (state.problem) io.err(`warning: ledger '${state.instance}' is damaged from ${state.problem.message}; run 'atlas-gateway audit verify'`);
+    const halt = currentHalt(dataDir, states.flatMap((state) => (state.halt ? [state.halt] : [])));
+    // stderr for --json, so the JSON stays a plain list for scripts
+    if (halt?.halted) (json ? io.err : io.out)(`HALTED: ${describeHalt(halt)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`);
+    const now = Date.now();
+    const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
+      .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
+    if (json) {
+      const items = pending.map(({ instance, view }) => ({
+        ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
+        expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: maskSecrets(view.assessment),
+        ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, reviewers: (view.approvals ?? []).map((a) => a.reviewer) } } : {}),
+      }));
+      io.out(compact ? renderJson(items) : renderJson(items, 2));
+      return;
+    }
+    if (pending.length === 0) {
+      io.out("no calls waiting for review");
+      return;
+    }
+    const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
+    const showApprovals = pending.some((item) => item.view.approvalsRequired);
+    io.out(formatTable(
+      ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), ...(showApprovals ? ["APPROVALS"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
+      pending.map(({ instance, view }) => [
+        view.ref,
+        view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
+        ...(showInstance ? [instance] : []),
+        ...(showApprovals ? [view.approvalsRequired ? approvalCount(view) : "-"] : []),
+        view.name,
+        clip(renderJson(maskSecrets(view.args)), 60),
+        String(view.assessment?.score ?? "?"),
+        clip(maskText((view.assessment?.reasons ?? []).join("; ")), 80),
+        (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
+      ]),
+    ));
+  };
+
   withCommonOptions(program.command("pending"))
     .description("list calls waiting for review: ref, age, tool, masked arguments, risk score, rules fired and reasons")
     .option("--json", "print JSON instead of a table")
-    .action((flags: ConfigFlags & { json?: boolean }) => {
+    .option("--watch", "keep running and print the list again whenever it changes, across every gateway on the data dir (with --json: one JSON array per line)")
+    .action(async (flags: ConfigFlags & { json?: boolean; watch?: boolean }) => {
       const { dataDir } = config(flags);
-      const states = readAllInstances(dataDir);
-      for (const state of states) if (state.problem) io.err(`warning: ledger '${state.instance}' is damaged from ${state.problem.message}; run 'atlas-gateway audit verify'`);
-      const halt = currentHalt(dataDir, states.flatMap((state) => (state.halt ? [state.halt] : [])));
-      // stderr for --json, so the JSON stays a plain list for scripts
-      if (halt?.halted) (flags.json ? io.err : io.out)(`HALTED: ${describeHalt(halt)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`);
-      const now = Date.now();
-      const pending = states.flatMap((state) => state.table.pending().map((view) => ({ instance: state.instance, view })))
-        .sort((a, b) => a.view.createdAt.localeCompare(b.view.createdAt));
-      if (flags.json) {
-        io.out(renderJson(pending.map(({ instance, view }) => ({
-          ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
-          expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: maskSecrets(view.assessment),
-          ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, reviewers: (view.approvals ?? []).map((a) => a.reviewer) } } : {}),
-        })), 2));
-        return;
-      }
-      if (pending.length === 0) {
-        io.out("no calls waiting for review");
-        return;
-      }
-      const showInstance = new Set(pending.map((item) => item.instance)).size > 1;
-      const showApprovals = pending.some((item) => item.view.approvalsRequired);
-      io.out(formatTable(
-        ["REF", "AGE", ...(showInstance ? ["INSTANCE"] : []), ...(showApprovals ? ["APPROVALS"] : []), "TOOL", "ARGUMENTS", "SCORE", "REASONS", "RULES"],
-        pending.map(({ instance, view }) => [
-          view.ref,
-          view.deadline && Date.parse(view.deadline) <= now ? `${age(view.createdAt, now)} (expired)` : age(view.createdAt, now),
-          ...(showInstance ? [instance] : []),
-          ...(showApprovals ? [view.approvalsRequired ? approvalCount(view) : "-"] : []),
-          view.name,
-          clip(renderJson(maskSecrets(view.args)), 60),
-          String(view.assessment?.score ?? "?"),
-          clip(maskText((view.assessment?.reasons ?? []).join("; ")), 80),
-          (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
-        ]),
-      ));
+      if (!flags.watch) return printPending(dataDir, flags.json ?? false);
+      const feed = new ReviewFeed(dataDir, 250);
+      const show = () => {
+        if (!flags.json) io.out(`--- ${new Date().toISOString()} ---`);
+        printPending(dataDir, flags.json ?? false, true);
+      };
+      show();
+      feed.subscribe(show);
+      // Until interrupted: the feed's own timer does not keep the process alive.
+      await new Promise(() => setInterval(() => {}, 1 << 30));
     });
+
 
   withCommonOptions(program.command("show <ref>"))
     .description("show a call's whole history from the ledger")
@@ -200,6 +219,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       io.out(`${view.ref}  ${view.name} (upstream ${view.upstream}, instance ${instance})  status: ${view.status.toUpperCase()}`);
       io.out(`arguments: ${renderJson(maskSecrets(view.args))}`);
       if (view.assessment) io.out(`risk: ${view.assessment.score} (${view.assessment.classification}, ${view.assessment.evaluator}): ${maskText(view.assessment.reasons.join("; "))}`);
+      if (view.editedArgs) io.out(`approved with edits: it ran with ${renderJson(maskSecrets(view.editedArgs))}`);
       if (view.assessment?.rules?.length) io.out(`rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}${view.assessment.verdict ? `; policy verdict: ${view.assessment.verdict}` : ""}`);
       if (view.approvalsRequired) io.out(`approvals: ${approvalCount(view)}${view.approvals?.length ? ` (${view.approvals.map((a) => a.reviewer).join(", ")})` : ""}`);
       if (view.decision) io.out(`decision: ${maskText(describeView(view).split(": ").slice(1).join(": ")) || view.status}`);
@@ -295,6 +315,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
   registerPolicyCommands(program, commandDeps);
   registerHaltCommands(program, commandDeps);
   registerKeyCommands(program, commandDeps);
+  registerReviewerCommands(program, commandDeps);
 
   withCommonOptions(program.command("doctor"))
     .description("check Node, config, data dir, ledgers, webhook secret, listener port, model evaluators (live probe) and upstreams; exit non-zero on any ✗")

@@ -27,8 +27,16 @@ export type Decision =
 export interface DecisionInput {
   ref: string;
   decision: "approved" | "denied";
+  /** Who decided: an authenticated reviewer id, or the OS user for a CLI decision without a reviewer token. */
   reviewer: string;
   reason?: string;
+  /**
+   * Approve with edits (issue 9, EU AI Act Art. 14(4)(d)): the arguments the call runs with instead of the agent's.
+   * The ledger keeps both (`request.created` the original, `decision.recorded` the edited). Ignored on a denial.
+   */
+  args?: Record<string, unknown>;
+  /** How the reviewer was authenticated (`os-user`, `reviewer-token`, `review-page`, `webhook`), recorded with the decision. */
+  auth?: string;
 }
 
 export type DecideOutcome =

@@ -267,6 +267,8 @@ export class GovernanceLog {
       source: "human",
       reviewer: input.reviewer,
       ...(input.reason ? { reason: input.reason } : {}),
+      ...(input.auth ? { auth_method: input.auth } : {}),
+      ...(input.args && input.decision === "approved" ? { edited_args: input.args, edited_args_digest: digestCall(view.upstream, view.tool, input.args) } : {}),
     }, "sync");
     return { status: "applied", view };
   }

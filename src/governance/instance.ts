@@ -170,6 +170,9 @@ export const controlRequestSchema = z.discriminatedUnion("op", [
     decision: z.enum(["approved", "denied"]),
     reviewer: text(200),
     reason: z.string().max(2000).refine(isWellFormedText, "must be valid Unicode").optional(),
+    /** Approve with edits: the arguments the call runs with instead of the agent's. */
+    args: z.record(z.string(), z.unknown()).optional(),
+    auth: text(40).optional(),
   }),
   z.strictObject({
     op: z.literal("trust"),

@@ -185,7 +185,7 @@ export class LocalEngine implements GovernanceEngine {
     }
     let data: Record<string, unknown>;
     try {
-      const result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.args });
+      const result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.editedArgs ?? view.args });
       data = { outcome: result.isError ? "error" : "ok", result };
     } catch (error) {
       const message = (error as Error).message;

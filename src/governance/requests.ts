@@ -24,6 +24,8 @@ export interface RecordedDecision {
   source: "human" | "timeout" | "policy";
   reviewer?: string;
   reason?: string;
+  /** How the reviewer was authenticated (see `DecisionInput.auth`). */
+  auth?: string;
   at: string;
 }
 
@@ -42,7 +44,11 @@ export interface RequestView {
   tool: string;
   name: string;
   args: Record<string, unknown>;
+  /** The arguments a reviewer approved instead of `args` (approve with edits); the call runs with these. */
+  editedArgs?: Record<string, unknown>;
   argsDigest: string;
+  /** The tool's MCP annotations as the upstream declared them when the call was made. */
+  annotations?: Record<string, unknown>;
   client?: { name?: string; version?: string };
   createdAt: string;
   updatedAt: string;
@@ -95,6 +101,7 @@ export class RequestTable {
         args: (data.args ?? {}) as Record<string, unknown>,
         argsDigest: String(data.args_digest),
         ...(data.client ? { client: data.client as RequestView["client"] } : {}),
+        ...(data.annotations && typeof data.annotations === "object" ? { annotations: data.annotations as Record<string, unknown> } : {}),
         createdAt: record.ts,
         updatedAt: record.ts,
         autoApproved: false,
@@ -137,8 +144,10 @@ export class RequestTable {
           source: (data.source ?? "human") as RecordedDecision["source"],
           ...(data.reviewer !== undefined ? { reviewer: String(data.reviewer) } : {}),
           ...(data.reason !== undefined ? { reason: String(data.reason) } : {}),
+          ...(data.auth_method !== undefined ? { auth: String(data.auth_method) } : data.auth !== undefined ? { auth: String(data.auth) } : {}),
           at: record.ts,
         };
+        if (view.decision.decision === "approved" && data.edited_args && typeof data.edited_args === "object") view.editedArgs = data.edited_args as Record<string, unknown>;
         view.status = view.decision.decision === "approved" ? "approved" : view.decision.source === "timeout" ? "expired" : "denied";
         break;
       case "execution.started":

@@ -26,13 +26,15 @@ export interface ListenerDeps {
   routes?: Record<string, RequestListener>;
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** Sends a JSON answer that no cache keeps. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...headers });
   res.end(text);
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<string | "too-large"> {
+/** Reads a request body up to `limit` bytes; a larger one resolves "too-large" without buffering it. */
+export function readBody(req: IncomingMessage, limit: number): Promise<string | "too-large"> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers["content-length"]);
     if (Number.isFinite(declared) && declared > limit) {
@@ -54,7 +56,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | "too-la
 }
 
 /** Applies a decision here if this gateway holds the ref, otherwise wherever in the data dir it lives. */
-async function applyDecision(deps: ListenerDeps, input: DecisionInput) {
+export async function applyDecision(deps: Pick<ListenerDeps, "engine" | "dataDir">, input: DecisionInput) {
   const local = await deps.engine.decide(input);
   if (local.status !== "not_found") return local;
   return (await decideRef(deps.dataDir, input)).outcome;

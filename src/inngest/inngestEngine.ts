@@ -431,7 +431,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     }
     let result: CallToolResult;
     try {
-      result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.args }, waiter?.options);
+      result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.editedArgs ?? view.args }, waiter?.options);
     } catch (error) {
       const message = (error as Error).message;
       this.recordQuietly("execution.finished", ref, auto ? { outcome: "error", error: message } : { outcome: "error", result: { content: [{ type: "text", text: `Execution failed: ${message}` }], isError: true } }, auto ? "batch" : "sync");

@@ -3,7 +3,7 @@ import type { Server as NetServer } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { RootsListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import type { GatewayConfig } from "../config.js";
+import { defaultDataDir, type GatewayConfig } from "../config.js";
 import { demoUpstream } from "../demo/tools.js";
 import type { Executor, GovernanceEngine } from "../governance/engine.js";
 import { AtlasError } from "../errors.js";
@@ -12,6 +12,7 @@ import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
 import { DeferredEngine } from "../governance/deferredEngine.js";
+import { createReviewRoutes } from "../http/reviewRoutes.js";
 import { LocalEngine } from "../governance/localEngine.js";
 import { maskSecrets, maskText } from "../mask.js";
 import { renderJson } from "../renderJson.js";
@@ -87,8 +88,11 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
 
     let gateway: Gateway | undefined;
+    let reviewUrl: string | undefined;
+    // Issue 9 item 8: the suggested commands must reach this gateway's state, so they name a non-default data dir.
+    const dataDirFlag = config.dataDir === defaultDataDir(io.env) ? "" : ` --data-dir ${shellQuote(config.dataDir)}`;
     const upstreams = new UpstreamSet(sources, {
-      env: io.env,
+      env: withoutReviewerCredentials(io.env),
       log,
       toolTimeoutMs: config.toolTimeout,
       startupTimeoutMs: config.startupTimeout,
@@ -142,7 +146,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       onHeld: (view: RequestView) => {
         const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
         const reasons = maskText(view.assessment?.reasons.join("; ") ?? "");
-        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
+        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}${dataDirFlag}  Deny: atlas-gateway deny ${view.ref}${dataDirFlag} --reason "..."${reviewUrl ? `  Review page: ${reviewUrl}` : ""}`);
       },
     };
     let engine: GovernanceEngine;
@@ -260,7 +264,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, ...(routes ? { routes } : {}) }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, log }), ...routes } }),
       config.host,
       config.port,
       log,
@@ -272,6 +276,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
         http.closeAllConnections();
       }));
     }
+    if (listening) reviewUrl = config.publicUrl ? `${config.publicUrl.replace(/\/+$/, "")}/review` : `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${listening.port}/review`;
     if (!closing) lock.update({ socket: paths.socket, ...(listening ? { port: listening.port, host: config.host } : {}) });
 
     log(`ready: instance '${instance}', ledger ${paths.ledger}${listening ? `, listening on http://${config.host}:${listening.port}` : ""}`);
@@ -281,4 +286,18 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     await cleanUp();
     throw error;
   }
+}
+
+/** Quotes a path for a POSIX shell when it needs it (the HELD line's commands are meant to be pasted). */
+function shellQuote(text: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * The environment upstreams inherit, minus a reviewer's key: a reviewer who exports ATLAS_REVIEWER_TOKEN in the shell
+ * that launches the gateway must not hand the agent's tools a credential that can approve (issue 9).
+ */
+function withoutReviewerCredentials(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { ATLAS_REVIEWER_TOKEN: _key, ...rest } = env;
+  return rest;
 }

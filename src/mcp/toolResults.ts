@@ -38,6 +38,11 @@ export function decisionToResult(decision: Decision, options: { hasOutputSchema?
   }
 }
 
+/** Approve with edits: the agent must learn that what ran is not what it asked for (issue 9). */
+function editedNote(view: RequestView): string {
+  return view.editedArgs ? `The reviewer CHANGED YOUR ARGUMENTS before approving; it ran with ${JSON.stringify(view.editedArgs)} instead of ${JSON.stringify(view.args)}. ` : "";
+}
+
 function decidedBy(view: RequestView): string {
   const decision = view.decision;
   if (!decision) return view.autoApproved ? "auto-approved by policy" : "";
@@ -70,13 +75,14 @@ function statusResult(view: RequestView): CallToolResult {
     ...(view.deadline ? { deadline: view.deadline } : {}),
     ...(view.decision ? { decision: view.decision } : {}),
     ...(view.outcome ? { outcome: view.outcome } : {}),
+    ...(view.editedArgs ? { arguments_changed: true, original_arguments: view.args, arguments: view.editedArgs } : {}),
   };
   const line = (text: string): CallToolResult["content"][number] => ({ type: "text", text });
   switch (view.status) {
     case "executed": {
       const result = (view.result ?? { content: [] }) as CallToolResult;
       return {
-        content: [line(`Ref ${view.ref}: EXECUTED (${who}). The tool's result follows.`), ...(result.content ?? [])],
+        content: [line(`Ref ${view.ref}: EXECUTED (${who}). ${editedNote(view)}The tool's result follows.`), ...(result.content ?? [])],
         structuredContent: { ...summary, result },
         ...(result.isError ? { isError: true } : {}),
       };
@@ -96,6 +102,6 @@ function statusResult(view: RequestView): CallToolResult {
     case "pending":
       return { content: [line(`Ref ${view.ref}: PENDING REVIEW. Waiting for a human decision (deadline ${view.deadline}). Call atlas_status again to keep waiting.`)], structuredContent: summary };
     default:
-      return { content: [line(`Ref ${view.ref}: ${view.status.toUpperCase()} (${who}). Running now; call atlas_status again for the result.`)], structuredContent: summary };
+      return { content: [line(`Ref ${view.ref}: ${view.status.toUpperCase()} (${who}). ${editedNote(view)}Running now; call atlas_status again for the result.`)], structuredContent: summary };
   }
 }

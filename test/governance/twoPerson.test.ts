@@ -18,10 +18,10 @@ const paymentCall = () => heldCall({ path: "/payments/batch-7" });
 const records = (dataDir: string) =>
   readFileSync(instancePaths(dataDir, "main").ledger, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; ref?: string; data: Record<string, unknown> });
 
-async function run(args: string[], dataDir: string) {
+async function run(args: string[], dataDir: string, env: Record<string, string> = {}) {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main([...args, "--data-dir", dataDir], { out: (text) => out.push(text), err: (text) => err.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir } });
+  const code = await main([...args, "--data-dir", dataDir], { out: (text) => out.push(text), err: (text) => err.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir, ...env } });
   return { code, out: out.join("\n"), err: err.join("\n") };
 }
 
@@ -80,10 +80,11 @@ describe("the two-person rule", () => {
     const ref = (await engine.submit(paymentCall())).ref!;
     await engine.close();
 
-    const first = await run(["approve", ref, "--reviewer", "ana"], dataDir);
+    const ana = { ATLAS_REVIEWER_TOKEN: /atlas_rk_\S+/.exec((await run(["reviewers", "add", "ana"], dataDir)).out)![0] };
+    const first = await run(["approve", ref, "--reviewer", "ana"], dataDir, ana);
     expect(first.code).toBe(0);
     expect(first.out).toMatch(new RegExp(`approved ${ref} .* as ana: 1 of 2 approvals; it runs once 1 more distinct reviewer`));
-    const again = await run(["approve", ref, "--reviewer", "ana"], dataDir);
+    const again = await run(["approve", ref, "--reviewer", "ana"], dataDir, ana);
     expect(again.code).toBe(3);
     expect(again.err).toMatch(/ana has already approved/);
     expect((await run(["pending"], dataDir)).out).toMatch(new RegExp(`APPROVALS[\\s\\S]*${ref}\\s+\\S+\\s+1 of 2 approvals\\s+write_file`));

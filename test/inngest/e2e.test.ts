@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
@@ -165,10 +165,10 @@ describe("engine inngest, end to end through the built CLI", () => {
     expect(await setup.gateway.close()).toBe(0);
 
     const from = setup.api.events.length;
-    const { stdout } = await promisify(execFile)(process.execPath, [BIN, "deny", ref, "--reason", "not eligible", "--reviewer", "erin", "--data-dir", setup.dir], { env: { ...setup.env, ATLAS_ENGINE: "inngest" } });
+    const { stdout } = await promisify(execFile)(process.execPath, [BIN, "deny", ref, "--reason", "not eligible", "--data-dir", setup.dir], { env: { ...setup.env, ATLAS_ENGINE: "inngest" } });
     expect(stdout).toContain(`denied ${ref}`);
     const sent = await setup.api.waitFor((event) => event.name === DECISION_EVENT, 10_000, from);
-    expect(sent.data).toMatchObject({ ref, decision: "denied", reviewer: "erin", reason: "not eligible" });
+    expect(sent.data).toMatchObject({ ref, decision: "denied", reviewer: userInfo().username, reason: "not eligible" });
   });
 
   it("connect mode: MCP starts while Inngest is unreachable, nothing reaches stdout, and shutdown is clean", async () => {
