@@ -3,10 +3,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Executor, GovernedCall } from "../../src/governance/engine.js";
-import type { OutgoingEvent } from "../../src/inngest/events.js";
+import type { Server } from "node:http";
+import { loadConfig } from "../../src/config.js";
+import { createRequestHandler, startListener } from "../../src/http/listener.js";
+import { loadOrCreateWebhookSecret, WebhookVerifier } from "../../src/http/webhook.js";
+import { FUNCTION_ID, type OutgoingEvent } from "../../src/inngest/events.js";
 import { InngestEngine, type InngestEngineOptions } from "../../src/inngest/inngestEngine.js";
+import { SERVE_PATH } from "../../src/inngest/settings.js";
+import { startInngestEngine } from "../../src/inngest/startInngestEngine.js";
 import { scanLedger, type LedgerRecord } from "../../src/ledger/ledger.js";
 import { createRulesEvaluator } from "../../src/risk/assess.js";
+import { InngestEmulator, TEST_EVENT_KEY, TEST_SIGNING_KEY, type InngestEmulatorOptions } from "./inngestEmulator.js";
 
 export const APP_ID = "atlas-test";
 
@@ -101,4 +108,108 @@ export async function eventually<T>(check: () => T, timeoutMs = 5_000): Promise<
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
+}
+
+export interface EmulatedGateway {
+  engine: InngestEngine;
+  appId: string;
+  emulator: InngestEmulator;
+  /** The gateway's `/api/inngest` URL. */
+  url: string;
+  functionId: string;
+  dir: string;
+  ledgerPath: string;
+  executed: string[];
+  logs: string[];
+  records(): LedgerRecord[];
+  /** Stops the gateway (as a crash would: no further steps run) and keeps the data dir and emulator. */
+  stop(): Promise<void>;
+  /** Starts a new gateway process on the same data dir, listening where the old one did, as a restart does. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface EmulatedGatewayOptions {
+  env?: Record<string, string>;
+  emulator?: InngestEmulatorOptions;
+  /** Sync the app with the emulator once serving (default true). */
+  sync?: boolean;
+  executor?: Executor;
+}
+
+/**
+ * A real `inngest` engine (`startInngestEngine`: client, function, serve handler) on the gateway's own listener,
+ * talking to an `InngestEmulator` over HTTP on 127.0.0.1: events go to its event API, its executor calls
+ * `/api/inngest` with signed requests. In-process, so a test can drive many scenarios quickly.
+ */
+export async function startEmulatedGateway(options: EmulatedGatewayOptions = {}): Promise<EmulatedGateway> {
+  const dir = mkdtempSync(join(tmpdir(), "atlas-emulated-"));
+  const emulator = new InngestEmulator(options.emulator);
+  const apiUrl = await emulator.start();
+  const config = loadConfig({
+    env: { HOME: dir, ATLAS_ENGINE: "inngest", INNGEST_SIGNING_KEY: TEST_SIGNING_KEY, INNGEST_EVENT_KEY: TEST_EVENT_KEY, INNGEST_BASE_URL: apiUrl, ...options.env },
+    userConfig: false,
+    flags: { dataDir: dir },
+  });
+  const executed: string[] = [];
+  const logs: string[] = [];
+  const log = (line: string) => logs.push(line);
+  const ledgerPath = join(dir, "ledgers", "main.jsonl");
+  const executor: Executor = options.executor ?? (async (call) => {
+    executed.push(call.tool);
+    return { content: [{ type: "text", text: `${call.tool} done` }] };
+  });
+  let port = 0;
+  let current: { engine: InngestEngine; appId: string; server: Server } | undefined;
+  const boot = async () => {
+    const started = await startInngestEngine({ config, instance: "main", ledgerPath, evaluator: createRulesEvaluator(config.risk), executor, version: "test", log, onHeld: (view) => log(`HELD ${view.ref}`) });
+    started.engine.resume();
+    const listening = await startListener(
+      createRequestHandler({ engine: started.engine, verifier: new WebhookVerifier(loadOrCreateWebhookSecret(dir)), dataDir: dir, version: "test", log, routes: started.routes }),
+      "127.0.0.1",
+      port,
+      log,
+    );
+    port = listening!.port;
+    current = { engine: started.engine, appId: started.appId, server: listening!.server };
+    gateway.engine = started.engine;
+  };
+  const stop = async () => {
+    if (!current) return;
+    const { engine, server } = current;
+    current = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    await engine.close();
+  };
+  const gateway: EmulatedGateway = {
+    engine: undefined as unknown as InngestEngine,
+    appId: "",
+    emulator,
+    url: "",
+    functionId: "",
+    dir,
+    ledgerPath,
+    executed,
+    logs,
+    records: () => scanLedger(ledgerPath).records,
+    stop,
+    restart: boot,
+    async close() {
+      await stop();
+      await emulator.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await boot();
+  gateway.appId = current!.appId;
+  gateway.url = `http://127.0.0.1:${port}${SERVE_PATH}`;
+  gateway.functionId = `${gateway.appId}-${FUNCTION_ID}`;
+  if (options.sync !== false) {
+    const synced = await emulator.sync(gateway.url);
+    if (synced.status !== 200) throw new Error(`sync failed: HTTP ${synced.status} ${synced.body}`);
+  }
+  return gateway;
 }
