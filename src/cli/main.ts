@@ -139,6 +139,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         io.out(JSON.stringify(pending.map(({ instance, view }) => ({
           ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
           expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
+          ...(view.problem ? { problem: view.problem } : {}),
         })), null, 2));
         return;
       }
@@ -160,6 +161,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
         ]),
       ));
+      for (const { view } of pending) if (view.problem) io.out(`warning: ${view.ref}: ${view.problem.cause}`);
     });
 
   withCommonOptions(program.command("show <ref>"))

@@ -6,7 +6,7 @@ import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import type { RiskEvaluator } from "../risk/assess.js";
 import { createInngestClient } from "./client.js";
-import { createGovernanceFunction } from "./governanceFunction.js";
+import { createCancellationFunction, createGovernanceFunction } from "./governanceFunction.js";
 import { InngestEngine } from "./inngestEngine.js";
 import { checkInngestConfig, resolveAppId, SERVE_PATH } from "./settings.js";
 
@@ -23,6 +23,8 @@ export interface StartInngestEngineOptions {
   startInfo?: Record<string, unknown>;
   fetch?: typeof fetch;
   now?: () => Date;
+  /** Tests shorten how long after a deadline the gateway's own backstop acts (default 60 s). */
+  expiryGraceMs?: number;
 }
 
 export interface StartedInngestEngine {
@@ -58,30 +60,35 @@ export async function startInngestEngine(options: StartInngestEngineOptions): Pr
     executor: options.executor,
     dispatcher: { send: async (event) => void (await client.send(event)) },
     dispatchTimeoutMs: settings.dispatchTimeout,
+    onRunFailure: settings.onRunFailure,
+    runStartTimeoutMs: settings.runStartTimeout,
+    // Encryption turns the call into base64 ciphertext, about a third larger: leave room for it.
+    maxEventBytes: Math.floor(settings.maxEventBytes / (settings.encryptionKey ? 1.4 : 1)) - 1024,
     version: options.version,
     log: options.log,
     ...(options.now ? { now: options.now } : {}),
+    ...(options.expiryGraceMs !== undefined ? { expiryGraceMs: options.expiryGraceMs } : {}),
     ...(options.onHeld ? { onHeld: options.onHeld } : {}),
     ...(options.onRecord ? { onRecord: options.onRecord } : {}),
     startInfo: { ...options.startInfo, inngest_mode: settings.mode, inngest_dev: settings.dev, encrypted: Boolean(settings.encryptionKey) },
   });
-  const fn = createGovernanceFunction(client, engine, appId);
+  const functions = [createGovernanceFunction(client, engine, appId), createCancellationFunction(client, engine, appId)];
 
   const describe = (port: number | undefined) => describeEndpoint(options.config, appId, port);
   if (settings.mode === "connect") {
-    await startConnectWorker(engine, client, fn, options.log);
+    await startConnectWorker(engine, client, functions, options.log);
     return { engine, appId, routes: {}, describe };
   }
   const { serve } = await import("inngest/node");
   const handler = serve({
     client,
-    functions: [fn],
+    functions,
     servePath: SERVE_PATH,
     ...(settings.serveOrigin ? { serveOrigin: settings.serveOrigin } : {}),
     // An unsigned PUT would make the SDK register itself at a URL taken from the request's Host header.
     enableUnauthedSync: false,
   });
-  return { engine, appId, routes: { [SERVE_PATH]: handler }, describe };
+  return { engine, appId, routes: { [SERVE_PATH]: refuseRetriesOnBadSignature(handler, options.log) }, describe };
 }
 
 function describeEndpoint(config: GatewayConfig, appId: string, port: number | undefined): string {
@@ -99,11 +106,11 @@ function describeEndpoint(config: GatewayConfig, appId: string, port: number | u
  * retries and reconnects on its own), and MCP start-up must not depend on Inngest. The worker leaves signals to
  * the gateway, runs on this thread (the bundled CLI has no separate worker script), and closes with the engine.
  */
-async function startConnectWorker(engine: InngestEngine, client: Awaited<ReturnType<typeof createInngestClient>>, fn: ReturnType<typeof createGovernanceFunction>, log: (line: string) => void): Promise<void> {
+async function startConnectWorker(engine: InngestEngine, client: Awaited<ReturnType<typeof createInngestClient>>, functions: unknown[], log: (line: string) => void): Promise<void> {
   const { connect } = await import("inngest/connect");
   let connection: Awaited<ReturnType<typeof connect>> | undefined;
   let closing = false;
-  void connect({ apps: [{ client, functions: [fn] }], handleShutdownSignals: [], isolateExecution: false }).then(
+  void connect({ apps: [{ client, functions: functions as Parameters<typeof connect>[0]["apps"][number]["functions"] }], handleShutdownSignals: [], isolateExecution: false }).then(
     (opened) => {
       connection = opened;
       if (closing) return void opened.close().catch(() => {});
@@ -130,4 +137,33 @@ async function startConnectWorker(engine: InngestEngine, client: Awaited<ReturnT
     ]);
     clearTimeout(timer);
   });
+}
+
+/**
+ * The SDK answers a bad signature with a bare 401, which Inngest retries like any error: with a wrong or rotated
+ * signing key every run would die hours later, after its retries. Adding `x-inngest-no-retry: true` makes Inngest
+ * fail the run at once (visible in its dashboard, and to the gateway's failure handler once the key is fixed), and
+ * the cause is logged here, where the operator looks.
+ */
+export function refuseRetriesOnBadSignature(handler: RequestListener, log: (line: string) => void): RequestListener {
+  return (req, res) => {
+    const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
+    res.writeHead = ((status: number, ...rest: unknown[]) => {
+      if (status === 401) {
+        res.setHeader("x-inngest-no-retry", "true");
+        log(`inngest: refused a ${req.method} to ${SERVE_PATH}: ${signatureProblem(req.headers["x-inngest-signature"])}; Inngest will not retry it. Check inngest.signingKey (INNGEST_SIGNING_KEY) against the key Inngest uses (dashboard, or the self-hosted server's --signing-key)`);
+      }
+      return writeHead(status, ...rest);
+    }) as typeof res.writeHead;
+    handler(req, res);
+  };
+}
+
+function signatureProblem(header: string | string[] | undefined): string {
+  if (typeof header !== "string" || !header) return "no X-Inngest-Signature header (is Inngest in dev mode while this gateway is not?)";
+  const params = new URLSearchParams(header);
+  const ts = Number(params.get("t"));
+  if (!params.get("s") || !Number.isFinite(ts)) return "a malformed X-Inngest-Signature header";
+  if (Math.abs(Date.now() - ts * 1000) > 5 * 60_000) return "a signature older than 5 minutes (clock skew, or a replayed request)";
+  return "a signature that matches neither the signing key nor its fallback (wrong or rotated key)";
 }

@@ -56,6 +56,12 @@ export function statusToResult(view: RequestView): CallToolResult {
     ...(view.outcome ? { outcome: view.outcome } : {}),
   };
   const line = (text: string): CallToolResult["content"][number] => ({ type: "text", text });
+  if (view.problem && (view.status === "pending" || view.status === "approved")) {
+    // Still open, but the engine cannot carry it as things stand: say why, and what will happen.
+    const { problem, ...rest } = view;
+    const status = statusToResult(rest);
+    return { ...status, content: [...status.content, line(`Warning: ${problem.cause}`)], structuredContent: { ...status.structuredContent, problem } };
+  }
   switch (view.status) {
     case "executed": {
       const result = (view.result ?? { content: [] }) as CallToolResult;

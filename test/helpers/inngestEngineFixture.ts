@@ -135,6 +135,7 @@ export interface EmulatedGatewayOptions {
   /** Sync the app with the emulator once serving (default true). */
   sync?: boolean;
   executor?: Executor;
+  expiryGraceMs?: number;
 }
 
 /**
@@ -155,14 +156,15 @@ export async function startEmulatedGateway(options: EmulatedGatewayOptions = {})
   const logs: string[] = [];
   const log = (line: string) => logs.push(line);
   const ledgerPath = join(dir, "ledgers", "main.jsonl");
-  const executor: Executor = options.executor ?? (async (call) => {
+  const executor: Executor = async (call, execOptions) => {
     executed.push(call.tool);
+    if (options.executor) return options.executor(call, execOptions);
     return { content: [{ type: "text", text: `${call.tool} done` }] };
-  });
+  };
   let port = 0;
   let current: { engine: InngestEngine; appId: string; server: Server } | undefined;
   const boot = async () => {
-    const started = await startInngestEngine({ config, instance: "main", ledgerPath, evaluator: createRulesEvaluator(config.risk), executor, version: "test", log, onHeld: (view) => log(`HELD ${view.ref}`) });
+    const started = await startInngestEngine({ config, instance: "main", ledgerPath, evaluator: createRulesEvaluator(config.risk), executor, version: "test", log, onHeld: (view) => log(`HELD ${view.ref}`), ...(options.expiryGraceMs !== undefined ? { expiryGraceMs: options.expiryGraceMs } : {}) });
     started.engine.resume();
     const listening = await startListener(
       createRequestHandler({ engine: started.engine, verifier: new WebhookVerifier(loadOrCreateWebhookSecret(dir)), dataDir: dir, version: "test", log, routes: started.routes }),

@@ -57,8 +57,10 @@ describe("/api/inngest against the Inngest emulator", () => {
     const gateway = await gatewayWith();
     const app = gateway.emulator.app(gateway.appId)!;
     expect(app.url).toBe(gateway.url);
-    expect(app.functions.map((fn) => fn.id)).toEqual([gateway.functionId]);
-    const [fn] = app.functions;
+    expect(app.functions.map((fn) => fn.id)).toEqual([gateway.functionId, `${gateway.functionId}-failure`, `${gateway.functionId}-cancelled`]);
+    const [fn, failure, cancelled] = app.functions;
+    expect(failure!.triggers).toEqual([{ event: "inngest/function.failed", expression: `event.data.function_id == '${gateway.functionId}'` }]);
+    expect(cancelled!.triggers).toEqual([{ event: "inngest/function.cancelled", expression: `event.data.function_id == "${gateway.functionId}"` }]);
     expect(fn!.triggers).toEqual([{ event: REQUEST_EVENT, expression: requestTriggerFilter(gateway.appId) }]);
     expect(fn!.idempotency).toBe("event.data.ref");
     expect(Object.values(fn!.steps)[0]!.retries).toEqual({ attempts: WORKFLOW_RETRIES });

@@ -17,7 +17,7 @@ afterEach(async () => {
 async function setUp(result?: Parameters<typeof createEngineFixture>[1]) {
   const fixture = createEngineFixture({}, result);
   fixtures.push(fixture);
-  const client = await createInngestClient({ mode: "serve", dev: true, dispatchTimeout: 10_000 }, { appId: APP_ID, version: "test", log: () => {} });
+  const client = await createInngestClient({ mode: "serve", dev: true, dispatchTimeout: 10_000, onRunFailure: "expire", runStartTimeout: 60_000, maxEventBytes: 262_144 }, { appId: APP_ID, version: "test", log: () => {} });
   const fn = createGovernanceFunction(client, fixture.engine, APP_ID);
   return { fixture, fn };
 }
