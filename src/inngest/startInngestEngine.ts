@@ -88,7 +88,22 @@ export async function startInngestEngine(options: StartInngestEngineOptions): Pr
     // An unsigned PUT would make the SDK register itself at a URL taken from the request's Host header.
     enableUnauthedSync: false,
   });
-  return { engine, appId, routes: { [SERVE_PATH]: refuseRetriesOnBadSignature(handler, options.log) }, describe };
+  const onSync = (status: number, body: string) => {
+    let message = body;
+    try {
+      message = String((JSON.parse(body) as { message?: unknown }).message ?? body);
+    } catch {
+      // not JSON: keep the text
+    }
+    if (status === 200) {
+      options.log(`inngest: app '${appId}' synced: Inngest registered the governance workflow at this gateway`);
+      void engine.recordEvent("inngest.synced", { app_id: appId }).catch(() => {});
+    } else {
+      options.log(`inngest: app '${appId}' could not register with Inngest (HTTP ${status}: ${message}); no run will start. ${registrationHint(settings)}`);
+      void engine.recordEvent("inngest.sync_failed", { app_id: appId, status, cause: message }).catch(() => {});
+    }
+  };
+  return { engine, appId, routes: { [SERVE_PATH]: refuseRetriesOnBadSignature(handler, options.log, onSync) }, describe };
 }
 
 function describeEndpoint(config: GatewayConfig, appId: string, port: number | undefined): string {
@@ -145,18 +160,37 @@ async function startConnectWorker(engine: InngestEngine, client: Awaited<ReturnT
  * fail the run at once (visible in its dashboard, and to the gateway's failure handler once the key is fixed), and
  * the cause is logged here, where the operator looks.
  */
-export function refuseRetriesOnBadSignature(handler: RequestListener, log: (line: string) => void): RequestListener {
+export function refuseRetriesOnBadSignature(handler: RequestListener, log: (line: string) => void, onSync?: (status: number, body: string) => void): RequestListener {
+  const refused = (req: Parameters<RequestListener>[0]) =>
+    log(`inngest: refused a ${req.method} to ${SERVE_PATH}: ${signatureProblem(req.headers["x-inngest-signature"])}; Inngest will not retry it. Check inngest.signingKey (INNGEST_SIGNING_KEY) against the key Inngest uses (dashboard, or the self-hosted server's --signing-key)`);
   return (req, res) => {
     const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
-    res.writeHead = ((status: number, ...rest: unknown[]) => {
-      if (status === 401) {
-        res.setHeader("x-inngest-no-retry", "true");
-        log(`inngest: refused a ${req.method} to ${SERVE_PATH}: ${signatureProblem(req.headers["x-inngest-signature"])}; Inngest will not retry it. Check inngest.signingKey (INNGEST_SIGNING_KEY) against the key Inngest uses (dashboard, or the self-hosted server's --signing-key)`);
-      }
-      return writeHead(status, ...rest);
+    let status = 0;
+    res.writeHead = ((code: number, ...rest: unknown[]) => {
+      status = code;
+      if (code === 401) res.setHeader("x-inngest-no-retry", "true");
+      if (code === 401 && req.method !== "PUT") refused(req);
+      return writeHead(code, ...rest);
     }) as typeof res.writeHead;
+    if (req.method === "PUT") {
+      // A sync: either the signature was refused, or the SDK registered this app with Inngest (or failed to).
+      const end = res.end.bind(res) as (...args: unknown[]) => typeof res;
+      res.end = ((...args: unknown[]) => {
+        const body = typeof args[0] === "string" ? args[0] : Buffer.isBuffer(args[0]) ? args[0].toString("utf8") : "";
+        if (status === 401 && /"Unauthorized"/.test(body)) refused(req);
+        else onSync?.(status, body);
+        return end(...args);
+      }) as typeof res.end;
+    }
     handler(req, res);
   };
+}
+
+/** What to check when registration fails: the Inngest v4 pitfalls users report most. */
+function registrationHint(settings: GatewayConfig["inngest"]): string {
+  if (settings.dev) return "Is the dev server running at the base URL?";
+  if (!settings.baseUrl) return "Outside dev mode the app registers with Inngest Cloud: for a local dev server set INNGEST_DEV=1; for Cloud check INNGEST_SIGNING_KEY against the dashboard";
+  return "Self-hosted: INNGEST_SIGNING_KEY must be the key the server was started with (inngest start --signing-key), and INNGEST_BASE_URL its address";
 }
 
 function signatureProblem(header: string | string[] | undefined): string {
