@@ -108,7 +108,10 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, ...(flags.reason ? { reason: flags.reason } : {}) };
         const result = await decideRef(resolved.dataDir, input);
         const view = assertApplied(result, describeView);
-        if (result.via === "ledger" && resolved.engine === "inngest") {
+        // The engine that acts is the one of the gateway that owns this ledger (running, or the last to run), not
+        // whatever this command's own flags say: a held Inngest run needs the decision event either way.
+        const engine = lastGatewayEngine(resolved.dataDir, result.instance) ?? resolved.engine;
+        if (result.via === "ledger" && engine === "inngest") {
           // No gateway holds it: tell the waiting run now; the gateway also re-sends it at its next start.
           const { sendDecisionEvent } = await import("../inngest/index.js");
           const failed = await sendDecisionEvent(resolved, result.instance, input, VERSION, (line) => io.err(`atlas-gateway: ${line}`));
@@ -116,14 +119,23 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         }
         const verb = name === "approve" ? "approved" : "denied";
         const next = name === "deny"
-          ? "it will not run."
-          : resolved.engine === "inngest"
-            ? `its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
-            : result.via === "gateway" ? "the gateway is executing it now; the agent gets the result from atlas_status." : "no gateway is running for it; it runs when the gateway next starts.";
+          ? `engine ${engine}: it will not run.`
+          : engine === "inngest"
+            ? `engine inngest: its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
+            : result.via === "gateway" ? "engine local: the gateway is executing it now; the agent gets the result from atlas_status." : "engine local: no gateway is running for it; it runs when the gateway next starts.";
         io.out(`${verb} ${view.ref} (${view.name}) as ${reviewer}: ${next}`);
       });
   decideCommand("approve");
   decideCommand("deny");
+
+  /** The engine of the gateway that last started on this instance's ledger (`gateway.started`), if any. */
+  function lastGatewayEngine(dataDir: string, instance: string): "local" | "inngest" | undefined {
+    let engine: "local" | "inngest" | undefined;
+    scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
+      if (record.type === "gateway.started") engine = record.data.engine === "inngest" ? "inngest" : "local";
+    });
+    return engine;
+  }
 
   withCommonOptions(program.command("pending"))
     .description("list calls waiting for review: ref, age, tool, masked arguments, risk score, rules fired and reasons")

@@ -163,10 +163,11 @@ describe("engine inngest, end to end through the built CLI against the emulator"
     expect(scan.records.at(-1)?.type).toBe("gateway.stopped");
   });
 
-  it("deny through the webhook: the run ends at once and the call never runs", async () => {
+  it("deny with the CLI while the gateway runs (no engine flag of its own): the run ends at once and the call never runs", async () => {
     const setup = await startGateway();
     const { ref, run } = await hold(setup);
-    await webhookDecision(setup, ref, "DENIED", "not eligible");
+    const { stdout } = await promisify(execFile)(process.execPath, [BIN, "deny", ref, "--reason", "not eligible", "--reviewer", "erin", "--data-dir", setup.dir], { env: setup.env });
+    expect(stdout).toContain(`denied ${ref} (request_payment_extension) as erin: engine inngest: it will not run.`);
     await setup.emulator.ended(run);
     expect(run.output).toEqual({ ref, status: "denied", executed: false });
     expect((await status(setup, ref)).structuredContent).toMatchObject({ status: "denied", decision: { reason: "not eligible" } });
@@ -200,9 +201,10 @@ describe("engine inngest, end to end through the built CLI against the emulator"
     const { ref, run } = await hold(setup, "C-2002");
     expect(await setup.gateway.close()).toBe(0);
 
-    const { stdout } = await promisify(execFile)(process.execPath, [BIN, "approve", ref, "--reason", "ok", "--reviewer", "erin", "--data-dir", setup.dir], { env: { ...setup.env, ATLAS_ENGINE: "inngest" } });
-    expect(stdout).toContain(`approved ${ref}`);
-    expect(stdout).toContain("Inngest");
+    // The engine came from the MCP client's --engine flag only: the command learns it from the data dir.
+    expect(setup.env.ATLAS_ENGINE).toBeUndefined();
+    const { stdout } = await promisify(execFile)(process.execPath, [BIN, "approve", ref, "--reason", "ok", "--reviewer", "erin", "--data-dir", setup.dir], { env: setup.env });
+    expect(stdout).toContain(`approved ${ref} (request_payment_extension) as erin: engine inngest: its Inngest run executes it once the decision reaches it and the gateway is running again`);
     const sent = await setup.emulator.waitForEvent((event) => event.name === DECISION_EVENT);
     expect(sent.data).toMatchObject({ ref, decision: "approved", reviewer: "erin", reason: "ok" });
     // The wait resumed; the run's next call finds no gateway and is retried on Inngest's backoff.
