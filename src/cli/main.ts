@@ -4,7 +4,7 @@ import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "..
 import { registerPolicyCommands, registerToolCommands } from "./policy.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
-import { listInstances } from "../governance/instance.js";
+import { lastGatewayEngine, listInstances } from "../governance/instance.js";
 import { scanLedger } from "../ledger/ledger.js";
 import { maskSecrets } from "../mask.js";
 import type { RequestView } from "../governance/requests.js";
@@ -127,15 +127,6 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       });
   decideCommand("approve");
   decideCommand("deny");
-
-  /** The engine of the gateway that last started on this instance's ledger (`gateway.started`), if any. */
-  function lastGatewayEngine(dataDir: string, instance: string): "local" | "inngest" | undefined {
-    let engine: "local" | "inngest" | undefined;
-    scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
-      if (record.type === "gateway.started") engine = record.data.engine === "inngest" ? "inngest" : "local";
-    });
-    return engine;
-  }
 
   withCommonOptions(program.command("pending"))
     .description("list calls waiting for review: ref, age, tool, masked arguments, risk score, rules fired and reasons")

@@ -506,7 +506,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       this.stallTimers.delete(ref);
       const view = this.log.table.get(ref);
       if (!view || this.runStarted.has(ref) || (view.status !== "pending" && view.status !== "approved") || view.problem) return;
-      const cause = `Inngest accepted its request event, but no run has started within ${Math.round(ms / 1000)} s: is app '${this.options.appId}' synced with Inngest, and can Inngest reach this gateway? (run 'atlas-gateway doctor')`;
+      const cause = `Inngest accepted its request event, but no run has started within ${ms < 10_000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}: is app '${this.options.appId}' synced with Inngest, and can Inngest reach this gateway? (run 'atlas-gateway doctor')`;
       this.recordQuietly("workflow.stalled", ref, { cause: `${cause}. ${this.policyText()}` }, "sync");
       this.options.log?.(`inngest: ${ref} (${view.name}): ${cause}`);
       if (view.status === "approved") this.settleStranded(ref, cause, false);

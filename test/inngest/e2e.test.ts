@@ -217,6 +217,25 @@ describe("engine inngest, end to end through the built CLI against the emulator"
     expect((await status(setup, ref)).structuredContent).toMatchObject({ status: "executed", outcome: "ok" });
   });
 
+  it("an app Inngest never synced: atlas_status and pending say the run has not started, and why, instead of 'Running now'", async () => {
+    const setup = await startGateway({ ATLAS_INNGEST_RUN_START_TIMEOUT: "300ms" });
+    // The gateway serves and sends events, but nobody synced the app: Inngest accepts the events and starts nothing.
+    setup.emulator.registrations.splice(0);
+    const held = await setup.gateway.callTool("request_payment_extension", { citizen_id: "C-3003", days: 5 });
+    const ref = /Ref: (evt_[0-9a-f]{8})/.exec(text(held.result))![1]!;
+    await setup.emulator.until(() => setup.gateway.stderr.includes(`inngest: ${ref} (request_payment_extension): Inngest accepted its request event, but no run has started`), 15_000, "the stall line on stderr");
+    expect(setup.emulator.runs).toEqual([]);
+    const pending = await promisify(execFile)(process.execPath, [BIN, "pending", "--data-dir", setup.dir], { env: setup.env });
+    expect(pending.stdout).toContain(`warning: ${ref}: Inngest accepted its request event, but no run has started`);
+    await webhookDecision(setup, ref, "APPROVED", "fine");
+    const answer = await setup.gateway.callTool("atlas_status", { ref });
+    expect(text(answer.result)).toMatch(/APPROVED[\s\S]*Warning: Inngest accepted its request event, but no run has started within 300 ms: is app '\S+' synced with Inngest/);
+    expect(answer.result?.structuredContent).toMatchObject({ status: "approved", problem: { kind: "run_not_started" } });
+    expect(await setup.gateway.close()).toBe(0);
+    const { stdout } = await promisify(execFile)(process.execPath, [BIN, "doctor", "--data-dir", setup.dir], { env: setup.env }).catch((error: { stdout: string }) => error);
+    expect(stdout).toContain(`✗ inngest: ${ref} (request_payment_extension, approved): Inngest accepted its request event, but no run has started`);
+  });
+
   it("with inngest.encryptionKey, Inngest never sees the tool call or step data in clear", async () => {
     const setup = await startGateway({ ATLAS_INNGEST_ENCRYPTION_KEY: ENCRYPTION_KEY });
     await setup.gateway.callTool("check_payment_status", { citizen_id: "C-1001" });
