@@ -120,6 +120,10 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         const verb = name === "approve" ? "approved" : "denied";
         const next = name === "deny"
           ? `engine ${engine}: it will not run.`
+          : engine === "inngest" && view.status === "abandoned"
+            ? `engine inngest: it was not run: ${view.problem?.cause ?? "its Inngest run cannot carry it"}`
+          : engine === "inngest" && view.problem
+            ? `engine inngest: warning: ${view.problem.cause}`
           : engine === "inngest"
             ? `engine inngest: its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
             : result.via === "gateway" ? "engine local: the gateway is executing it now; the agent gets the result from atlas_status." : "engine local: no gateway is running for it; it runs when the gateway next starts.";

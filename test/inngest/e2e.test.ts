@@ -227,7 +227,8 @@ describe("engine inngest, end to end through the built CLI against the emulator"
     expect(setup.emulator.runs).toEqual([]);
     const pending = await promisify(execFile)(process.execPath, [BIN, "pending", "--data-dir", setup.dir], { env: setup.env });
     expect(pending.stdout).toContain(`warning: ${ref}: Inngest accepted its request event, but no run has started`);
-    await webhookDecision(setup, ref, "APPROVED", "fine");
+    const approved = await promisify(execFile)(process.execPath, [BIN, "approve", ref, "--reviewer", "erin", "--data-dir", setup.dir], { env: setup.env });
+    expect(approved.stdout).toContain(`approved ${ref} (request_payment_extension) as erin: engine inngest: warning: Inngest accepted its request event, but no run has started`);
     const answer = await setup.gateway.callTool("atlas_status", { ref });
     expect(text(answer.result)).toMatch(/APPROVED[\s\S]*Warning: Inngest accepted its request event, but no run has started within 300 ms: is app '\S+' synced with Inngest/);
     expect(answer.result?.structuredContent).toMatchObject({ status: "approved", problem: { kind: "run_not_started" } });
