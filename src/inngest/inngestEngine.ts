@@ -317,7 +317,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       timer.unref();
       options?.signal?.addEventListener("abort", onAbort, { once: true });
       if (options?.signal?.aborted) return onAbort();
-      this.options.dispatcher.send(requestEvent(this.options.appId, this.options.instance, view)).then(
+      this.options.dispatcher.send(requestEvent(this.options.appId, this.options.instance, view, this.options.maxEventBytes)).then(
         () => undefined,
         (error: Error) => claim(`its event could not be sent to Inngest (${error.message})`),
       );

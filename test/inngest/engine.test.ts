@@ -75,6 +75,30 @@ describe("InngestEngine without Inngest", () => {
     await eventually(() => expect(f.records().some((record) => record.type === "workflow.event_sent" && record.ref === hold.ref)).toBe(true));
   });
 
+  it("gives up re-sending after a bounded number of attempts, and says so", async () => {
+    const f = fixture({ maxSendAttempts: 3 });
+    f.outage.on = true;
+    const { ref } = await f.engine.submit(highRiskCall);
+    await eventually(() => expect(f.logs.join("\n")).toContain(`gave up sending request event for ${ref} after 3 attempts`));
+    const attempts = f.logs.filter((line) => line.includes("retrying with backoff")).length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(f.logs.filter((line) => line.includes("retrying with backoff")).length).toBe(attempts);
+    expect(f.engine.get(ref!)?.status).toBe("pending");
+  });
+
+  it("sends a call larger than maxEventBytes by reference: ref and digest, not the arguments", async () => {
+    const f = fixture({ maxEventBytes: 4096 });
+    const { ref } = await f.engine.submit({ ...highRiskCall, args: { blob: "z".repeat(10_000) } });
+    const event = await eventually(() => {
+      const found = f.sent.find((sent) => sent.data.ref === ref);
+      if (!found) throw new Error("not sent yet");
+      return found;
+    });
+    expect(JSON.stringify(event).length).toBeLessThan(4096);
+    expect(event.data.call).toMatchObject({ args: expect.stringContaining("in the gateway's ledger"), by_reference: { bytes: expect.any(Number) }, args_digest: f.engine.get(ref!)!.argsDigest });
+    await eventually(() => expect(f.records().find((record) => record.type === "workflow.event_sent")?.data).toMatchObject({ by_reference: { bytes: expect.any(Number) } }));
+  });
+
   it("re-sends a decision with backoff until the run's record-decision step consumed it", async () => {
     const f = fixture();
     const { ref } = await f.engine.submit(highRiskCall);

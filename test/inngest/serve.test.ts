@@ -114,9 +114,20 @@ describe("/api/inngest against the Inngest emulator", () => {
       ["stale", signInngestBody(body, TEST_SIGNING_KEY, new Date(Date.now() - 10 * 60_000))],
       ["tampered", signInngestBody({ ...body, steps: { forged: true } }, TEST_SIGNING_KEY)],
       ["garbage", "t=1&s=zz"],
+      ["malformed", "nonsense"],
       ["missing", undefined],
     ];
-    for (const [label, signature] of cases) expect((await rawCall(gateway, body, signature)).status, label).toBe(401);
+    for (const [label, signature] of cases) {
+      const res = await rawCall(gateway, body, signature);
+      expect(res.status, label).toBe(401);
+      // without this header Inngest would retry for hours before the run dies
+      expect(res.headers.get("x-inngest-no-retry"), label).toBe("true");
+    }
+    const logged = gateway.logs.join("\n");
+    expect(logged).toContain("a signature that matches neither the signing key nor its fallback (wrong or rotated key)");
+    expect(logged).toContain("a signature older than 5 minutes");
+    expect(logged).toContain("a malformed X-Inngest-Signature header");
+    expect(logged).toContain("no X-Inngest-Signature header");
     expect(workflowSteps(gateway)).toEqual([]);
     // Introspection and unsigned sync are refused too outside dev mode.
     expect((await fetch(gateway.url)).status).toBe(401);
