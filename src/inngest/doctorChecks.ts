@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { GatewayConfig } from "../config.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
@@ -31,7 +32,14 @@ export async function checkInngestEngine(config: GatewayConfig, probe: typeof fe
   }
 
   const urls = settings.baseUrl || settings.dev ? [inngestBaseUrl(settings)] : ["https://api.inngest.com", "https://inn.gs"];
-  for (const url of urls) checks.push(await checkReachable(url, probe, settings.dev));
+  const reachable: InngestCheck[] = [];
+  for (const url of urls) reachable.push(await checkReachable(url, probe, settings.dev));
+  checks.push(...reachable);
+  if (!settings.dev && reachable[0]?.ok && !problems.length) {
+    for (const [name, key] of [["signingKey", settings.signingKey], ["signingKeyFallback", settings.signingKeyFallback]] as const) {
+      if (key) checks.push(await probeSigningKey(urls[0]!, name, key, probe));
+    }
+  }
 
   if (!settings.dev && !settings.baseUrl) {
     checks.push({ ok: true, line: "inngest: not in dev mode and no INNGEST_BASE_URL, so the app registers with Inngest Cloud; a local dev server needs INNGEST_DEV=1 (else its sync registers this app with Cloud, and runs never reach it)" });
@@ -45,6 +53,32 @@ export async function checkInngestEngine(config: GatewayConfig, probe: typeof fe
     });
   }
   return checks;
+}
+
+/**
+ * A signed probe: asks Inngest's API for the data of a run that does not exist, authenticated as the SDK is (bearer
+ * token = the hashed signing key; inngest-js `InngestApi.getRunBatch`). Inngest answers 401 to a key it does not
+ * know, and 404 to a known key: so a wrong key (another environment's, or not the self-hosted server's
+ * `--signing-key`) shows here instead of as runs that never start.
+ */
+async function probeSigningKey(apiUrl: string, name: string, key: string, probe: typeof fetch): Promise<InngestCheck> {
+  const url = new URL("/v0/runs/01ATLASDOCTORPROBE000000000/batch", apiUrl);
+  try {
+    const response = await probe(url, { headers: { authorization: `Bearer ${hashSigningKey(key)}` }, signal: AbortSignal.timeout(5000) });
+    await response.body?.cancel().catch(() => {});
+    if (response.status === 401 || response.status === 403) {
+      return { ok: false, line: `inngest: Inngest at ${apiUrl} does not accept inngest.${name} (signed probe: HTTP ${response.status})`, fix: "copy the signing key of this environment from the Inngest dashboard (self-hosted: the key the server was started with); a wrong key makes every sync and run fail" };
+    }
+    return { ok: true, line: `inngest: Inngest at ${apiUrl} accepts inngest.${name} (signed probe: HTTP ${response.status})` };
+  } catch (error) {
+    return { ok: false, line: `inngest: signed probe of inngest.${name} at ${apiUrl} failed (${(error as Error).message})`, fix: "check the network and INNGEST_BASE_URL" };
+  }
+}
+
+/** The bearer token the SDK authenticates with: the key's `signkey-<env>-` prefix kept, its hex bytes SHA-256-hashed. */
+function hashSigningKey(key: string): string {
+  const prefix = /^signkey-\w+-/.exec(key)?.[0] ?? "";
+  return `${prefix}${createHash("sha256").update(Buffer.from(key.slice(prefix.length), "hex")).digest("hex")}`;
 }
 
 async function checkReachable(url: string, probe: typeof fetch, dev: boolean): Promise<InngestCheck> {

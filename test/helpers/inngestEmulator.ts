@@ -182,6 +182,8 @@ export interface InngestEmulatorOptions {
   /** Delay before retry number `n` (1-based), in ms of the emulator's clock. Default: Inngest's schedule. */
   backoff?: (retry: number) => number;
   clock?: EmulatorClock;
+  /** Above this request size the executor sends no events or steps and sets `use_api` (default ~4 MiB). */
+  maxRequestBytes?: number;
 }
 
 type Work = () => Promise<void>;
@@ -198,12 +200,15 @@ export class InngestEmulator {
   readonly refused: { status: number; body: string; bytes: number }[] = [];
   readonly registrations: Registration[] = [];
   readonly runs: EmulatedRun[] = [];
+  /** Requests to the SDK's authenticated API (`/v0/runs/...`), with the bearer token they carried. */
+  readonly apiRequests: { path: string; authorization: string }[] = [];
   /** The next N event API requests fail with 500 (an outage). */
   failNextEvents = 0;
   /** The signing key the executor signs with; a test changes it to model a wrong or rotated key. */
   signingKey: string;
   eventKey: string;
   maxEventBytes: number;
+  private readonly maxRequestBytes: number;
   private readonly backoff: (retry: number) => number;
   private server!: Server;
   private readonly waits: Wait[] = [];
@@ -219,6 +224,7 @@ export class InngestEmulator {
     this.eventKey = options.eventKey ?? TEST_EVENT_KEY;
     this.maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
     this.backoff = options.backoff ?? INNGEST_BACKOFF;
+    this.maxRequestBytes = options.maxRequestBytes ?? 4 * 1024 * 1024;
     this.clock = options.clock ?? new EmulatorClock();
   }
 
@@ -253,6 +259,8 @@ export class InngestEmulator {
     if (req.method === "POST" && eventPath) return this.receiveEvents(decodeURIComponent(eventPath[1]!), raw, answer);
     if (req.method === "POST" && path === "/fn/register") return this.register(req, raw, answer);
     if (req.method === "GET" && path === "/health") return answer(200, { status: 200, message: "OK" });
+    const runData = /^\/v0\/runs\/([^/]+)\/(actions|batch)$/.exec(path);
+    if (req.method === "GET" && runData) return this.serveRunData(req, decodeURIComponent(runData[1]!), runData[2] as "actions" | "batch", answer);
     answer(404, { error: `not emulated: ${req.method} ${path}` });
   }
 
@@ -302,6 +310,18 @@ export class InngestEmulator {
     this.registrations.push(registration);
     answer(200, { ok: true, modified: true });
     this.changed();
+  }
+
+  /**
+   * The SDK's authenticated API for run data (`use_api`: the executor's payload was too big to send): the bearer
+   * token must be the hashed signing key (401 otherwise), an unknown run is 404.
+   */
+  private serveRunData(req: IncomingMessage, runId: string, what: "actions" | "batch", answer: (status: number, body: unknown) => void): void {
+    this.apiRequests.push({ path: `/v0/runs/${runId}/${what}`, authorization: req.headers.authorization ?? "" });
+    if (req.headers.authorization !== `Bearer ${hashSigningKey(this.signingKey)}`) return answer(401, { error: "unauthorized", status: 401 });
+    const run = this.runs.find((candidate) => candidate.id === runId);
+    if (!run) return answer(404, { error: "run not found", status: 404 });
+    answer(200, what === "batch" ? [run.event] : run.steps);
   }
 
   /**
@@ -391,11 +411,11 @@ export class InngestEmulator {
     const url = new URL(step.runtime.url);
     url.searchParams.set("fnId", run.fn.id);
     url.searchParams.set("stepId", item.stepId);
-    const body = {
+    let body = {
       version: run.version,
       event: run.event,
       events: [run.event],
-      steps: { ...run.steps },
+      steps: { ...run.steps } as Record<string, StoredStep>,
       ctx: {
         fn_id: run.fn.id,
         run_id: run.id,
@@ -408,6 +428,10 @@ export class InngestEmulator {
       },
       use_api: false,
     };
+    if (Buffer.byteLength(JSON.stringify(body)) > this.maxRequestBytes) {
+      // Too big to send: the SDK fetches events and steps from the API with its signing key.
+      body = { ...body, events: [], steps: {}, ctx: { ...body.ctx, use_api: true }, use_api: true };
+    }
     const call: ExecutorCall = { stepId: item.stepId, attempt: item.attempt, body, status: "transport-error", headers: {}, text: "" };
     run.calls.push(call);
     try {

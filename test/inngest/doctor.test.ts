@@ -39,6 +39,7 @@ describe("doctor with engine inngest", () => {
     expect(text).toMatch(/✓ inngest: mode serve, app 'atlas-gateway-[0-9a-f]{10}' \(self-hosted or custom Inngest\)/);
     expect(text).toContain("✓ inngest: event key and signing key present and well-formed");
     expect(text).toContain(`✓ inngest: ${url} reachable (HTTP 404)`);
+    expect(text).toContain(`✓ inngest: Inngest at ${url} accepts inngest.signingKey (signed probe: HTTP 404)`);
     expect(text).toContain("npx inngest-cli dev -u http://127.0.0.1:8123/api/inngest");
     // (a fresh data dir has no webhook secret yet: that is doctor's one other ✗ here)
     expect(lines.filter((line) => line.startsWith("✗"))).toEqual([expect.stringContaining("webhook secret missing")]);
@@ -96,5 +97,14 @@ describe("doctor with engine inngest", () => {
     await gateway.stop();
     const { lines } = await doctor(env, "0", gateway.dir);
     expect(lines.join("\n")).toContain("✗ inngest: instance 'main': the last sync failed to register the app");
+  });
+
+  it("a signing key Inngest does not know fails the signed probe", async () => {
+    const api = new InngestEmulator({ signingKey: `signkey-test-${"0c".repeat(32)}` });
+    const url = await api.start();
+    cleanups.push(() => api.close());
+    const { lines } = await doctor({ INNGEST_SIGNING_KEY: TEST_SIGNING_KEY, INNGEST_EVENT_KEY: TEST_EVENT_KEY, INNGEST_BASE_URL: url });
+    expect(lines.join("\n")).toContain(`✗ inngest: Inngest at ${url} does not accept inngest.signingKey (signed probe: HTTP 401)`);
+    expect(api.apiRequests[0]!.authorization).toMatch(/^Bearer signkey-test-[0-9a-f]{64}$/);
   });
 });

@@ -204,6 +204,24 @@ describe("the emulated executor", () => {
     expect(run.output).toEqual({ reply: { name: "toy/reply", id: reply.id, ts: reply.ts, data: { key: "k1", late: true } } });
   });
 
+  it("switches to use_api for a payload too big to send: the SDK fetches events and steps with its hashed signing key", async () => {
+    const { emulator } = await toyApp((client) => [
+      client.createFunction({ id: "bulky", triggers: [{ event: "toy/go" }] }, async ({ step }) => {
+        const blob = await step.run("make-blob", () => "b".repeat(20_000));
+        const size = await step.run("measure", () => blob.length);
+        return { size };
+      }),
+    ], { maxRequestBytes: 10_000 });
+    await post(emulator, { name: "toy/go", data: {} });
+    const run = await emulator.waitForRun(() => true);
+    await emulator.ended(run);
+    expect(run.output).toEqual({ size: 20_000 });
+    expect(run.calls.some((call) => (call.body.ctx as { use_api: boolean }).use_api)).toBe(true);
+    expect(emulator.apiRequests.map((request) => request.path)).toEqual(expect.arrayContaining([`/v0/runs/${run.id}/actions`, `/v0/runs/${run.id}/batch`]));
+    expect(emulator.apiRequests[0]!.authorization).toMatch(/^Bearer signkey-test-[0-9a-f]{64}$/);
+    expect(emulator.apiRequests[0]!.authorization).not.toContain("5e5e5e");
+  });
+
   it("times a wait out on its clock (storing null), sleeps until the clock says so, and rejects bad waits", async () => {
     const { emulator } = await toyApp((client) => [
       client.createFunction({ id: "patient", triggers: [{ event: "toy/patient" }] }, async ({ step }) => {
