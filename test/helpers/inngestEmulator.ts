@@ -135,6 +135,14 @@ interface Wait {
   cancelTimer: () => void;
 }
 
+interface EmulatorSignalWait {
+  run: EmulatedRun;
+  op: StepOp;
+  signal: string;
+  replaced: boolean;
+  cancelTimer: () => void;
+}
+
 export type RunStatus = "running" | "completed" | "failed" | "cancelled";
 
 /** One function run, as the executor keeps it. */
@@ -212,6 +220,9 @@ export class InngestEmulator {
   private readonly backoff: (retry: number) => number;
   private server!: Server;
   private readonly waits: Wait[] = [];
+  private readonly signalWaits: EmulatorSignalWait[] = [];
+  /** What to do when an invoked run ends (settle its parent's step). */
+  private readonly onEnd = new Map<EmulatedRun, () => void>();
   private readonly seenEventIds = new Map<string, number>();
   private readonly idempotencyKeys = new Map<string, number>();
   private inFlight = 0;
@@ -258,6 +269,7 @@ export class InngestEmulator {
     const eventPath = /^\/e\/([^/]+)$/.exec(path);
     if (req.method === "POST" && eventPath) return this.receiveEvents(decodeURIComponent(eventPath[1]!), raw, answer);
     if (req.method === "POST" && path === "/fn/register") return this.register(req, raw, answer);
+    if (req.method === "POST" && path === "/v1/signals") return this.receiveSignal(req, raw, answer);
     if (req.method === "GET" && path === "/health") return answer(200, { status: 200, message: "OK" });
     const runData = /^\/v0\/runs\/([^/]+)\/(actions|batch)$/.exec(path);
     if (req.method === "GET" && runData) return this.serveRunData(req, decodeURIComponent(runData[1]!), runData[2] as "actions" | "batch", answer);
@@ -512,6 +524,12 @@ export class InngestEmulator {
           });
           break;
         }
+        case "WaitForSignal":
+          this.registerSignalWait(run, op);
+          break;
+        case "InvokeFunction":
+          this.invoke(run, op);
+          break;
         case "RunComplete":
           return this.finish(run, "completed", op.data ?? null);
         default:
@@ -560,6 +578,68 @@ export class InngestEmulator {
     this.waits.push(wait);
   }
 
+  /** `step.waitForSignal`: resolved by `POST /v1/signals` with `{ signal, data }` while it exists, else `null`. */
+  private registerSignalWait(run: EmulatedRun, op: StepOp): void {
+    const expiresAt = parseTimeout(String(op.opts?.timeout ?? ""), this.clock.now());
+    if (typeof expiresAt === "string") return this.fail(run, `waitForSignal ${op.displayName ?? op.id}: ${expiresAt}`);
+    const signal = String(op.opts?.signal ?? op.name);
+    const holder = this.signalWaits.find((wait) => wait.signal === signal && !wait.replaced);
+    if (holder) {
+      // `onConflict`: "fail" fails this step's run; "replace" takes the signal over (the old wait only times out).
+      if (op.opts?.conflict !== "replace") return this.fail(run, `waitForSignal ${op.displayName ?? op.id}: signal ${JSON.stringify(signal)} is already awaited`);
+      holder.replaced = true;
+    }
+    const wait: EmulatorSignalWait = { run, op, signal, replaced: false, cancelTimer: () => {} };
+    wait.cancelTimer = this.clock.at(expiresAt, () => this.resolveSignal(wait, null));
+    this.signalWaits.push(wait);
+  }
+
+  private resolveSignal(wait: EmulatorSignalWait, data: { signal: string; data: unknown } | null): void {
+    const index = this.signalWaits.indexOf(wait);
+    if (index < 0) return;
+    this.signalWaits.splice(index, 1);
+    wait.cancelTimer();
+    if (wait.run.status !== "running") return;
+    this.store(wait.run, wait.op.id, { data });
+    this.branchDone(wait.run);
+    this.changed();
+  }
+
+  private receiveSignal(req: IncomingMessage, raw: Buffer, answer: (status: number, body: unknown) => void): void {
+    if (req.headers.authorization !== `Bearer ${hashSigningKey(this.signingKey)}`) return answer(401, { error: "unauthorized", status: 401 });
+    const body = parseJson(raw.toString("utf8")) as { signal?: unknown; data?: unknown };
+    const wait = this.signalWaits.find((candidate) => candidate.signal === body.signal && !candidate.replaced);
+    if (!wait) return answer(404, { error: "no run is waiting for this signal", status: 404 });
+    const runId = wait.run.id;
+    this.resolveSignal(wait, { signal: String(body.signal), data: body.data ?? null });
+    answer(200, { data: { run_id: runId } });
+  }
+
+  /** `step.invoke`: runs the target function with `inngest/function.invoked`; its output (or error) is the step's. */
+  private invoke(run: EmulatedRun, op: StepOp): void {
+    const opts = (op.opts ?? {}) as { function_id?: string; payload?: { data?: Record<string, unknown> }; timeout?: string };
+    const target = this.registrations.flatMap((registration) => registration.functions).find((fn) => fn.id === opts.function_id);
+    const settle = (result: StoredStep) => {
+      if (run.status !== "running" || op.id in run.steps) return;
+      cancelTimer();
+      this.store(run, op.id, result);
+      this.branchDone(run);
+      this.changed();
+    };
+    let cancelTimer = () => {};
+    if (!target) return settle({ error: { name: "Error", message: `could not find function ${String(opts.function_id)}` } });
+    if (opts.timeout) {
+      const expiresAt = parseTimeout(opts.timeout, this.clock.now());
+      if (typeof expiresAt === "string") return this.fail(run, `invoke ${op.displayName ?? op.id}: ${expiresAt}`);
+      cancelTimer = this.clock.at(expiresAt, () => settle({ error: { name: "InngestInvokeTimeoutError", message: "Timed out waiting for invoked function to complete" } }));
+    }
+    const now = this.clock.now();
+    const child = new EmulatedRun(target, { name: "inngest/function.invoked", id: ulid(now), ts: now, data: { ...(opts.payload?.data ?? {}) } }, now);
+    this.runs.push(child);
+    this.onEnd.set(child, () => settle(child.status === "completed" ? { data: child.output ?? null } : { error: { name: "Error", message: child.error ?? child.status } }));
+    this.schedule(child, { stepId: "step", attempt: 0 });
+  }
+
   private resolveWait(wait: Wait, event: EmulatedEvent | null): void {
     const index = this.waits.indexOf(wait);
     if (index < 0) return;
@@ -576,6 +656,13 @@ export class InngestEmulator {
     run.status = status;
     run.output = output;
     this.dropWaits(run);
+    this.notifyEnded(run);
+  }
+
+  private notifyEnded(run: EmulatedRun): void {
+    const listener = this.onEnd.get(run);
+    this.onEnd.delete(run);
+    listener?.();
   }
 
   private fail(run: EmulatedRun, cause: string): void {
@@ -583,6 +670,7 @@ export class InngestEmulator {
     run.status = "failed";
     run.error = cause;
     this.dropWaits(run);
+    this.notifyEnded(run);
     this.emitInternal("inngest/function.failed", run, { error: { name: "Error", message: cause } });
   }
 
@@ -591,6 +679,7 @@ export class InngestEmulator {
     if (run.status !== "running") return;
     run.status = "cancelled";
     this.dropWaits(run);
+    this.notifyEnded(run);
     this.emitInternal("inngest/function.cancelled", run, {});
     this.changed();
   }
@@ -599,6 +688,10 @@ export class InngestEmulator {
     for (const wait of this.waits.filter((candidate) => candidate.run === run)) {
       wait.cancelTimer();
       this.waits.splice(this.waits.indexOf(wait), 1);
+    }
+    for (const wait of this.signalWaits.filter((candidate) => candidate.run === run)) {
+      wait.cancelTimer();
+      this.signalWaits.splice(this.signalWaits.indexOf(wait), 1);
     }
   }
 

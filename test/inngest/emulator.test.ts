@@ -251,6 +251,30 @@ describe("the emulated executor", () => {
   });
 });
 
+describe("the other step ops", () => {
+  it("invoke runs the target function and stores its output; waitForSignal resumes on a signal sent with the signing key", async () => {
+    const { emulator, client } = await toyApp((inngest) => {
+      const double = inngest.createFunction({ id: "double", triggers: [{ event: "toy/never" }] }, async ({ event }) => (event.data as { n: number }).n * 2);
+      const parent = inngest.createFunction({ id: "parent", triggers: [{ event: "toy/go" }] }, async ({ step }) => {
+        const doubled = await step.invoke("call-double", { function: double, data: { n: 21 } });
+        const signal = await step.waitForSignal("await-signal", { signal: "toy-signal", timeout: "1h", onConflict: "fail" });
+        return { doubled, signal };
+      });
+      return [double, parent];
+    });
+    await post(emulator, { name: "toy/go", data: {} });
+    const parent = await emulator.waitForRun((run) => run.fn.id === "toy-parent");
+    await emulator.until(() => parent.opNames().includes("WaitForSignal:await-signal"), 15_000, "the signal wait");
+    await settle(emulator);
+    expect(emulator.runs.find((run) => run.fn.id === "toy-double")).toMatchObject({ status: "completed", output: 42, event: { name: "inngest/function.invoked", data: { n: 21 } } });
+    expect(await client.sendSignal({ signal: "toy-signal", data: { ok: true } })).toEqual({ runId: parent.id });
+    await emulator.ended(parent);
+    expect(parent.output).toEqual({ doubled: 42, signal: { signal: "toy-signal", data: { ok: true } } });
+    // nobody waits for it any more: the server answers 404 and the SDK reports no run
+    expect(await client.sendSignal({ signal: "toy-signal", data: {} })).toEqual({ runId: undefined });
+  });
+});
+
 describe("parseTimeout", () => {
   const now = Date.parse("2026-01-01T00:00:00Z");
   it.each([
