@@ -233,12 +233,14 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     for (const view of [...this.log.table.byRef.values()]) {
       if (view.autoApproved) continue;
       if (view.status === "approved") {
-        // An approval the last process left: settle it now if its run is known not to carry it, else at the deadline.
-        if (view.problem && view.problem.kind !== "run_not_started") {
-          this.settleStranded(view.ref, view.problem.cause, true);
-          continue;
+        // An approval the last process left whose run cannot carry it: settled by policy now (or, for a run that may
+        // still start, at the deadline); any other approval is settled at the deadline if no run executes it.
+        if (view.problem) {
+          this.settleStranded(view.ref, view.problem.cause, view.problem.kind !== "run_not_started");
+          if (view.problem.kind !== "run_not_started") continue;
+        } else {
+          this.armStrandTimer(view.ref);
         }
-        this.armStrandTimer(view.ref);
       }
       if (view.status === "pending" && this.requestSent.has(view.ref) && !this.runStarted.has(view.ref) && !view.problem) this.armStallTimer(view.ref);
       // Work is left (a decision to wait for, or an approved call to run): the run must exist.
