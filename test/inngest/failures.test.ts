@@ -129,6 +129,56 @@ describe("what Inngest applies from the registered config", () => {
 });
 
 describe("crash and restart at each step", () => {
+  it("crash before Inngest accepted the request event: the restarted gateway sends it, and the call runs once", async () => {
+    const gateway = await gatewayWith();
+    gateway.emulator.failNextEvents = 1_000;
+    const { ref } = await gateway.engine.submit(highRiskCall);
+    await gateway.emulator.until(() => gateway.emulator.refused.length > 0, 15_000, "a failed send");
+    await gateway.stop();
+    gateway.emulator.failNextEvents = 0;
+    await gateway.restart();
+    const run = await gateway.emulator.waitForRun((candidate) => candidate.event.data.ref === ref);
+    await gateway.emulator.waitingRun(run);
+    await gateway.engine.decide({ ref: ref!, decision: "approved", reviewer: "alice" });
+    await gateway.emulator.ended(run);
+    expect(run.output).toMatchObject({ status: "executed", executed: true });
+    expect(gateway.executed).toEqual(["transfer"]);
+  });
+
+  it("crash before the run's first step: Inngest retries it against the restarted gateway", async () => {
+    const gateway = await gatewayWith();
+    const { ref } = await gateway.engine.submit(highRiskCall);
+    await gateway.emulator.waitForEvent((event) => event.data.ref === ref);
+    await gateway.stop();
+    const run = await gateway.emulator.waitForRun((candidate) => candidate.event.data.ref === ref);
+    await gateway.emulator.until(() => run.calls.some((call) => call.status === "transport-error"), 15_000, "the first call to fail");
+    await gateway.emulator.idle();
+    await gateway.restart();
+    gateway.emulator.clock.advance(INNGEST_BACKOFF(1));
+    await gateway.emulator.waitingRun(run);
+    await gateway.engine.decide({ ref: ref!, decision: "approved", reviewer: "alice" });
+    await gateway.emulator.ended(run);
+    expect(gateway.executed).toEqual(["transfer"]);
+  });
+
+  it("crash while the call executes: never re-run; the retried step ends the run and the call stays 'unknown'", async () => {
+    let release!: () => void;
+    const gateway = await gatewayWith({ executor: () => new Promise((resolve) => (release = () => resolve({ content: [{ type: "text", text: "late" }] }))) });
+    const { ref, run } = await holdAndWait(gateway);
+    await gateway.engine.decide({ ref, decision: "approved", reviewer: "alice" });
+    await gateway.emulator.until(() => gateway.executed.length === 1, 15_000, "the execution to start");
+    await gateway.stop().catch(() => {});
+    release();
+    await gateway.restart();
+    expect(gateway.engine.get(ref)?.status).toBe("unknown");
+    await sitOutRetries(gateway, 2);
+    await gateway.emulator.ended(run);
+    expect(run.status).toBe("failed");
+    expect(run.error).toContain("never run twice");
+    expect(gateway.executed).toEqual(["transfer"]);
+    expect(gateway.engine.get(ref)?.status).toBe("unknown");
+  });
+
   it("gateway down while the run waits: approving after the restart runs the call once", async () => {
     const gateway = await gatewayWith();
     const { ref, run } = await holdAndWait(gateway);
