@@ -5,8 +5,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 
 // An emulation of Inngest's event API and executor, written from the SDK's protocol (inngest-js
-// `InngestCommHandler`, `helpers/functions.ts` `parseFnData`, `api/schema.ts`) and the server's documented behaviour
-// (see /work/shared/notes/inngest.md, "Real executor behaviour"). It plays the server's side of every exchange over
+// `InngestCommHandler`, `helpers/functions.ts` `parseFnData`, `api/schema.ts`, `api/api.ts`) and the server's
+// behaviour (Inngest's docs and executor: size limits, dedupe, idempotency, retries, waits). It plays the server's side of every exchange over
 // HTTP on 127.0.0.1: events in, signed sync and registration, signed calls to the served function, step ops, waits
 // with compiled CEL expressions, retries on a pluggable backoff, failed and cancelled runs, on a controllable clock.
 
@@ -560,7 +560,8 @@ export class InngestEmulator {
     let match: ((event: EmulatedEvent) => boolean) | undefined = () => true;
     if (expression) {
       try {
-        // The server interpolates `event.*` from the triggering event, then compiles; a syntax error fails the step.
+        // The server fills `event.*` in from the triggering event and compiles the rest; a syntax error fails the
+        // step. Here `event` and `async` are both variables of one CEL evaluation, which matches the same events.
         const compiled = parseCel(expression);
         match = (candidate) => {
           try {
