@@ -204,6 +204,8 @@ export class InngestEmulator {
   readonly clock: EmulatorClock;
   /** Events the event API accepted, in order (including deduplicated ones, flagged). */
   readonly events: (EmulatedEvent & { deduplicated?: boolean })[] = [];
+  /** Every event the event API accepted, exactly as it was sent (before ids and timestamps were filled in). */
+  readonly received: Record<string, unknown>[] = [];
   /** Event API requests refused, with the status and body answered. */
   readonly refused: { status: number; body: string; bytes: number }[] = [];
   readonly registrations: Registration[] = [];
@@ -297,6 +299,7 @@ export class InngestEmulator {
     const list = (Array.isArray(parsed) ? parsed : [parsed]) as Partial<EmulatedEvent>[];
     if (list.some((event) => typeof event?.name !== "string" || !event.name)) return refuse(400, "event name is required");
     const ids: string[] = [];
+    this.received.push(...(list as Record<string, unknown>[]));
     for (const sent of list) {
       const internalId = ulid(this.clock.now());
       ids.push(internalId);

@@ -26,11 +26,13 @@ export interface EngineFixture {
   engine: InngestEngine;
   dir: string;
   ledgerPath: string;
+  /** Every event the emulated event API accepted, as the engine sent it. */
   sent: OutgoingEvent[];
+  emulator: InngestEmulator;
   executed: { upstream: string; tool: string; args: Record<string, unknown> }[];
   logs: string[];
   held: string[];
-  /** Makes the dispatcher fail (an Inngest outage) while true. */
+  /** Makes the event API answer 500 (an Inngest outage) while true. */
   outage: { on: boolean };
   records(): LedgerRecord[];
   reopen(overrides?: Partial<InngestEngineOptions>): InngestEngine;
@@ -38,17 +40,27 @@ export interface EngineFixture {
 }
 
 /**
- * A real InngestEngine on a temporary ledger, with a fake dispatcher that records events and a fake executor that
- * records calls — no Inngest involved.
+ * A real InngestEngine on a temporary ledger whose events go to the emulator's event API (an app that is not
+ * synced: Inngest accepts the events and starts no run, so a test plays the steps itself), and a fake upstream
+ * executor that records calls.
  */
-export function createEngineFixture(overrides: Partial<InngestEngineOptions> = {}, result?: (call: { tool: string }) => Promise<CallToolResult>): EngineFixture {
+export async function createEngineFixture(overrides: Partial<InngestEngineOptions> = {}, result?: (call: { tool: string }) => Promise<CallToolResult>): Promise<EngineFixture> {
   const dir = mkdtempSync(join(tmpdir(), "atlas-inngest-"));
+  const emulator = new InngestEmulator();
+  await emulator.start();
   const ledgerPath = join(dir, "ledgers", "main.jsonl");
-  const sent: OutgoingEvent[] = [];
+  const sent = emulator.received as unknown as OutgoingEvent[];
   const executed: EngineFixture["executed"] = [];
   const logs: string[] = [];
   const held: string[] = [];
-  const outage = { on: false };
+  const outage = {
+    get on() {
+      return emulator.failNextEvents > 0;
+    },
+    set on(value: boolean) {
+      emulator.failNextEvents = value ? Number.MAX_SAFE_INTEGER : 0;
+    },
+  };
   const executor: Executor = async (call) => {
     executed.push(call);
     return result ? result(call) : { content: [{ type: "text", text: `${call.tool} done` }] };
@@ -63,8 +75,9 @@ export function createEngineFixture(overrides: Partial<InngestEngineOptions> = {
     executor,
     dispatcher: {
       send: async (event) => {
-        if (outage.on) throw new Error("connect ECONNREFUSED 127.0.0.1:8288");
-        sent.push(event);
+        const res = await fetch(`${emulator.url}/e/${TEST_EVENT_KEY}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(event) });
+        const body = (await res.json()) as { error?: string };
+        if (!res.ok) throw new Error(`Inngest API Error: ${res.status} ${body.error ?? ""}`);
       },
     },
     dispatchTimeoutMs: 5_000,
@@ -79,6 +92,7 @@ export function createEngineFixture(overrides: Partial<InngestEngineOptions> = {
     dir,
     ledgerPath,
     sent,
+    emulator,
     executed,
     logs,
     held,
@@ -90,6 +104,7 @@ export function createEngineFixture(overrides: Partial<InngestEngineOptions> = {
     },
     async cleanUp() {
       await fixture.engine.close();
+      await emulator.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
