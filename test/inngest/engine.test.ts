@@ -126,7 +126,9 @@ describe("InngestEngine without Inngest", () => {
     await f.engine.decide({ ref: denied.ref!, decision: "denied", reviewer: "bob", reason: "no" });
     // (the first attempts have been refused before the outage ends)
     await eventually(() => {
-      for (const ref of [approved.ref, denied.ref]) expect(f.logs.join("\n")).toContain(`sending request event for ${ref} failed`);
+      for (const ref of [approved.ref, denied.ref]) {
+        for (const kind of ["request", "decision"]) expect(f.logs.join("\n")).toContain(`sending ${kind} event for ${ref} failed`);
+      }
     });
     await f.engine.close();
     f.outage.on = false;
