@@ -124,7 +124,8 @@ function checkLedgers(config: GatewayConfig): InngestCheck[] {
     if (!started) continue;
     if (syncFailed) checks.push({ ok: false, line: `inngest: instance '${instance}': the last sync failed to register the app (${syncFailed})`, fix: "check INNGEST_SIGNING_KEY and INNGEST_BASE_URL (self-hosted: the server's --signing-key), then sync again" });
     else if (synced || stepped) checks.push({ ok: true, line: `inngest: instance '${instance}': ${synced ? `app synced (last at ${synced})` : "Inngest has called this gateway's steps"}` });
-    else checks.push({ ok: false, line: `inngest: instance '${instance}': Inngest has never synced this app or called its steps, so no run can start`, fix: FIXES.run_not_started! });
+    // (a connect worker registers when it connects, without a sync request: only steps show that it works)
+    else if (config.inngest.mode === "serve") checks.push({ ok: false, line: `inngest: instance '${instance}': Inngest has never synced this app or called its steps, so no run can start`, fix: FIXES.run_not_started! });
     for (const view of table.byRef.values()) {
       if (!view.problem || (view.status !== "pending" && view.status !== "approved")) continue;
       checks.push({ ok: false, line: `inngest: ${view.ref} (${view.name}, ${view.status}): ${view.problem.cause}`, fix: FIXES[view.problem.kind]! });
