@@ -60,7 +60,8 @@ export function statusToResult(view: RequestView): CallToolResult {
     // Still open, but the engine cannot carry it as things stand: say why, and what will happen.
     const { problem, ...rest } = view;
     const status = statusToResult(rest);
-    return { ...status, content: [...status.content, line(`Warning: ${problem.cause}`)], structuredContent: { ...status.structuredContent, problem } };
+    const content = view.status === "approved" ? [line(`Ref ${view.ref}: APPROVED (${who}), but not running. Warning: ${problem.cause}`)] : [...status.content, line(`Warning: ${problem.cause}`)];
+    return { ...status, content, structuredContent: { ...status.structuredContent, problem } };
   }
   switch (view.status) {
     case "executed": {

@@ -230,7 +230,8 @@ describe("engine inngest, end to end through the built CLI against the emulator"
     const approved = await promisify(execFile)(process.execPath, [BIN, "approve", ref, "--reviewer", "erin", "--data-dir", setup.dir], { env: setup.env });
     expect(approved.stdout).toContain(`approved ${ref} (request_payment_extension) as erin: engine inngest: warning: Inngest accepted its request event, but no run has started`);
     const answer = await setup.gateway.callTool("atlas_status", { ref });
-    expect(text(answer.result)).toMatch(/APPROVED[\s\S]*Warning: Inngest accepted its request event, but no run has started within 300 ms: is app '\S+' synced with Inngest/);
+    expect(text(answer.result)).not.toContain("Running now");
+    expect(text(answer.result)).toMatch(/APPROVED \(approved by erin\), but not running\. Warning: Inngest accepted its request event, but no run has started within 300 ms: is app '\S+' synced with Inngest/);
     expect(answer.result?.structuredContent).toMatchObject({ status: "approved", problem: { kind: "run_not_started" } });
     expect(await setup.gateway.close()).toBe(0);
     const { stdout } = await promisify(execFile)(process.execPath, [BIN, "doctor", "--data-dir", setup.dir], { env: setup.env }).catch((error: { stdout: string }) => error);
