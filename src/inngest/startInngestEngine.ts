@@ -103,7 +103,7 @@ export async function startInngestEngine(options: StartInngestEngineOptions): Pr
       void engine.recordEvent("inngest.sync_failed", { app_id: appId, status, cause: message }).catch(() => {});
     }
   };
-  return { engine, appId, routes: { [SERVE_PATH]: refuseRetriesOnBadSignature(handler, options.log, onSync) }, describe };
+  return { engine, appId, routes: { [SERVE_PATH]: guardServeHandler(handler, options.log, onSync) }, describe };
 }
 
 function describeEndpoint(config: GatewayConfig, appId: string, port: number | undefined): string {
@@ -155,12 +155,13 @@ async function startConnectWorker(engine: InngestEngine, client: Awaited<ReturnT
 }
 
 /**
- * The SDK answers a bad signature with a bare 401, which Inngest retries like any error: with a wrong or rotated
- * signing key every run would die hours later, after its retries. Adding `x-inngest-no-retry: true` makes Inngest
- * fail the run at once (visible in its dashboard, and to the gateway's failure handler once the key is fixed), and
- * the cause is logged here, where the operator looks.
+ * Wraps the SDK's serve handler so misconfiguration fails fast and visibly (issue 14). The SDK answers a bad
+ * signature with a bare 401, which Inngest retries like any error: with a wrong or rotated signing key every run would
+ * die hours later, after its retries. Adding `x-inngest-no-retry: true` makes Inngest fail the run at once, and the
+ * cause is logged here, where the operator looks. A sync (`PUT`) that passed the signature check is reported to
+ * `onSync` with the SDK's answer: whether it could register the app with Inngest.
  */
-export function refuseRetriesOnBadSignature(handler: RequestListener, log: (line: string) => void, onSync?: (status: number, body: string) => void): RequestListener {
+export function guardServeHandler(handler: RequestListener, log: (line: string) => void, onSync?: (status: number, body: string) => void): RequestListener {
   const refused = (req: Parameters<RequestListener>[0]) =>
     log(`inngest: refused a ${req.method} to ${SERVE_PATH}: ${signatureProblem(req.headers["x-inngest-signature"])}; Inngest will not retry it. Check inngest.signingKey (INNGEST_SIGNING_KEY) against the key Inngest uses (dashboard, or the self-hosted server's --signing-key)`);
   return (req, res) => {
