@@ -150,7 +150,7 @@ export class EmulatedRun {
   readonly id: string;
   status: RunStatus = "running";
   output: unknown;
-  /** Why the run failed (the last error), when it did. */
+  /** Why the run failed, or the error of the attempt being retried; cleared when it completes. */
   error: string | undefined;
   /** Memoized step results by hashed step id, in the shapes the executor stores. */
   readonly steps: Record<string, StoredStep> = {};
@@ -659,6 +659,7 @@ export class InngestEmulator {
   private finish(run: EmulatedRun, status: "completed", output: unknown): void {
     run.status = status;
     run.output = output;
+    run.error = undefined;
     this.dropWaits(run);
     this.notifyEnded(run);
   }
