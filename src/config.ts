@@ -50,6 +50,19 @@ const inngestSettings = z
     encryptionKey: z.string().min(1).optional(),
     /** How long a low-risk call waits for its Inngest run to execute it before the gateway runs it itself. */
     dispatchTimeout: duration("duration").default(10_000),
+    /**
+     * What happens to a held call whose Inngest run cannot carry it (its request event was refused, no run started,
+     * or the run failed or was cancelled): `expire` it at its review deadline (approved calls are abandoned, never
+     * run), or run an approved call on the `local` engine with the decision already recorded, at most once (issue 14).
+     */
+    onRunFailure: z.enum(["expire", "local"]).default("expire"),
+    /** How long after a held call's event was accepted the gateway waits for its run to start before saying so. */
+    runStartTimeout: duration("duration").default(60_000),
+    /**
+     * The largest request event sent, in bytes (Inngest Cloud's free plan accepts 256 KiB, self-hosted 3 MiB).
+     * A bigger call is sent by reference: its arguments stay in the ledger, the event carries their digest.
+     */
+    maxEventBytes: z.number().int().min(4096).default(256 * 1024),
   })
   .prefault({});
 
@@ -161,6 +174,9 @@ const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolea
   ATLAS_INNGEST_APP_ID: ["inngest.appId", "string"],
   ATLAS_INNGEST_ENCRYPTION_KEY: ["inngest.encryptionKey", "string"],
   ATLAS_INNGEST_DISPATCH_TIMEOUT: ["inngest.dispatchTimeout", "string"],
+  ATLAS_INNGEST_ON_RUN_FAILURE: ["inngest.onRunFailure", "string"],
+  ATLAS_INNGEST_RUN_START_TIMEOUT: ["inngest.runStartTimeout", "string"],
+  ATLAS_INNGEST_MAX_EVENT_BYTES: ["inngest.maxEventBytes", "number"],
   // Inngest's own variables, read here so no other module touches process.env.
   INNGEST_EVENT_KEY: ["inngest.eventKey", "string"],
   INNGEST_SIGNING_KEY: ["inngest.signingKey", "string"],

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { loadConfig, type ConfigFlags, type GatewayConfig } from "../config.js";
 import { ConfigError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
-import { listInstances } from "../governance/instance.js";
+import { lastGatewayEngine, listInstances } from "../governance/instance.js";
 import { scanLedger } from "../ledger/ledger.js";
 import { UpstreamSet } from "../mcp/upstreams.js";
 import type { EvaluatorConfig } from "../risk/config.js";
@@ -71,8 +71,17 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
     for (const check of checkLedgers(config.dataDir, config.instance)) report(check);
   }
   report(await checkPort(config.host, config.port));
-  report({ ok: true, line: `engine: ${config.engine}` });
-  if (config.engine === "inngest") {
+  // The gateway's engine may come only from the MCP client's --engine flag: its ledger says what it last ran.
+  let instances: string[] = [];
+  try {
+    instances = listInstances(config.dataDir);
+  } catch {
+    // reported by the ledger check above
+  }
+  const ledgerEngine = instances.map((instance) => lastGatewayEngine(config.dataDir, instance)).find((engine) => engine === "inngest");
+  const engine = ledgerEngine ?? config.engine;
+  report({ ok: true, line: `engine: ${engine}${engine !== config.engine ? ` (the gateway's ledger says so; this command's config says ${config.engine})` : ""}` });
+  if (engine === "inngest") {
     const { checkInngestEngine } = await import("../inngest/index.js");
     for (const check of await checkInngestEngine(config, options.fetch)) report(check);
   }

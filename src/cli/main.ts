@@ -8,7 +8,7 @@ import { currentHalt, readHaltFile } from "../governance/halt.js";
 import { describeHalt } from "../governance/haltState.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
-import { listInstances } from "../governance/instance.js";
+import { lastGatewayEngine, listInstances } from "../governance/instance.js";
 import { scanLedger } from "../ledger/ledger.js";
 import { maskSecrets, maskText } from "../mask.js";
 import { renderJson } from "../renderJson.js";
@@ -120,7 +120,10 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         const input = { ref, decision: name === "approve" ? "approved" as const : "denied" as const, reviewer, auth, ...(flags.reason ? { reason: flags.reason } : {}) };
         const result = await decideRef(resolved.dataDir, input);
         const view = assertApplied(result, describeView);
-        if (result.via === "ledger" && resolved.engine === "inngest") {
+        // The engine that acts is the one of the gateway that owns this ledger (running, or the last to run), not
+        // whatever this command's own flags say: a held Inngest run needs the decision event either way.
+        const engine = lastGatewayEngine(resolved.dataDir, result.instance) ?? resolved.engine;
+        if (result.via === "ledger" && engine === "inngest") {
           // No gateway holds it: tell the waiting run now; the gateway also re-sends it at its next start.
           const { sendDecisionEvent } = await import("../inngest/index.js");
           const failed = await sendDecisionEvent(resolved, result.instance, input, VERSION, (line) => io.err(`atlas-gateway: ${line}`));
@@ -134,12 +137,16 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         }
         const halted = name === "approve" ? readHaltFile(resolved.dataDir) : undefined;
         const next = name === "deny"
-          ? "it will not run."
+          ? `engine ${engine}: it will not run.`
           : halted?.halted
-            ? `the gateway is HALTED (${describeHalt(halted)}): it runs after 'atlas-gateway resume', if its deadline has not passed.`
-          : resolved.engine === "inngest"
-            ? `its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
-            : result.via === "gateway" ? "the gateway is executing it now; the agent gets the result from atlas_status." : "no gateway is running for it; it runs when the gateway next starts.";
+            ? `engine ${engine}: the gateway is HALTED (${describeHalt(halted)}): it runs after 'atlas-gateway resume', if its deadline has not passed.`
+          : engine === "inngest" && view.status === "abandoned"
+            ? `engine inngest: it was not run: ${view.problem?.cause ?? "its Inngest run cannot carry it"}`
+          : engine === "inngest" && view.problem
+            ? `engine inngest: warning: ${view.problem.cause}`
+          : engine === "inngest"
+            ? `engine inngest: its Inngest run executes it once the decision reaches it${result.via === "gateway" ? "" : " and the gateway is running again"}; the agent gets the result from atlas_status.`
+            : result.via === "gateway" ? "engine local: the gateway is executing it now; the agent gets the result from atlas_status." : "engine local: no gateway is running for it; it runs when the gateway next starts.";
         io.out(`${verb} ${view.ref} (${view.name}) as ${reviewer}: ${next}`);
       });
   decideCommand("approve");
@@ -160,6 +167,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
         expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: maskSecrets(view.assessment),
         ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, reviewers: (view.approvals ?? []).map((a) => a.reviewer) } } : {}),
+        ...(view.problem ? { problem: view.problem } : {}),
       }));
       io.out(compact ? renderJson(items) : renderJson(items, 2));
       return;
@@ -184,6 +192,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
       ]),
     ));
+    for (const { view } of pending) if (view.problem) io.out(`warning: ${view.ref}: ${maskText(view.problem.cause)}`);
   };
 
   withCommonOptions(program.command("pending"))

@@ -6,12 +6,26 @@ import { isWellFormedText } from "../argumentBounds.js";
 import { instancePaths } from "../dataDir.js";
 import { LedgerError } from "../errors.js";
 import type { HaltFact } from "./haltState.js";
+import { scanLedger } from "../ledger/ledger.js";
 
 /** Instances that have a ledger in this data dir. */
 export function listInstances(dataDir: string): string[] {
   const dir = join(dataDir, "ledgers");
   if (!existsSync(dir)) return [];
   return readdirSync(dir).filter((file) => file.endsWith(".jsonl")).map((file) => file.slice(0, -".jsonl".length)).sort();
+}
+
+/**
+ * The engine of the gateway that last started on this instance's ledger (its `gateway.started` record): the one that
+ * owns the instance's calls, running or not. Reviewer commands and `doctor` act for it whatever their own flags say,
+ * because `--engine` usually lives only in the MCP client's arguments (issue 14).
+ */
+export function lastGatewayEngine(dataDir: string, instance: string): "local" | "inngest" | undefined {
+  let engine: "local" | "inngest" | undefined;
+  scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
+    if (record.type === "gateway.started") engine = record.data.engine === "inngest" ? "inngest" : "local";
+  });
+  return engine;
 }
 
 export interface LockInfo {

@@ -64,8 +64,20 @@ export interface RequestView {
   /** Why an `abandoned` call was never run (the gateway stopped before routing it, or a halt outlasted its deadline). */
   abandonedReason?: string;
   result?: unknown;
+  /**
+   * Why the durable engine cannot (yet) carry this call, when it cannot: the Inngest engine's request event was
+   * refused, its run has not started, or it failed or was cancelled (issue 14). Shown by `atlas_status` and `pending`.
+   */
+  problem?: { kind: "event_refused" | "run_not_started" | "run_ended"; cause: string; at: string };
   history: LedgerRecord[];
 }
+
+/** Ledger records that report an engine problem with a call, and the `problem.kind` each sets. */
+const PROBLEM_RECORDS: Record<string, NonNullable<RequestView["problem"]>["kind"]> = {
+  "workflow.event_refused": "event_refused",
+  "workflow.stalled": "run_not_started",
+  "workflow.run_ended": "run_ended",
+};
 
 /** The request table: a pure fold over ledger records. */
 export class RequestTable {
@@ -166,8 +178,15 @@ export class RequestTable {
         view.status = "abandoned";
         if (typeof data.reason === "string") view.abandonedReason = data.reason;
         break;
-      default:
+      case "workflow.step":
+        // The run started after all: a "not started" warning no longer holds.
+        if (view.problem?.kind === "run_not_started") delete view.problem;
         break;
+      default: {
+        const kind = PROBLEM_RECORDS[record.type];
+        if (kind) view.problem = { kind, cause: String(data.cause ?? ""), at: record.ts };
+        break;
+      }
     }
     if (TERMINAL_STATUSES.has(view.status)) {
       if (this.openByDigest.get(view.argsDigest) === ref) this.openByDigest.delete(view.argsDigest);

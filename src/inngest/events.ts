@@ -20,8 +20,11 @@ export interface RequestEventData {
   /** How the gateway routed the call: run it at once, or hold it for a reviewer until `deadline`. */
   route: "auto" | "review";
   deadline?: string;
-  /** What the dashboard shows; secrets masked, and encrypted when `inngest.encryptionKey` is set. */
-  call: { upstream: string; tool: string; name: string; args: unknown; args_digest: string; score?: number; reasons?: string[] };
+  /**
+   * What the dashboard shows; secrets masked, and encrypted when `inngest.encryptionKey` is set. `by_reference`:
+   * the arguments were too large for an event and stay in the gateway's ledger (the run only ever needs the ref).
+   */
+  call: { upstream: string; tool: string; name: string; args: unknown; args_digest: string; score?: number; reasons?: string[]; by_reference?: { bytes: number } };
 }
 
 export interface DecisionEventData {
@@ -43,7 +46,7 @@ export interface OutgoingEvent {
  * run (Inngest drops a repeated event id for 24 h), and two installs on one account never drop each other's events
  * (event ids are deduplicated account-wide, and refs are only unique within one ledger).
  */
-export function requestEvent(app: string, instance: string, view: RequestView): OutgoingEvent {
+export function requestEvent(app: string, instance: string, view: RequestView, maxBytes = Number.POSITIVE_INFINITY): OutgoingEvent {
   const data: RequestEventData = {
     ref: view.ref,
     app,
@@ -59,7 +62,21 @@ export function requestEvent(app: string, instance: string, view: RequestView): 
       ...(view.assessment ? { score: view.assessment.score, reasons: view.assessment.reasons.map(maskText) } : {}),
     },
   };
-  return { name: REQUEST_EVENT, id: requestEventId(app, view.ref), data: data as unknown as Record<string, unknown> };
+  const event: OutgoingEvent = { name: REQUEST_EVENT, id: requestEventId(app, view.ref), data: data as unknown as Record<string, unknown> };
+  const bytes = Buffer.byteLength(JSON.stringify(event));
+  if (bytes <= maxBytes) return event;
+  // Inngest refuses events over its size limit (400 "event too large"), and then no run ever starts: send the call
+  // by reference instead. Nothing is lost: the workflow's steps read the call from the ledger by its ref.
+  data.call = { ...data.call, args: "[in the gateway's ledger: too large for an Inngest event]", by_reference: { bytes } };
+  return event;
+}
+
+/**
+ * Whether the event API refused an event for good (bad key, malformed or oversized payload), so re-sending it can
+ * never succeed. The SDK reports the server's `error` text, not the status; these are the texts Inngest answers.
+ */
+export function isPermanentSendError(error: unknown): boolean {
+  return /too large|event key|cannot process|unable to parse|forbidden|invalid|name is required/i.test((error as Error)?.message ?? "");
 }
 
 export function requestEventId(app: string, ref: string): string {

@@ -33,6 +33,14 @@ export function createGovernanceFunction(client: Inngest.Any, host: WorkflowHost
       idempotency: "event.data.ref",
       retries: WORKFLOW_RETRIES,
       checkpointing: false,
+      // Inngest gives up on a run after its retries (e.g. the gateway was away for hours): the gateway must hear of
+      // it, or an approved call would wait forever for a run that no longer exists (issue 14).
+      onFailure: async ({ event, error, runId }) => {
+        const failed = event.data as { run_id?: string; event?: { data?: { ref?: unknown } } };
+        const ref = String(failed.event?.data?.ref ?? "");
+        if (!ref) return { ignored: true };
+        return host.runEndedStep(ref, String(failed.run_id ?? runId), "failed", error.message);
+      },
     },
     async ({ event, step, runId }) => {
       const ref = String(event.data.ref);
@@ -55,6 +63,31 @@ export function createGovernanceFunction(client: Inngest.Any, host: WorkflowHost
       const decided = await step.run("record-decision", () => halting(() => host.recordDecisionStep(ref, decisionData, runId)));
       if (decided.decision !== "approved") return { ref, status: decided.status, executed: false };
       return step.run("execute", () => halting(() => host.executeStep(ref, runId)));
+    },
+  );
+}
+
+/** The function id of the handler for cancelled governance runs. */
+export const CANCELLED_FUNCTION_ID = `${FUNCTION_ID}-cancelled`;
+
+/**
+ * Tells the gateway when a governance run is cancelled (dashboard, API, or a bulk cancellation): like a failed run,
+ * it will never carry its call, and the gateway settles the call by policy.
+ */
+export function createCancellationFunction(client: Inngest.Any, host: WorkflowHost, appId: string) {
+  return client.createFunction(
+    {
+      id: CANCELLED_FUNCTION_ID,
+      name: "atlas-gateway governance run cancelled",
+      triggers: [{ event: "inngest/function.cancelled", if: `event.data.function_id == ${JSON.stringify(`${appId}-${FUNCTION_ID}`)}` }],
+      retries: WORKFLOW_RETRIES,
+      checkpointing: false,
+    },
+    async ({ event }) => {
+      const data = event.data as { run_id?: string; event?: { data?: { ref?: unknown } } };
+      const ref = String(data.event?.data?.ref ?? "");
+      if (!ref) return { ignored: true };
+      return host.runEndedStep(ref, String(data.run_id ?? ""), "cancelled", "cancelled");
     },
   );
 }

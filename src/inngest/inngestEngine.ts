@@ -4,10 +4,10 @@ import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, 
 import { DeadlineTimers } from "../governance/deadlines.js";
 import { GovernanceLog } from "../governance/governanceLog.js";
 import type { LedgerRecord, LedgerSink } from "../ledger/ledger.js";
-import type { RequestView } from "../governance/requests.js";
+import { TERMINAL_STATUSES, type RequestView } from "../governance/requests.js";
 import { haltRefusal, type HaltFact } from "../governance/haltState.js";
 import type { RiskEvaluator } from "../risk/assess.js";
-import { decisionEvent, REQUEST_EVENT, requestEvent, type DecisionEventData, type OutgoingEvent } from "./events.js";
+import { decisionEvent, isPermanentSendError, REQUEST_EVENT, requestEvent, type DecisionEventData, type OutgoingEvent } from "./events.js";
 
 /** Sends events to Inngest. Resolves once the event API accepted them; rejects otherwise. */
 export interface EventDispatcher {
@@ -39,6 +39,14 @@ export interface InngestEngineOptions {
   retry?: { baseMs: number; maxMs: number };
   /** How long after a held call's deadline the gateway expires it itself if the run never reported back. */
   expiryGraceMs?: number;
+  /** `inngest.onRunFailure`: what happens to an approved call its run cannot carry (default `expire`). */
+  onRunFailure?: "expire" | "local";
+  /** `inngest.runStartTimeout`: after this long without a run for an accepted request event, say so. */
+  runStartTimeoutMs?: number;
+  /** `inngest.maxEventBytes`: a bigger request event is sent by reference. */
+  maxEventBytes?: number;
+  /** Attempts per event before the gateway gives up re-sending it (logged); default 30. */
+  maxSendAttempts?: number;
 }
 
 /** What the run's `assess` step reports: where the workflow goes next. */
@@ -62,7 +70,10 @@ export interface ExecuteStepResult {
   status: string;
   executed: boolean;
   outcome?: "ok" | "error" | "unknown";
-  /** Who ran it: this run's step, or the gateway itself when no run picked a low-risk call up in time. */
+  /**
+   * Who ran it: this run's step, or the gateway itself (a low-risk call no run picked up in time, or a held call its
+   * run could not carry, with `inngest.onRunFailure: local`).
+   */
   by?: "workflow" | "gateway";
   result_sha256?: string;
 }
@@ -73,6 +84,8 @@ export interface WorkflowHost {
   notifyStep(ref: string, runId: string): Promise<{ ref: string; notified: boolean; status: string }>;
   recordDecisionStep(ref: string, event: Partial<DecisionEventData> | null, runId: string): Promise<DecisionStepResult>;
   executeStep(ref: string, runId: string): Promise<ExecuteStepResult>;
+  /** The run failed or was cancelled (Inngest's `inngest/function.failed` / `.cancelled`): it will not carry the call. */
+  runEndedStep(ref: string, runId: string, outcome: "failed" | "cancelled", cause: string): Promise<{ ref: string; status: string }>;
 }
 
 /**
@@ -100,6 +113,7 @@ const AUTO_STATUS_AFTER: Record<string, string> = {
   "request.abandoned": "abandoned",
 };
 const RECENT_AUTO_LIMIT = 10_000;
+const TERMINAL: ReadonlySet<string> = TERMINAL_STATUSES;
 
 /**
  * The `inngest` engine. The ledger stays the source of truth (so `pending`, `show`, `audit verify` and `atlas_status`
@@ -128,6 +142,11 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
   private readonly requestSent = new Set<string>();
   /** Decisions the run has consumed (its `record-decision` step ran). */
   private readonly decisionConsumed = new Set<string>();
+  /** Held calls whose run has started (its `assess` step ran here). */
+  private readonly runStarted = new Set<string>();
+  /** Per held ref: the timer that reports a run that has not started, and the one that settles a stranded approval. */
+  private readonly stallTimers = new Map<string, NodeJS.Timeout>();
+  private readonly strandTimers = new Map<string, NodeJS.Timeout>();
   /** Low-risk refs and their last status: the table forgets finished auto-approved calls, their late runs must not. */
   private readonly recentAuto = new Map<string, string>();
   private readonly closers: (() => Promise<void>)[] = [];
@@ -173,6 +192,9 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
         break;
       case "workflow.step":
         if (record.data.step === "record-decision") this.decisionConsumed.add(ref);
+        this.runStarted.add(ref);
+        clearTimeout(this.stallTimers.get(ref));
+        this.stallTimers.delete(ref);
         break;
       case "request.auto_approved":
         this.rememberAuto(ref, "approved");
@@ -209,8 +231,19 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
   /** Upstreams are ready: steps may execute, and events the last process could not deliver are sent again. */
   resume(): void {
     this.upstreamsReady();
-    for (const view of this.log.table.byRef.values()) {
+    for (const view of [...this.log.table.byRef.values()]) {
       if (view.autoApproved) continue;
+      if (view.status === "approved") {
+        // An approval the last process left whose run cannot carry it: settled by policy now (or, for a run that may
+        // still start, at the deadline); any other approval is settled at the deadline if no run executes it.
+        if (view.problem) {
+          this.settleStranded(view.ref, view.problem.cause, view.problem.kind !== "run_not_started");
+          if (view.problem.kind !== "run_not_started") continue;
+        } else {
+          this.armStrandTimer(view.ref);
+        }
+      }
+      if (view.status === "pending" && this.requestSent.has(view.ref) && !this.runStarted.has(view.ref) && !view.problem) this.armStallTimer(view.ref);
       // Work is left (a decision to wait for, or an approved call to run): the run must exist.
       const open = view.status === "pending" || view.status === "approved";
       if (open && !this.requestSent.has(view.ref)) this.sendRequest(view.ref);
@@ -289,7 +322,7 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       timer.unref();
       options?.signal?.addEventListener("abort", onAbort, { once: true });
       if (options?.signal?.aborted) return onAbort();
-      this.options.dispatcher.send(requestEvent(this.options.appId, this.options.instance, view)).then(
+      this.options.dispatcher.send(requestEvent(this.options.appId, this.options.instance, view, this.options.maxEventBytes)).then(
         () => undefined,
         (error: Error) => claim(`its event could not be sent to Inngest (${error.message})`),
       );
@@ -307,7 +340,14 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     await this.log.commit();
     if (outcome.status === "applied" && outcome.view.status !== "pending") {
       this.deadlines.clear(input.ref);
-      this.sendDecision(input.ref);
+      const view = this.log.table.get(input.ref);
+      if (view?.status === "approved" && view.problem) {
+        // Its run cannot deliver this decision (refused, failed, cancelled, or not started): the policy decides.
+        this.settleStranded(input.ref, view.problem.cause, view.problem.kind !== "run_not_started");
+      } else {
+        this.sendDecision(input.ref);
+        if (view?.status === "approved") this.armStrandTimer(input.ref);
+      }
     }
     return outcome;
   }
@@ -404,6 +444,92 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     }
   }
 
+  async runEndedStep(ref: string, runId: string, outcome: "failed" | "cancelled", cause: string): Promise<{ ref: string; status: string }> {
+    const view = this.log.table.get(ref);
+    if (!view || view.autoApproved || TERMINAL.has(view.status)) return { ref, status: view?.status ?? "unknown" };
+    const why = `its Inngest run ${runId} ${outcome === "failed" ? `failed (${cause})` : "was cancelled"}, so Inngest will not carry this call`;
+    this.log.record("workflow.run_ended", ref, { run_id: runId, outcome, cause: `${why}. ${this.policyText()}` }, "sync");
+    await this.log.commit();
+    this.options.log?.(`inngest: ${ref} (${view.name}): ${why}. ${this.policyText()}`);
+    this.stopOutbox(`decision:${ref}`);
+    this.stopOutbox(`request:${ref}`);
+    if (this.log.table.get(ref)?.status === "approved") this.settleStranded(ref, why, true);
+    return { ref, status: this.log.table.get(ref)?.status ?? "unknown" };
+  }
+
+  private policyText(): string {
+    return this.options.onRunFailure === "local"
+      ? "If a reviewer approves it, this gateway runs it itself, once (inngest.onRunFailure: local); otherwise it expires at its review deadline."
+      : "A reviewer can still decide, but an approval will not run it (inngest.onRunFailure: expire); it expires at its review deadline.";
+  }
+
+  /**
+   * An approved held call that its Inngest run cannot carry. With `onRunFailure: local` the gateway runs it itself,
+   * at most once (the ledger's `execution.started` guards it against a late run); with `expire` it is abandoned —
+   * at once when the run is known to be gone (`definite`), or at its review deadline when the run may yet start.
+   */
+  private settleStranded(ref: string, cause: string, definite: boolean): void {
+    const view = this.log.table.get(ref);
+    if (!view || view.status !== "approved" || view.autoApproved || this.closed) return;
+    this.stopOutbox(`decision:${ref}`);
+    if (this.options.onRunFailure === "local") {
+      this.clearStrandTimer(ref);
+      this.options.log?.(`inngest: ${ref} (${view.name}) is approved but ${cause}; running it on this gateway (inngest.onRunFailure: local)`);
+      void this.ready.then(() => {
+        if (this.log.table.get(ref)?.status !== "approved" || this.closed) return;
+        return this.runExecution(ref, "gateway", undefined, `inngest.onRunFailure local: ${cause}`);
+      }).catch((error: Error) => this.options.log?.(`inngest: ${ref}: ${error.message}`));
+      return;
+    }
+    if (!definite) return this.armStrandTimer(ref);
+    this.clearStrandTimer(ref);
+    try {
+      this.log.record("request.abandoned", ref, { reason: `approved, but ${cause}; it was not run (inngest.onRunFailure: expire). Call the tool again, or set inngest.onRunFailure to local` }, "sync");
+      void this.log.commit().catch(() => {});
+    } catch (error) {
+      this.options.log?.(`ledger: could not record that ${ref} was abandoned: ${(error as Error).message}`);
+      return;
+    }
+    this.options.log?.(`inngest: ${ref} (${view.name}) was approved, but ${cause}; it was not run (inngest.onRunFailure: expire)`);
+  }
+
+  /** At the review deadline (plus grace), an approval no run has executed is settled by policy. */
+  private armStrandTimer(ref: string): void {
+    const view = this.log.table.get(ref);
+    if (!view?.deadline || this.closed) return;
+    this.clearStrandTimer(ref);
+    const due = Date.parse(view.deadline) + (this.options.expiryGraceMs ?? 60_000) - this.now().getTime();
+    const timer = setTimeout(() => {
+      this.strandTimers.delete(ref);
+      if (this.log.table.get(ref)?.status !== "approved") return;
+      this.settleStranded(ref, "no Inngest run executed it by its review deadline", true);
+    }, Math.min(Math.max(due, 0), 2_147_483_647));
+    timer.unref();
+    this.strandTimers.set(ref, timer);
+  }
+
+  private clearStrandTimer(ref: string): void {
+    clearTimeout(this.strandTimers.get(ref));
+    this.strandTimers.delete(ref);
+  }
+
+  /** After Inngest accepted a held call's event, its run should start soon; if not (an unsynced app), say so. */
+  private armStallTimer(ref: string): void {
+    if (this.closed || this.runStarted.has(ref) || this.stallTimers.has(ref)) return;
+    const ms = this.options.runStartTimeoutMs ?? 60_000;
+    const timer = setTimeout(() => {
+      this.stallTimers.delete(ref);
+      const view = this.log.table.get(ref);
+      if (!view || this.runStarted.has(ref) || (view.status !== "pending" && view.status !== "approved") || view.problem) return;
+      const cause = `Inngest accepted its request event, but no run has started within ${ms < 10_000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`}: is app '${this.options.appId}' synced with Inngest, and can Inngest reach this gateway? (run 'atlas-gateway doctor')`;
+      this.recordQuietly("workflow.stalled", ref, { cause: `${cause}. ${this.policyText()}` }, "sync");
+      this.options.log?.(`inngest: ${ref} (${view.name}): ${cause}`);
+      if (view.status === "approved") this.settleStranded(ref, cause, false);
+    }, ms);
+    timer.unref();
+    this.stallTimers.set(ref, timer);
+  }
+
   /** Runs an approved call once: `execution.started` is written (and, for a held call, fsynced) before the upstream sees it. */
   private async runExecution(ref: string, by: "workflow" | "gateway", runId?: string, reason?: string): Promise<ExecuteStepResult> {
     const view = this.log.table.get(ref)!;
@@ -454,9 +580,22 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
   private sendRequest(ref: string): void {
     this.startOutbox(`request:${ref}`, async () => {
       const view = this.log.table.get(ref);
-      if (!view || this.requestSent.has(ref)) return true;
-      await this.options.dispatcher.send(requestEvent(this.options.appId, this.options.instance, view));
-      this.recordQuietly("workflow.event_sent", ref, { event: REQUEST_EVENT }, "batch");
+      if (!view || this.requestSent.has(ref) || TERMINAL.has(view.status) || view.problem?.kind === "event_refused") return true;
+      const event = requestEvent(this.options.appId, this.options.instance, view, this.options.maxEventBytes);
+      try {
+        await this.options.dispatcher.send(event);
+      } catch (error) {
+        if (!isPermanentSendError(error)) throw error;
+        const cause = `Inngest refused its request event (${(error as Error).message}), so no run will start for it`;
+        this.recordQuietly("workflow.event_refused", ref, { event: REQUEST_EVENT, cause: `${cause}. ${this.policyText()}` }, "sync");
+        this.options.log?.(`inngest: ${ref} (${view.name}): ${cause}. ${this.policyText()}`);
+        if (this.log.table.get(ref)?.status === "approved") this.settleStranded(ref, cause, true);
+        return true;
+      }
+      const byReference = (event.data.call as { by_reference?: { bytes: number } }).by_reference;
+      if (byReference) this.options.log?.(`inngest: ${ref}: the call (${byReference.bytes} bytes) is larger than inngest.maxEventBytes; sent by reference, its arguments stay in the ledger`);
+      this.recordQuietly("workflow.event_sent", ref, { event: REQUEST_EVENT, ...(byReference ? { by_reference: byReference } : {}) }, "batch");
+      if (!view.autoApproved) this.armStallTimer(ref);
       return true;
     });
   }
@@ -466,7 +605,10 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     this.startOutbox(`decision:${ref}`, async () => {
       const view = this.log.table.get(ref);
       const decision = view?.decision;
-      if (!view || !decision || this.decisionConsumed.has(ref)) return true;
+      // Nothing left to deliver to: consumed, settled, or the run is gone.
+      // (A denial is terminal here but still ends the waiting run at once instead of at its deadline.)
+      const settled = TERMINAL.has(view?.status ?? "") && view?.status !== "denied";
+      if (!view || !decision || this.decisionConsumed.has(ref) || settled || (view.problem && view.problem.kind !== "run_not_started")) return true;
       await this.options.dispatcher.send(decisionEvent({
         ref,
         app: this.options.appId,
@@ -482,16 +624,25 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
   private startOutbox(key: string, attempt: () => Promise<boolean>): void {
     if (this.closed || this.outboxes.has(key)) return;
     const retry = this.options.retry ?? { baseMs: 1000, maxMs: 5 * 60_000 };
+    const maxAttempts = this.options.maxSendAttempts ?? 30;
     let delay = retry.baseMs;
     let failures = 0;
+    let attempts = 0;
+    const what = key.replace(":", " event for ");
     const tick = async () => {
       if (this.closed) return;
       let done = false;
+      attempts += 1;
       try {
         done = await attempt();
       } catch (error) {
         failures += 1;
-        if (failures === 1 || failures % 10 === 0) this.options.log?.(`inngest: sending ${key.replace(":", " event for ")} failed (${(error as Error).message}); retrying with backoff`);
+        if (failures === 1 || failures % 10 === 0) this.options.log?.(`inngest: sending ${what} failed (${(error as Error).message}); retrying with backoff`);
+      }
+      if (!done && attempts >= maxAttempts) {
+        // Bounded: the deadline backstop and the run's own timeout settle the call from here.
+        this.options.log?.(`inngest: gave up sending ${what} after ${attempts} attempts; the call is settled at its review deadline`);
+        done = true;
       }
       if (done || this.closed || !this.outboxes.has(key)) {
         // delivered, shutting down, or stopped (the run consumed it) while this attempt was under way
@@ -535,8 +686,10 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
     if (this.closed) return;
     this.closed = true;
     this.deadlines.close();
-    for (const timer of this.outboxes.values()) clearTimeout(timer);
+    for (const timer of [...this.outboxes.values(), ...this.stallTimers.values(), ...this.strandTimers.values()]) clearTimeout(timer);
     this.outboxes.clear();
+    this.stallTimers.clear();
+    this.strandTimers.clear();
     for (const closer of this.closers.splice(0)) await closer().catch((error: Error) => this.options.log?.(`inngest: ${error.message}`));
     for (const [ref, waiter] of [...this.waiters]) {
       // Not started yet: it never will be (the next start records it abandoned). Started: its executor finishes or fails.

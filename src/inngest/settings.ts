@@ -3,6 +3,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { GatewayConfig, InngestSettings } from "../config.js";
 
+/** The longest `step.waitForEvent` timeout Inngest accepts: 366 days (the server rejects longer ones). */
+export const MAX_WAIT_MS = 366 * 86_400_000;
+
 /** Where the embedded listener serves the Inngest function. */
 export const SERVE_PATH = "/api/inngest";
 
@@ -14,9 +17,12 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
  * What stops the `inngest` engine from running safely with these settings, one `key (source): problem` line each.
  * Pure: `serve` refuses to start on any, `doctor` prints them.
  */
-export function checkInngestConfig(config: Pick<GatewayConfig, "host" | "inngest">): string[] {
+export function checkInngestConfig(config: Pick<GatewayConfig, "host" | "inngest"> & Partial<Pick<GatewayConfig, "reviewTimeout">>): string[] {
   const settings = config.inngest;
   const problems: string[] = [];
+  if (config.reviewTimeout !== undefined && config.reviewTimeout > MAX_WAIT_MS) {
+    problems.push(`reviewTimeout (ATLAS_REVIEW_TIMEOUT): ${Math.round(config.reviewTimeout / 86_400_000)} days is longer than an Inngest wait can last (366 days; Inngest Cloud's free plan: 7 days); every held run would fail before notifying anyone. Use a shorter review timeout`);
+  }
   if (!settings.dev) {
     if (!settings.signingKey) {
       problems.push("inngest.signingKey (INNGEST_SIGNING_KEY): missing. Outside dev mode Inngest signs every request to this gateway with it; set it, or set INNGEST_DEV=1 for a local dev server");

@@ -78,6 +78,13 @@ function statusResult(view: RequestView): CallToolResult {
     ...(view.editedArgs ? { arguments_changed: true, original_arguments: view.args, arguments: view.editedArgs } : {}),
   };
   const line = (text: string): CallToolResult["content"][number] => ({ type: "text", text });
+  if (view.problem && (view.status === "pending" || view.status === "approved")) {
+    // Still open, but the engine cannot carry it as things stand: say why, and what will happen.
+    const { problem, ...rest } = view;
+    const status = statusToResult(rest);
+    const content = view.status === "approved" ? [line(`Ref ${view.ref}: APPROVED (${who}), but not running. Warning: ${problem.cause}`)] : [...status.content, line(`Warning: ${problem.cause}`)];
+    return { ...status, content, structuredContent: { ...status.structuredContent, problem } };
+  }
   switch (view.status) {
     case "executed": {
       const result = (view.result ?? { content: [] }) as CallToolResult;

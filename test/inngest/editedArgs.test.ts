@@ -8,7 +8,7 @@ afterEach(async () => {
 
 describe("InngestEngine: approve with edits", () => {
   it("the run executes the reviewer's arguments, and the ledger keeps the agent's", async () => {
-    const f = createEngineFixture();
+    const f = await createEngineFixture();
     fixtures.push(f);
     const { ref } = await f.engine.submit(highRiskCall);
     const edited = { ...highRiskCall.args, amount: 1 };

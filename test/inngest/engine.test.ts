@@ -10,8 +10,8 @@ import { createRulesEvaluator } from "../../src/risk/assess.js";
 import { APP_ID, createEngineFixture, eventually, highRiskCall, lowRiskCall, type EngineFixture } from "../helpers/inngestEngineFixture.js";
 
 const fixtures: EngineFixture[] = [];
-function fixture(...args: Parameters<typeof createEngineFixture>): EngineFixture {
-  const created = createEngineFixture(...args);
+async function fixture(...args: Parameters<typeof createEngineFixture>): Promise<EngineFixture> {
+  const created = await createEngineFixture(...args);
   fixtures.push(created);
   return created;
 }
@@ -21,7 +21,7 @@ afterEach(async () => {
 
 describe("InngestEngine without Inngest", () => {
   it("runs a low-risk call itself when its event cannot be sent, and the late run does not run it again", async () => {
-    const f = fixture();
+    const f = await fixture();
     f.outage.on = true;
     const decision = await f.engine.submit(lowRiskCall);
     expect(decision).toMatchObject({ kind: "allow", result: { content: [{ type: "text", text: "read_file done" }] } });
@@ -37,7 +37,7 @@ describe("InngestEngine without Inngest", () => {
   });
 
   it("runs a low-risk call itself when no run starts it within the dispatch timeout", async () => {
-    const f = fixture({ dispatchTimeoutMs: 50 });
+    const f = await fixture({ dispatchTimeoutMs: 50 });
     const decision = await f.engine.submit(lowRiskCall);
     expect(decision.kind).toBe("allow");
     expect(f.sent.map((event) => event.name)).toEqual([REQUEST_EVENT]);
@@ -47,7 +47,7 @@ describe("InngestEngine without Inngest", () => {
   });
 
   it("a cancelled low-risk call that no run started is abandoned and never runs", async () => {
-    const f = fixture();
+    const f = await fixture();
     const controller = new AbortController();
     const submitted = f.engine.submit(lowRiskCall, { signal: controller.signal });
     await eventually(() => expect(f.sent).toHaveLength(1));
@@ -58,7 +58,7 @@ describe("InngestEngine without Inngest", () => {
   });
 
   it("holds a high-risk call at once, durably, and re-sends its event until Inngest accepts it", async () => {
-    const f = fixture();
+    const f = await fixture();
     f.outage.on = true;
     const hold = await f.engine.submit(highRiskCall);
     expect(hold.kind).toBe("hold");
@@ -75,8 +75,32 @@ describe("InngestEngine without Inngest", () => {
     await eventually(() => expect(f.records().some((record) => record.type === "workflow.event_sent" && record.ref === hold.ref)).toBe(true));
   });
 
+  it("gives up re-sending after a bounded number of attempts, and says so", async () => {
+    const f = await fixture({ maxSendAttempts: 3 });
+    f.outage.on = true;
+    const { ref } = await f.engine.submit(highRiskCall);
+    await eventually(() => expect(f.logs.join("\n")).toContain(`gave up sending request event for ${ref} after 3 attempts`));
+    const attempts = f.logs.filter((line) => line.includes("retrying with backoff")).length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(f.logs.filter((line) => line.includes("retrying with backoff")).length).toBe(attempts);
+    expect(f.engine.get(ref!)?.status).toBe("pending");
+  });
+
+  it("sends a call larger than maxEventBytes by reference: ref and digest, not the arguments", async () => {
+    const f = await fixture({ maxEventBytes: 4096 });
+    const { ref } = await f.engine.submit({ ...highRiskCall, args: { blob: "z".repeat(10_000) } });
+    const event = await eventually(() => {
+      const found = f.sent.find((sent) => sent.data.ref === ref);
+      if (!found) throw new Error("not sent yet");
+      return found;
+    });
+    expect(JSON.stringify(event).length).toBeLessThan(4096);
+    expect(event.data.call).toMatchObject({ args: expect.stringContaining("in the gateway's ledger"), by_reference: { bytes: expect.any(Number) }, args_digest: f.engine.get(ref!)!.argsDigest });
+    await eventually(() => expect(f.records().find((record) => record.type === "workflow.event_sent")?.data).toMatchObject({ by_reference: { bytes: expect.any(Number) } }));
+  });
+
   it("re-sends a decision with backoff until the run's record-decision step consumed it", async () => {
-    const f = fixture();
+    const f = await fixture();
     const { ref } = await f.engine.submit(highRiskCall);
     await f.engine.decide({ ref: ref!, decision: "approved", reviewer: "alice", reason: "ok" });
     // No run consumed it yet (it might have arrived before the wait existed): it keeps coming.
@@ -94,12 +118,18 @@ describe("InngestEngine without Inngest", () => {
   });
 
   it("after a restart, sends again what the last process could not deliver while work is left", async () => {
-    const f = fixture();
+    const f = await fixture();
     f.outage.on = true;
     const approved = await f.engine.submit(highRiskCall);
     await f.engine.decide({ ref: approved.ref!, decision: "approved", reviewer: "bob" });
     const denied = await f.engine.submit({ ...highRiskCall, args: { amount: 1 } });
     await f.engine.decide({ ref: denied.ref!, decision: "denied", reviewer: "bob", reason: "no" });
+    // (the first attempts have been refused before the outage ends)
+    await eventually(() => {
+      for (const ref of [approved.ref, denied.ref]) {
+        for (const kind of ["request", "decision"]) expect(f.logs.join("\n")).toContain(`sending ${kind} event for ${ref} failed`);
+      }
+    });
     await f.engine.close();
     f.outage.on = false;
     f.reopen().resume();
@@ -113,7 +143,7 @@ describe("InngestEngine without Inngest", () => {
   });
 
   it("never re-runs a call whose execution was interrupted (outcome unknown)", async () => {
-    const f = fixture({}, () => new Promise(() => {}));
+    const f = await fixture({}, () => new Promise(() => {}));
     const { ref } = await f.engine.submit(highRiskCall);
     await f.engine.decide({ ref: ref!, decision: "approved", reviewer: "alice" });
     void f.engine.executeStep(ref!, "run-1").catch(() => {});
@@ -128,14 +158,14 @@ describe("InngestEngine without Inngest", () => {
   });
 
   it("expires a held call itself if its run never reports back after the deadline", async () => {
-    const f = fixture({ reviewTimeoutMs: 30, expiryGraceMs: 30 });
+    const f = await fixture({ reviewTimeoutMs: 30, expiryGraceMs: 30 });
     const { ref } = await f.engine.submit(highRiskCall);
     await eventually(() => expect(f.engine.get(ref!)?.status).toBe("expired"));
     expect(f.engine.get(ref!)?.decision?.source).toBe("timeout");
   });
 
   it("shares one ref between identical pending calls", async () => {
-    const f = fixture();
+    const f = await fixture();
     const first = await f.engine.submit(highRiskCall);
     const second = await f.engine.submit({ ...highRiskCall, args: { ...highRiskCall.args } });
     expect(second).toMatchObject({ kind: "hold", ref: first.ref, deduplicated: true });
@@ -189,7 +219,7 @@ describe("inngest settings", () => {
 
 describe("InngestEngine and the risk policy", () => {
   it("refuses a call a deny rule matches: recorded as a policy decision, no event sent, nothing run", async () => {
-    const f = fixture({
+    const f = await fixture({
       evaluator: createRulesEvaluator({
         overrides: {},
         rules: [{ id: "no-big-transfers", tool: "transfer", args: { "$.amount": { gt: 100 } }, effect: "deny", reason: "transfers over 100 are never automated" }],
@@ -204,7 +234,7 @@ describe("InngestEngine and the risk policy", () => {
 
   it("records facts outside requests and tells onRecord about every record (tool pins fold the ledger this way)", async () => {
     const seen: string[] = [];
-    const f = fixture({ onRecord: (record) => seen.push(record.type) });
+    const f = await fixture({ onRecord: (record) => seen.push(record.type) });
     await f.engine.recordEvent("tool.pinned", { upstream: "files", tool: "read_file", hash: "abc" });
     expect(seen).toContain("gateway.started");
     expect(seen.at(-1)).toBe("tool.pinned");

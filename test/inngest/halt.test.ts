@@ -10,7 +10,7 @@ afterEach(async () => {
 
 describe("InngestEngine while halted", () => {
   it("refuses new calls, and the execute step of an approved call fails (Inngest retries it) until resume", async () => {
-    const f = createEngineFixture();
+    const f = await createEngineFixture();
     fixtures.push(f);
     const held = await f.engine.submit(highRiskCall);
     const halt = newHaltFact(true, "ana", "incident");

@@ -15,9 +15,9 @@ afterEach(async () => {
 });
 
 async function setUp(result?: Parameters<typeof createEngineFixture>[1]) {
-  const fixture = createEngineFixture({}, result);
+  const fixture = await createEngineFixture({}, result);
   fixtures.push(fixture);
-  const client = await createInngestClient({ mode: "serve", dev: true, dispatchTimeout: 10_000 }, { appId: APP_ID, version: "test", log: () => {} });
+  const client = await createInngestClient({ mode: "serve", dev: true, dispatchTimeout: 10_000, onRunFailure: "expire", runStartTimeout: 60_000, maxEventBytes: 262_144 }, { appId: APP_ID, version: "test", log: () => {} });
   const fn = createGovernanceFunction(client, fixture.engine, APP_ID);
   return { fixture, fn };
 }
@@ -41,10 +41,13 @@ function withWait(fn: ReturnType<typeof createGovernanceFunction>, event: Outgoi
   return { engine, wait };
 }
 
-function requestEventFor(fixture: EngineFixture, ref: string): OutgoingEvent {
-  const event = fixture.sent.find((sent) => sent.name === REQUEST_EVENT && sent.data.ref === ref);
-  if (!event) throw new Error(`no request event for ${ref}`);
-  return event;
+/** The request event the engine sent to the (emulated) event API for `ref`, once it arrived. */
+function requestEventFor(fixture: EngineFixture, ref: string): Promise<OutgoingEvent> {
+  return eventually(() => {
+    const event = fixture.sent.find((sent) => sent.name === REQUEST_EVENT && sent.data.ref === ref);
+    if (!event) throw new Error(`no request event for ${ref}`);
+    return event;
+  });
 }
 
 function decisionEventData(ref: string, decision: "approved" | "denied", reviewer = "alice", reason?: string) {
@@ -80,7 +83,7 @@ describe("governance-workflow", () => {
     const hold = await fixture.engine.submit(highRiskCall);
     expect(hold.kind).toBe("hold");
     const ref = hold.ref!;
-    const event = requestEventFor(fixture, ref);
+    const event = await requestEventFor(fixture, ref);
     expect(event.id).toBe(`${APP_ID}:${ref}`);
     expect(JSON.stringify(event)).not.toContain("sk_live_abcdefghijklmnop");
 
@@ -107,7 +110,7 @@ describe("governance-workflow", () => {
   it("deny: the call never runs", async () => {
     const { fixture, fn } = await setUp();
     const { ref } = await fixture.engine.submit(highRiskCall);
-    const { engine } = withWait(fn, requestEventFor(fixture, ref!), decisionEventData(ref!, "denied", "bob", "too much"));
+    const { engine } = withWait(fn, await requestEventFor(fixture, ref!), decisionEventData(ref!, "denied", "bob", "too much"));
     const { result, ctx } = await engine.execute();
     expect(result).toEqual({ ref, status: "denied", executed: false });
     expect(ctx.step.run).not.toHaveBeenCalledWith("execute", expect.any(Function));
@@ -118,7 +121,7 @@ describe("governance-workflow", () => {
   it("timeout: no decision before the deadline counts as a denial", async () => {
     const { fixture, fn } = await setUp();
     const { ref } = await fixture.engine.submit(highRiskCall);
-    const { engine } = withWait(fn, requestEventFor(fixture, ref!), null);
+    const { engine } = withWait(fn, await requestEventFor(fixture, ref!), null);
     const { result, ctx } = await engine.execute();
     expect(result).toEqual({ ref, status: "expired", executed: false });
     expect(ctx.step.run).not.toHaveBeenCalledWith("execute", expect.any(Function));
@@ -132,7 +135,7 @@ describe("governance-workflow", () => {
       throw new Error("upstream connection reset");
     });
     const { ref } = await fixture.engine.submit(highRiskCall);
-    const { engine } = withWait(fn, requestEventFor(fixture, ref!), decisionEventData(ref!, "approved"));
+    const { engine } = withWait(fn, await requestEventFor(fixture, ref!), decisionEventData(ref!, "approved"));
     const { error } = await engine.execute();
     expect(error).toMatchObject({ name: "NonRetriableError" });
     expect(String((error as Error).message)).toContain("not retried (at most once)");
@@ -148,7 +151,7 @@ describe("governance-workflow", () => {
     const { fixture, fn } = await setUp();
     const { ref } = await fixture.engine.submit(highRiskCall);
     await fixture.engine.decide({ ref: ref!, decision: "approved", reviewer: "carol" });
-    const { engine, wait } = withWait(fn, requestEventFor(fixture, ref!), null);
+    const { engine, wait } = withWait(fn, await requestEventFor(fixture, ref!), null);
     const { result } = await engine.execute();
     expect(wait).not.toHaveBeenCalled();
     expect(result).toMatchObject({ ref, status: "executed", executed: true });
@@ -158,7 +161,7 @@ describe("governance-workflow", () => {
   it("the ledger's decision wins over a different one arriving by event", async () => {
     const { fixture, fn } = await setUp();
     const { ref } = await fixture.engine.submit(highRiskCall);
-    const request = requestEventFor(fixture, ref!);
+    const request = await requestEventFor(fixture, ref!);
     // The run is already waiting when the reviewer denies through the gateway; a stray approval reaches the wait.
     await fixture.engine.decide({ ref: ref!, decision: "denied", reviewer: "dave", reason: "no" });
     const { engine } = withWait(fn, { ...request, data: { ...request.data } }, decisionEventData(ref!, "approved", "mallory"));
