@@ -1,5 +1,32 @@
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
+import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
+import {
+  CallToolRequestSchema,
+  CompleteRequestSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  InitializeRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  ReadResourceRequestSchema,
+  RootsListChangedNotificationSchema,
+  SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
+  type CallToolResult,
+  type ClientCapabilities,
+  type InitializeRequest,
+  type InitializeResult,
+  type ServerCapabilities,
+  type ServerNotification,
+  type ServerRequest,
+  type Tool,
+} from "@modelcontextprotocol/sdk/types.js";
+import * as z from "zod";
+import type { ExecuteOptions } from "../governance/engine.js";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
 import { toolDefinitionHash } from "../risk/toolPins.js";
@@ -32,7 +59,49 @@ export interface GatewayDeps {
   upstreams: UpstreamSet;
   engine: GovernanceEngine;
   version: string;
+  /** Most items in one page of a list answered to the agent (default 500); more are offered through `nextCursor`. */
+  pageSize?: number;
+  /** How long a server-to-client request (sampling, elicitation, roots) may wait for the agent's client. */
+  clientRequestTimeoutMs?: number;
 }
+
+/** The gateway's own instructions; each upstream's follow, labelled (issue 10). */
+export const GATEWAY_INSTRUCTIONS =
+  "Tool calls pass through atlas-gateway, which lets low-risk calls run at once and holds high-risk ones for a human reviewer. " +
+  "A held call answers 'PENDING REVIEW (Ref: evt_…)'; it has not run yet. Tell the user it awaits approval, then call atlas_status with the ref " +
+  "(wait_seconds up to 45) to learn the decision and get the result. Do not retry a held call: an identical call returns the same ref.";
+
+/** The gateway's instructions followed by each upstream's, labelled with the upstream's name. */
+export function composeInstructions(upstreams: { upstream: string; text: string }[]): string {
+  return [GATEWAY_INSTRUCTIONS, ...upstreams.map(({ upstream, text }) => `Instructions from upstream '${upstream}':\n${text}`)].join("\n\n");
+}
+
+/**
+ * Every capability the gateway can pass through. Handlers are registered for all of them; what is advertised in
+ * `initialize` is what the upstreams offer, and a method of a capability not
+ * advertised answers "Method not found", as the upstream would.
+ */
+const HANDLED_CAPABILITIES: ServerCapabilities = {
+  tools: { listChanged: true },
+  resources: { subscribe: true, listChanged: true },
+  prompts: { listChanged: true },
+  completions: {},
+  logging: {},
+};
+
+const looseResult = z.looseObject({});
+/** The client capability a server-to-client request needs. */
+const CLIENT_CAPABILITY: Record<string, keyof ClientCapabilities> = {
+  "sampling/createMessage": "sampling",
+  "elicitation/create": "elicitation",
+  "roots/list": "roots",
+};
+const NOTIFICATION_CAPABILITY: Record<string, keyof ServerCapabilities> = {
+  "notifications/resources/updated": "resources",
+  "notifications/resources/list_changed": "resources",
+  "notifications/prompts/list_changed": "prompts",
+  "notifications/message": "logging",
+};
 
 export interface Gateway {
   /** The MCP server, not yet connected to any transport. */
@@ -49,19 +118,87 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const { upstreams, engine } = deps;
   const server = new Server(
     { name: "atlas-gateway", version: deps.version, title: "ATLAS Governance Gateway" },
-    {
-      capabilities: { tools: { listChanged: true } },
-      instructions:
-        "Tool calls pass through atlas-gateway, which lets low-risk calls run at once and holds high-risk ones for a human reviewer. " +
-        "A held call answers 'PENDING REVIEW (Ref: evt_…)'; it has not run yet. Tell the user it awaits approval, then call atlas_status with the ref " +
-        "(wait_seconds up to 45) to learn the decision and get the result. Do not retry a held call: an identical call returns the same ref.",
-    },
+    { capabilities: HANDLED_CAPABILITIES, instructions: GATEWAY_INSTRUCTIONS },
   );
+  const pageSize = deps.pageSize ?? 500;
+  let advertised: ServerCapabilities | undefined;
 
-  server.setRequestHandler(ListToolsRequestSchema, async () => {
-    await upstreams.ready;
-    return { tools: [...upstreams.catalogue().map((entry) => entry.definition), STATUS_TOOL] };
+  // The agent's capabilities are offered to the upstreams, so they connect only once the agent has introduced
+  // itself; the answer then carries the upstreams' capabilities and instructions. The SDK's own handler still
+  // records the client's capabilities and negotiates the protocol version.
+  const sdkInitialize = (server as unknown as { _oninitialize(request: InitializeRequest): Promise<InitializeResult> })._oninitialize.bind(server);
+  server.setRequestHandler(InitializeRequestSchema, async (request) => {
+    await upstreams.start(request.params.capabilities);
+    advertised = upstreams.capabilities();
+    const result = await sdkInitialize(request);
+    return { ...result, capabilities: advertised, instructions: composeInstructions(upstreams.instructions()) };
   });
+
+  const advertises = (capability: keyof ServerCapabilities, flag?: string): boolean => {
+    const offered = advertised?.[capability] as Record<string, unknown> | undefined;
+    return offered !== undefined && (flag === undefined || offered[flag] === true);
+  };
+  const requireCapability = (capability: keyof ServerCapabilities, method: string, flag?: string) => {
+    if (!advertises(capability, flag)) throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
+  };
+
+  upstreams.bindAgent({
+    onNotification: (_upstream, notification) => {
+      const capability = NOTIFICATION_CAPABILITY[notification.method];
+      if (capability && !advertises(capability)) return;
+      void server.notification(notification as ServerNotification).catch(() => {});
+    },
+    onRequest: async (upstream, request, signal) => {
+      const needed = CLIENT_CAPABILITY[request.method];
+      if (needed && !server.getClientCapabilities()?.[needed]) {
+        throw new McpError(ErrorCode.MethodNotFound, `the agent's client does not support ${request.method} (asked by upstream '${upstream}')`);
+      }
+      return server.request(request as ServerRequest, looseResult, { signal, timeout: deps.clientRequestTimeoutMs ?? 10 * 60_000 });
+    },
+  });
+
+  server.setRequestHandler(ListToolsRequestSchema, async (request) => {
+    await upstreams.ready;
+    return paginate([...upstreams.catalogue().map((entry) => entry.definition), STATUS_TOOL], request.params?.cursor, pageSize, "tools");
+  });
+  server.setRequestHandler(ListResourcesRequestSchema, async (request) => {
+    requireCapability("resources", request.method);
+    return paginate(await upstreams.list("resources"), request.params?.cursor, pageSize, "resources");
+  });
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, async (request) => {
+    requireCapability("resources", request.method);
+    return paginate(await upstreams.list("resourceTemplates"), request.params?.cursor, pageSize, "resourceTemplates");
+  });
+  server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
+    requireCapability("resources", request.method);
+    return upstreams.resourceRequest("resources/read", request.params, forwardOptions(request.params, extra));
+  });
+  server.setRequestHandler(SubscribeRequestSchema, async (request, extra) => {
+    requireCapability("resources", request.method, "subscribe");
+    return upstreams.resourceRequest("resources/subscribe", request.params, forwardOptions(request.params, extra));
+  });
+  server.setRequestHandler(UnsubscribeRequestSchema, async (request, extra) => {
+    requireCapability("resources", request.method, "subscribe");
+    return upstreams.resourceRequest("resources/unsubscribe", request.params, forwardOptions(request.params, extra));
+  });
+  server.setRequestHandler(ListPromptsRequestSchema, async (request) => {
+    requireCapability("prompts", request.method);
+    return paginate(await upstreams.list("prompts"), request.params?.cursor, pageSize, "prompts");
+  });
+  server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
+    requireCapability("prompts", request.method);
+    return upstreams.getPrompt(request.params, forwardOptions(request.params, extra)) as never;
+  });
+  server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
+    requireCapability("completions", request.method);
+    return upstreams.complete(request.params, forwardOptions(request.params, extra)) as never;
+  });
+  server.setRequestHandler(SetLevelRequestSchema, async (request) => {
+    requireCapability("logging", request.method);
+    await upstreams.setLoggingLevel(request.params.level);
+    return {};
+  });
+  server.setNotificationHandler(RootsListChangedNotificationSchema, () => upstreams.notifyRootsChanged());
 
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     const { name } = request.params;
@@ -102,6 +239,31 @@ export function createGateway(deps: GatewayDeps): Gateway {
   });
 
   return { server, upstreams, engine };
+}
+
+/** Cancellation and progress of an agent's request, carried to the upstream that serves it. */
+function forwardOptions(params: { _meta?: { progressToken?: string | number } }, extra: RequestHandlerExtra<ServerRequest, ServerNotification>): ExecuteOptions {
+  const progressToken = params._meta?.progressToken;
+  return {
+    signal: extra.signal,
+    ...(progressToken !== undefined
+      ? { onProgress: (progress) => void extra.sendNotification({ method: "notifications/progress", params: { ...progress, progressToken } }).catch(() => {}) }
+      : {}),
+  };
+}
+
+/**
+ * One page of a list for the agent. The cursor is the offset of the page's first item; a cursor the gateway did not
+ * hand out is a JSON-RPC invalid-params error (MCP 2025-11-25, pagination).
+ */
+export function paginate<K extends string, T>(items: T[], cursor: string | undefined, pageSize: number, key: K): { [P in K]: T[] } & { nextCursor?: string } {
+  let start = 0;
+  if (cursor !== undefined) {
+    start = /^\d{1,9}$/.test(cursor) ? Number(cursor) : Number.NaN;
+    if (!Number.isSafeInteger(start) || start > items.length) throw new McpError(ErrorCode.InvalidParams, `Invalid cursor: ${JSON.stringify(cursor.slice(0, 80))}`);
+  }
+  const end = start + pageSize;
+  return { [key]: items.slice(start, end), ...(end < items.length ? { nextCursor: String(end) } : {}) } as { [P in K]: T[] } & { nextCursor?: string };
 }
 
 async function answerStatus(engine: GovernanceEngine, args: Record<string, unknown>, signal: AbortSignal): Promise<CallToolResult> {

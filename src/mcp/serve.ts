@@ -35,6 +35,11 @@ export interface RunningGateway extends Gateway {
   close(reason?: string): Promise<void>;
 }
 
+/** Secret values the gateway itself uses (evaluator API keys and headers): kept out of upstream environments. */
+function evaluatorSecrets(config: GatewayConfig): string[] {
+  return config.risk.evaluators.flatMap((evaluator) => [...(evaluator.type === "openai" && evaluator.apiKey ? [evaluator.apiKey] : []), ...Object.values(evaluator.headers)]);
+}
+
 /** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
 async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
   // A reviewer command holds the lock only while it writes a decision, but opening a big ledger takes seconds: wait
@@ -81,6 +86,8 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       toolTimeoutMs: config.toolTimeout,
       startupTimeoutMs: config.startupTimeout,
       version,
+      deferStart: true,
+      secretValues: evaluatorSecrets(config),
       onToolsChanged: () => {
         observePins();
         void gateway?.server.sendToolListChanged().catch(() => {});
@@ -157,6 +164,11 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
     // sockets below start.
     await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
+    // Upstreams connect when the agent initializes (its capabilities are offered to them). Approved calls left from
+    // an earlier run must not wait for an agent that never comes: start without its capabilities after a while.
+    const startAnyway = setTimeout(() => void upstreams.start(), config.startupTimeout);
+    startAnyway.unref();
+    void upstreams.ready.then(() => clearTimeout(startAnyway));
     void upstreams.ready.then(() => {
       observePins();
       engine.resume();

@@ -108,7 +108,7 @@ describe("catalogue", () => {
     expect(lookup.annotations).toEqual({ readOnlyHint: true });
     expect(tools.find((tool) => tool.name === "structured")!.outputSchema).toBeDefined();
     for (const name of names) expect(name).toMatch(/^[a-zA-Z0-9_-]{1,64}$/);
-    expect(h.logs.some((line) => line.includes("skipped malformed tool 'bad tool'"))).toBe(true);
+    expect(h.logs.some((line) => line.includes("skipped tool 'bad tool': inputSchema.type"))).toBe(true);
   });
 
   it("prefixes names with several upstreams and maps them back exactly", async () => {
