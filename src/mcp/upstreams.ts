@@ -180,6 +180,11 @@ export class UpstreamSet {
     Object.assign(this.options, handlers);
   }
 
+  /** How long a connection attempt may take in all: past the start-up timeout, it is a late arrival. */
+  private get lateLimitMs(): number {
+    return Math.max(60_000, this.options.startupTimeoutMs * 4);
+  }
+
   private get prefixed(): boolean {
     return this.order.length > 1;
   }
@@ -199,7 +204,9 @@ export class UpstreamSet {
       client.fallbackNotificationHandler = async (notification) => {
         this.options.onNotification?.(name, this.exposeNotification(name, notification));
       };
-      await client.connect(tap, { timeout: this.options.startupTimeoutMs });
+      // `ready` stops waiting at the start-up timeout; a slower upstream still connects and is announced when it
+      // arrives (issue 10), up to a longer bound.
+      await client.connect(tap, { timeout: this.lateLimitMs });
       const capabilities = client.getServerCapabilities() ?? {};
       const tools = await this.listTools(name, client);
       if (this.closed) {
@@ -347,7 +354,7 @@ export class UpstreamSet {
     let cursor: string | undefined;
     let pages = 0;
     do {
-      const page = await client.request({ method, params: cursor ? { cursor } : {} }, loosePage, { timeout: this.options.startupTimeoutMs }) as Record<string, unknown> & { nextCursor?: string };
+      const page = await client.request({ method, params: cursor ? { cursor } : {} }, loosePage, { timeout: this.lateLimitMs }) as Record<string, unknown> & { nextCursor?: string };
       pages++;
       const raw = page[key];
       if (!Array.isArray(raw)) throw new Error(`${method} answered without a '${key}' array`);
