@@ -40,13 +40,19 @@ function evaluatorSecrets(config: GatewayConfig): string[] {
   return config.risk.evaluators.flatMap((evaluator) => [...(evaluator.type === "openai" && evaluator.apiKey ? [evaluator.apiKey] : []), ...Object.values(evaluator.headers)]);
 }
 
+/**
+ * How many gateways may share one data dir under one instance name (`main`, `main-2`, …). A bridge that starts one
+ * gateway per session reaches 20 at once (issue 10); a lock whose holder died is taken over, so only live gateways count.
+ */
+export const MAX_INSTANCES = 1000;
+
 /** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
 async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
   // A reviewer command holds the lock only while it writes a decision, but opening a big ledger takes seconds: wait
   // for it rather than move to another instance and leave this one's approved calls waiting.
   const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 15_000);
   if (preferred) return preferred;
-  for (let n = 2; n <= 20; n++) {
+  for (let n = 2; n <= MAX_INSTANCES; n++) {
     const name = `${config.instance}-${n}`;
     const lock = tryLock(config.dataDir, name, "gateway");
     if (lock) {
@@ -55,7 +61,7 @@ async function claimInstance(config: GatewayConfig, log: (line: string) => void)
       return lock;
     }
   }
-  throw new AtlasError(`every instance '${config.instance}' .. '${config.instance}-20' in ${config.dataDir} is held by a running gateway`);
+  throw new AtlasError(`every instance '${config.instance}' .. '${config.instance}-${MAX_INSTANCES}' in ${config.dataDir} is held by a running gateway`);
 }
 
 /**
