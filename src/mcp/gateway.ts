@@ -27,6 +27,7 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import * as z from "zod";
 import type { ExecuteOptions } from "../governance/engine.js";
+import { ArgumentValidator } from "./argumentValidator.js";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
 import { toolDefinitionHash } from "../risk/toolPins.js";
@@ -61,6 +62,8 @@ export interface GatewayDeps {
   version: string;
   /** Most items in one page of a list answered to the agent (default 500); more are offered through `nextCursor`. */
   pageSize?: number;
+  /** Where the gateway's own stderr lines go (a tool schema that cannot be compiled). */
+  log?: (line: string) => void;
   /** How long a server-to-client request (sampling, elicitation, roots) may wait for the agent's client. */
   clientRequestTimeoutMs?: number;
 }
@@ -121,6 +124,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     { capabilities: HANDLED_CAPABILITIES, instructions: GATEWAY_INSTRUCTIONS },
   );
   const pageSize = deps.pageSize ?? 500;
+  const validator = new ArgumentValidator(deps.log ?? (() => {}));
   let advertised: ServerCapabilities | undefined;
 
   // The agent's capabilities are offered to the upstreams, so they connect only once the agent has introduced
@@ -211,6 +215,11 @@ export function createGateway(deps: GatewayDeps): Gateway {
       entry = upstreams.find(name);
     }
     if (!entry) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+    const invalid = validator.check(entry.name, entry.definition.inputSchema, args);
+    if (invalid.length) {
+      // Refused before scoring: a call that cannot succeed is never held for a human (issue 10).
+      return { content: [{ type: "text", text: `Invalid arguments for tool ${entry.name}: ${invalid.join("; ")}` }], isError: true };
+    }
 
     const progressToken = request.params._meta?.progressToken;
     const hasOutputSchema = entry.definition.outputSchema !== undefined;

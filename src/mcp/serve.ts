@@ -148,7 +148,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       }
     }
 
-    gateway = createGateway({ upstreams, engine, version });
+    gateway = createGateway({ upstreams, engine, version, log });
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));

@@ -255,6 +255,29 @@ describe("governed calls", () => {
   });
 });
 
+describe("argument validation", () => {
+  it("refuses a call whose arguments break the tool's inputSchema at once, with the errors: never scored, held or run", async () => {
+    const modern = {
+      name: "modern",
+      inputSchema: { $schema: "https://json-schema.org/draft/2020-12/schema", type: "object", $defs: { n: { type: "integer" } }, properties: { n: { $ref: "#/$defs/n" } }, required: ["n"] },
+      annotations: { readOnlyHint: true },
+    };
+    const { source, calls } = fixtureUpstream("db", [modern]);
+    const h = await startHarness([source, demoUpstream("test")]);
+    const bad = await h.call("db__lookup", { id: 5, extra: true });
+    expect(bad.isError).toBe(true);
+    expect(JSON.stringify(bad.content)).toContain("Invalid arguments for tool db__lookup: (arguments): unexpected property 'extra'; /id: must be string");
+    // The seed-style call that used to be held, approved, then fail: refused before anyone is asked.
+    const seed = await h.call("demo__request_payment_extension", {});
+    expect(seed.isError).toBe(true);
+    expect(JSON.stringify(seed.content)).toContain("must have required property");
+    expect(h.engine.pending()).toEqual([]);
+    expect((await h.call("db__modern", { n: 1.5 })).isError).toBe(true);
+    expect((await h.call("db__modern", { n: 2 })).isError).toBeUndefined();
+    expect(calls.map((call) => call.tool)).toEqual(["modern"]);
+  });
+});
+
 describe("durability across restarts", () => {
   it("a pending call survives a restart and runs once when approved afterwards", async () => {
     const dataDir = tempDir();
