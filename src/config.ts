@@ -69,6 +69,8 @@ export const configSchema = z.strictObject({
   reviewTimeout: duration("duration").default(24 * 3_600_000),
   toolTimeout: duration("duration").default(5 * 60_000),
   startupTimeout: duration("duration").default(30_000),
+  /** Largest JSON-RPC message accepted from the agent or an upstream (bytes); a bigger one gets a JSON-RPC error. */
+  maxMessageBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
   /** Threshold, policy rules, model evaluators and self-protection paths (see `riskConfig.ts`). */
   risk: riskConfigSchema.prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
@@ -112,6 +114,7 @@ const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolea
   ATLAS_RISK_THRESHOLD: ["risk.threshold", "number"],
   ATLAS_REVIEW_TIMEOUT: ["reviewTimeout", "string"],
   ATLAS_TOOL_TIMEOUT: ["toolTimeout", "string"],
+  ATLAS_MAX_MESSAGE_BYTES: ["maxMessageBytes", "number"],
   ATLAS_ENGINE: ["engine", "string"],
   ATLAS_INNGEST_MODE: ["inngest.mode", "string"],
   ATLAS_INNGEST_APP_ID: ["inngest.appId", "string"],

@@ -93,6 +93,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       startupTimeoutMs: config.startupTimeout,
       version,
       deferStart: true,
+      maxMessageBytes: config.maxMessageBytes,
       secretValues: evaluatorSecrets(config),
       onToolsChanged: () => {
         observePins();
@@ -169,7 +170,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
     // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
     // sockets below start.
-    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
+    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout, { maxMessageBytes: config.maxMessageBytes, replyToMalformed: true }));
     // Upstreams connect when the agent initializes (its capabilities are offered to them). Approved calls left from
     // an earlier run must not wait for an agent that never comes: start without its capabilities after a while.
     const startAnyway = setTimeout(() => void upstreams.start(), config.startupTimeout);

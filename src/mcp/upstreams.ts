@@ -75,6 +75,8 @@ export interface UpstreamSetOptions {
   deferStart?: boolean;
   /** Secret values of the gateway's (evaluator keys) whose variables stay out of stdio upstreams' environments (see `upstreamEnv`). */
   secretValues?: readonly string[];
+  /** Largest message accepted from a stdio upstream (default `MAX_MESSAGE_BYTES`). */
+  maxMessageBytes?: number;
   /** Page cap for list requests (default 100). */
   pageCap?: number;
   /** First delay before restarting a stdio upstream that exited; doubles per attempt up to `restartMaxMs`. */
@@ -321,6 +323,7 @@ export class UpstreamSet {
       env: upstreamEnv(this.options.env, config.env, this.options.secretValues),
       ...(config.cwd ? { cwd: config.cwd } : {}),
       onStderr: (line) => this.options.log(`[${name}] ${line}`),
+      ...(this.options.maxMessageBytes ? { maxMessageBytes: this.options.maxMessageBytes } : {}),
     });
   }
 

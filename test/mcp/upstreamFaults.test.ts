@@ -72,7 +72,7 @@ describe("definitions a strict client rejects", () => {
     const { client, stderr } = await start(["badtools", "tasks"]);
     // The agent's own SDK client validates every tool: one bad definition would make this throw.
     const { tools } = await client.listTools();
-    expect(tools.map((tool) => tool.name)).toEqual(["echo", "progress", "crash", "getenv", "write", "atlas_status"]);
+    expect(tools.map((tool) => tool.name)).toEqual(["echo", "progress", "crash", "getenv", "big", "write", "atlas_status"]);
     expect(stderr()).toContain("upstream raw: skipped tool 'null_description': description: Invalid input: expected string, received null");
     expect(stderr()).toContain("upstream raw: skipped tool 'numeric_title': title:");
     expect(stderr()).toContain("upstream raw: skipped tool 'string_hint': annotations.readOnlyHint:");
