@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
+import { expandHome } from "./homePath.js";
 import { basename, isAbsolute, join, resolve } from "node:path";
 import type Conf from "conf";
 import * as z from "zod";
@@ -206,7 +207,7 @@ export async function openUserConfig(env: NodeJS.ProcessEnv = process.env): Prom
   return new Conf<Record<string, unknown>>({
     projectName: "atlas-gateway",
     projectSuffix: "",
-    ...(env.ATLAS_CONFIG_DIR ? { cwd: env.ATLAS_CONFIG_DIR } : {}),
+    ...(env.ATLAS_CONFIG_DIR ? { cwd: expandHome(env.ATLAS_CONFIG_DIR, env) } : {}),
   });
 }
 
@@ -216,7 +217,7 @@ export async function openUserConfig(env: NodeJS.ProcessEnv = process.env): Prom
  * holds this equal to conf's own path.
  */
 export function userConfigPath(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
-  if (env.ATLAS_CONFIG_DIR) return resolve(env.ATLAS_CONFIG_DIR, "config.json");
+  if (env.ATLAS_CONFIG_DIR) return resolve(expandHome(env.ATLAS_CONFIG_DIR, env), "config.json");
   const home = homedir();
   const os = process.env;
   const dir = platform === "darwin"
@@ -270,7 +271,14 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     }
   } else if (options.userConfig) userLayer = normaliseFileLayer(options.userConfig);
 
-  const configFile = flags.config ?? env.ATLAS_CONFIG;
+  let configFile = flags.config ?? env.ATLAS_CONFIG;
+  if (configFile) {
+    try {
+      configFile = expandHome(configFile, env);
+    } catch (error) {
+      throw new ConfigError([`config${flags.config ? " (from --config)" : " (from ATLAS_CONFIG)"}: ${(error as Error).message}`]);
+    }
+  }
   if (configFile) configFiles.push(resolve(cwd, configFile));
   const fileLayer = configFile ? readConfigFile(resolve(cwd, configFile)) : {};
 
@@ -311,6 +319,21 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const config: GatewayConfig = result.data;
   const secretProblems = resolveEvaluatorSecrets(config.risk, env);
   if (secretProblems.length > 0) throw new ConfigError(secretProblems);
+  const pathProblems: string[] = [];
+  const expand = (value: string, path: string) => {
+    try {
+      return expandHome(value, env);
+    } catch (error) {
+      pathProblems.push(`${path}${sources.get(path) ? ` (from ${sources.get(path)})` : ""}: ${(error as Error).message}`);
+      return value;
+    }
+  };
+  config.dataDir = expand(config.dataDir, "dataDir");
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    if ("command" in upstream && upstream.cwd) upstream.cwd = expand(upstream.cwd, `upstreams.${name}.cwd`);
+  }
+  config.risk.protectedPaths = config.risk.protectedPaths.map((path, index) => expand(path, `risk.protectedPaths.${index}`));
+  if (pathProblems.length > 0) throw new ConfigError(pathProblems);
   config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(cwd, config.dataDir);
   config.configFiles = configFiles;
   return config;
