@@ -112,6 +112,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       threshold: config.risk.threshold,
       reviewTimeoutMs: config.reviewTimeout,
       executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
+      awaitUpstream: (upstream: string) => upstreams.whenConnected(upstream),
       version,
       log,
       startInfo: { instance, upstreams: sources.map((source) => source.name) },

@@ -18,6 +18,7 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import * as z from "zod";
 import type { UpstreamConfig } from "../config.js";
+import { UncertainOutcomeError } from "../errors.js";
 import type { ExecuteOptions } from "../governance/engine.js";
 import { ProgressTap, type ProgressParams } from "./progressTap.js";
 import { ChildProcessTransport } from "./stdioTransport.js";
@@ -577,7 +578,7 @@ export class UpstreamSet {
   }
 
   /** Resolves once the upstream is connected, it cannot come back, the tool timeout passes, or `signal` aborts. */
-  private async whenConnected(name: string, signal?: AbortSignal): Promise<void> {
+  async whenConnected(name: string, signal?: AbortSignal): Promise<void> {
     if (!this.settled && this.sources.has(name)) await this.ready;
     if (this.connected.has(name) || (!this.restartTimers.has(name) && !this.reconnecting.has(name))) return;
     await new Promise<void>((resolve) => {
@@ -637,6 +638,12 @@ export class UpstreamSet {
       if (!retried && (error as { code?: unknown }).code === 404 && source && "config" in source && "url" in source.config) {
         await this.renewSession(name);
         return this.forward(name, method, params, schema, options, true);
+      }
+      if (method === "tools/call") {
+        // Sent, and then no answer from the upstream: its effect may have happened.
+        if (timeout.signal.aborted) throw new UncertainOutcomeError(`upstream '${name}' did not answer within ${this.options.toolTimeoutMs} ms`);
+        if (options.signal?.aborted) throw new UncertainOutcomeError(`the call was cancelled while upstream '${name}' was running it`);
+        if ((error as { code?: unknown }).code === ErrorCode.ConnectionClosed) throw new UncertainOutcomeError(`upstream '${name}' exited or disconnected while running the call`);
       }
       throw error;
     } finally {

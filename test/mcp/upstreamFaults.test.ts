@@ -72,7 +72,7 @@ describe("definitions a strict client rejects", () => {
     const { client, stderr } = await start(["badtools", "tasks"]);
     // The agent's own SDK client validates every tool: one bad definition would make this throw.
     const { tools } = await client.listTools();
-    expect(tools.map((tool) => tool.name)).toEqual(["echo", "progress", "crash", "getenv", "big", "write", "atlas_status"]);
+    expect(tools.map((tool) => tool.name)).toEqual(["echo", "progress", "crash", "getenv", "hang", "big", "write", "atlas_status"]);
     expect(stderr()).toContain("upstream raw: skipped tool 'null_description': description: Invalid input: expected string, received null");
     expect(stderr()).toContain("upstream raw: skipped tool 'numeric_title': title:");
     expect(stderr()).toContain("upstream raw: skipped tool 'string_hint': annotations.readOnlyHint:");
@@ -136,6 +136,40 @@ describe("an upstream that comes and goes", () => {
     await expect
       .poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.filter((record) => record.type === "tool.pinned").map((record) => record.data.tool))
       .toContain("echo");
+  });
+});
+
+describe("at most once, stated honestly", () => {
+  const ledgerTypes = (dataDir: string, ref: string) => scanLedger(instancePaths(dataDir, "main").ledger).records.filter((record) => record.ref === ref).map((record) => record.type);
+  const refOf = (result: CallToolResult) => /Ref: (evt_[0-9a-f]{8})/.exec(text(result))![1]!;
+
+  it("an upstream that crashes mid-call gives outcome unknown, not error, and the call is not re-run", async () => {
+    const { client, requests, dataDir } = await start([]);
+    const result = (await client.callTool({ name: "crash", arguments: {} })) as CallToolResult;
+    expect(result.isError).toBe(true);
+    expect(text(result)).toMatch(/^OUTCOME UNKNOWN \(Ref: evt_[0-9a-f]{8}\): upstream 'raw' exited or disconnected while running the call/);
+    expect(ledgerTypes(dataDir, refOf(result))).toEqual(["request.created", "request.assessed", "request.auto_approved", "execution.started", "execution.interrupted"]);
+    await expect.poll(() => requests().filter((line) => line.startsWith("initialize")).length, { timeout: 15_000 }).toBe(2);
+    expect(requests().filter((line) => line.endsWith(" crash"))).toHaveLength(1);
+  });
+
+  it("an upstream that times out gives outcome unknown", async () => {
+    const { client, dataDir } = await start([], { config: { toolTimeout: "300ms" } });
+    const result = (await client.callTool({ name: "hang", arguments: {} })) as CallToolResult;
+    expect(text(result)).toContain("upstream 'raw' did not answer within 300 ms");
+    expect(ledgerTypes(dataDir, refOf(result)).at(-1)).toBe("execution.interrupted");
+  });
+
+  it("an approval made while the upstream is down waits, still approved, and runs once when it is back", async () => {
+    const { client, running, requests } = await start([]);
+    const held = (await client.callTool({ name: "write", arguments: { note: "n1" } })) as CallToolResult;
+    const ref = refOf(held);
+    await client.callTool({ name: "crash", arguments: {} });
+    await running.engine.decide({ ref, decision: "approved", reviewer: "alice" });
+    expect(running.engine.get(ref)!.status).toBe("approved");
+    await expect.poll(() => running.engine.get(ref)!.status, { timeout: 15_000 }).toBe("executed");
+    expect(running.engine.get(ref)!.outcome).toBe("ok");
+    expect(requests().filter((line) => line.endsWith(" write"))).toHaveLength(1);
   });
 });
 
