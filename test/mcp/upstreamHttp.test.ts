@@ -58,3 +58,68 @@ describe("Streamable HTTP upstream", () => {
     await set.close();
   });
 });
+
+/**
+ * A hand-written Streamable HTTP upstream (JSON responses, no SSE) that can "restart": it then forgets every session
+ * and answers 404 to them, as a restarted server does.
+ */
+describe("a Streamable HTTP upstream that restarts", () => {
+  let sessions = new Set<string>();
+  let next = 0;
+  const methods: string[] = [];
+  let url = "";
+  let close = () => {};
+
+  beforeAll(async () => {
+    const http = createServer((req, res) => {
+      if (req.method !== "POST") {
+        res.writeHead(405).end();
+        return;
+      }
+      let body = "";
+      req.setEncoding("utf8").on("data", (chunk: string) => (body += chunk)).on("end", () => {
+        const message = JSON.parse(body) as { id?: number; method?: string; params?: Record<string, unknown> };
+        methods.push(message.method ?? "response");
+        const session = req.headers["mcp-session-id"];
+        if (message.method === "initialize") {
+          const id = `s${++next}`;
+          sessions.add(id);
+          res.writeHead(200, { "content-type": "application/json", "mcp-session-id": id });
+          res.end(JSON.stringify({ jsonrpc: "2.0", id: message.id, result: { protocolVersion: message.params!.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: "restarting", version: "1" } } }));
+          return;
+        }
+        if (typeof session !== "string" || !sessions.has(session)) {
+          res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32001, message: "Session not found" } }));
+          return;
+        }
+        if (message.id === undefined) {
+          res.writeHead(202).end();
+          return;
+        }
+        const result = message.method === "tools/list"
+          ? { tools: [{ name: "ping", inputSchema: { type: "object" }, annotations: { readOnlyHint: true } }] }
+          : { content: [{ type: "text", text: `pong from ${session}` }] };
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: message.id, result }));
+      });
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+    close = () => http.close();
+  });
+  afterAll(() => close());
+
+  it("answering 404 for its session makes the gateway start a new session and send the call once more", async () => {
+    const logs: string[] = [];
+    const set = new UpstreamSet([{ name: "remote", config: { url, headers: {} } }], {
+      env: {}, log: (line) => logs.push(line), toolTimeoutMs: 5000, startupTimeoutMs: 5000, version: "test",
+    });
+    await set.ready;
+    expect(await set.call({ upstream: "remote", tool: "ping", args: {} })).toMatchObject({ content: [{ text: "pong from s1" }] });
+    sessions = new Set(); // the server restarted
+    expect(await set.call({ upstream: "remote", tool: "ping", args: {} })).toMatchObject({ content: [{ text: "pong from s2" }] });
+    expect(await set.call({ upstream: "remote", tool: "ping", args: {} })).toMatchObject({ content: [{ text: "pong from s2" }] });
+    expect(logs).toContain("upstream remote: its session is gone (HTTP 404); starting a new session");
+    expect(methods.filter((method) => method === "initialize")).toHaveLength(2);
+    await set.close();
+  });
+});
