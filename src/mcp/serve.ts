@@ -46,6 +46,9 @@ function evaluatorSecrets(config: GatewayConfig): string[] {
  */
 export const MAX_INSTANCES = 1000;
 
+/** How long a shutdown waits for tool calls under way to finish before the ledger closes. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
 /** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
 async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
   // A reviewer command holds the lock only while it writes a decision, but opening a big ledger takes seconds: wait
@@ -160,6 +163,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       closing ??= Promise.resolve().then(async () => {
         stopReason = reason;
         log(`shutting down (${reason})`);
+        // Calls under way finish and are recorded before the ledger closes, within a bound (issue 10).
+        const left = await upstreams.drain(SHUTDOWN_GRACE_MS);
+        if (left > 0) log(`${left} call(s) still running after ${SHUTDOWN_GRACE_MS} ms; they will be recorded as unknown at the next start`);
+        else await new Promise((resolve) => setImmediate(resolve)); // their answers reach the agent
         await gateway.server.close().catch(() => {});
         await cleanUp();
         resolveClosed();

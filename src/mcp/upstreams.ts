@@ -126,6 +126,7 @@ export class UpstreamSet {
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
   private readonly reconnecting = new Map<string, Promise<void>>();
   private readonly arrivals = new Set<() => void>();
+  private readonly running = new Set<Promise<CallToolResult>>();
   private catalogueCache: CatalogueEntry[] | undefined;
   private byName = new Map<string, CatalogueEntry>();
   private readonly order: string[];
@@ -574,7 +575,19 @@ export class UpstreamSet {
    */
   async call(call: { upstream: string; tool: string; args: Record<string, unknown> }, options: ExecuteOptions = {}): Promise<CallToolResult> {
     if (!this.connected.has(call.upstream)) await this.whenConnected(call.upstream, options.signal);
-    return this.forward(call.upstream, "tools/call", { name: call.tool, arguments: call.args }, CallToolResultSchema, options) as Promise<CallToolResult>;
+    const running = this.forward(call.upstream, "tools/call", { name: call.tool, arguments: call.args }, CallToolResultSchema, options) as Promise<CallToolResult>;
+    this.running.add(running);
+    void running.catch(() => {}).finally(() => this.running.delete(running));
+    return running;
+  }
+
+  /** Waits for the tool calls under way to finish, at most `ms`; how many were still running then. */
+  async drain(ms: number): Promise<number> {
+    if (this.running.size === 0) return 0;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
+    return this.running.size;
   }
 
   /** Resolves once the upstream is connected, it cannot come back, the tool timeout passes, or `signal` aborts. */

@@ -72,7 +72,7 @@ describe("definitions a strict client rejects", () => {
     const { client, stderr } = await start(["badtools", "tasks"]);
     // The agent's own SDK client validates every tool: one bad definition would make this throw.
     const { tools } = await client.listTools();
-    expect(tools.map((tool) => tool.name)).toEqual(["echo", "progress", "crash", "getenv", "hang", "big", "write", "atlas_status"]);
+    expect(tools.map((tool) => tool.name)).toEqual(["echo", "progress", "crash", "getenv", "slow", "hang", "big", "write", "atlas_status"]);
     expect(stderr()).toContain("upstream raw: skipped tool 'null_description': description: Invalid input: expected string, received null");
     expect(stderr()).toContain("upstream raw: skipped tool 'numeric_title': title:");
     expect(stderr()).toContain("upstream raw: skipped tool 'string_hint': annotations.readOnlyHint:");
@@ -170,6 +170,19 @@ describe("at most once, stated honestly", () => {
     await expect.poll(() => running.engine.get(ref)!.status, { timeout: 15_000 }).toBe("executed");
     expect(running.engine.get(ref)!.outcome).toBe("ok");
     expect(requests().filter((line) => line.endsWith(" write"))).toHaveLength(1);
+  });
+});
+
+describe("graceful shutdown", () => {
+  it("lets a running call finish and records its outcome before the ledger closes", async () => {
+    const { client, running, dataDir } = await start([]);
+    const pending = client.callTool({ name: "slow", arguments: { ms: 700 } }).catch(() => undefined);
+    await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.map((r) => r.type), { timeout: 3000 }).toContain("execution.started");
+    await running.close("test shutdown");
+    expect(text((await pending) as CallToolResult)).toBe("slept 700");
+    const types = scanLedger(instancePaths(dataDir, "main").ledger).records.map((record) => record.type);
+    expect(types.indexOf("execution.finished")).toBeGreaterThan(-1);
+    expect(types.indexOf("execution.finished")).toBeLessThan(types.indexOf("gateway.stopped"));
   });
 });
 
