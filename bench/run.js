@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { benchApproval } from "./approval.js";
 import { benchColdStart } from "./coldStart.js";
+import { benchLargeMessages } from "./largeMessages.js";
 import { benchLedger } from "./ledger.js";
 import { benchMemory } from "./memory.js";
 import { benchPolicy } from "./policy.js";
@@ -23,6 +24,7 @@ const COUNTS = {
     approvals: 10,
     ledger: { appendRecords: 200_000, group: 256, replaySizes: [10_000, 100_000, 1_000_000], budgetSize: 100_000, replayRepeats: 3 },
     memory: { checkpoint: 10_000, total: 100_000 },
+    large: { bytes: 20 * 1024 * 1024, rounds: 3, idleCalls: 50 },
   },
   smoke: {
     coldStartRounds: 1,
@@ -30,6 +32,7 @@ const COUNTS = {
     approvals: 1,
     ledger: { appendRecords: 1000, group: 256, replaySizes: [500, 1000, 2000], budgetSize: 1000, replayRepeats: 1 },
     memory: { checkpoint: 100, total: 400 },
+    large: { bytes: 1024 * 1024, rounds: 1, idleCalls: 5 },
   },
 };
 
@@ -40,6 +43,7 @@ const SECTIONS = [
   ["ledger", "4. ledger", benchLedger],
   ["memory", "5. memory", benchMemory],
   ["policy", "6. risk policy", benchPolicy],
+  ["large", "7. large messages", benchLargeMessages],
 ];
 
 async function main() {
