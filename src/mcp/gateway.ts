@@ -27,10 +27,12 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import * as z from "zod";
 import type { ExecuteOptions } from "../governance/engine.js";
+import type { ReadRequest } from "../risk/readPolicy.js";
 import { ArgumentValidator } from "./argumentValidator.js";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
 import { toolDefinitionHash } from "../risk/toolPins.js";
+import { ERROR_PREFIX } from "./stdioTransport.js";
 import { decisionToResult, statusToResult } from "./toolResults.js";
 import type { UpstreamSet } from "./upstreams.js";
 
@@ -64,6 +66,11 @@ export interface GatewayDeps {
   pageSize?: number;
   /** Where the gateway's own stderr lines go (a tool schema that cannot be compiled). */
   log?: (line: string) => void;
+  /**
+   * Decides a `resources/read` or `prompts/get` before it is forwarded (policy, self-protection) and records it; a
+   * read cannot be held. Without it every read is allowed and unrecorded.
+   */
+  guardRead?: (read: ReadRequest) => Promise<{ allowed: true } | { allowed: false; reason: string }>;
   /** How long a server-to-client request (sampling, elicitation, roots) may wait for the agent's client. */
   clientRequestTimeoutMs?: number;
 }
@@ -173,8 +180,15 @@ export function createGateway(deps: GatewayDeps): Gateway {
     requireCapability("resources", request.method);
     return paginate(await upstreams.list("resourceTemplates"), request.params?.cursor, pageSize, "resourceTemplates");
   });
+  const guard = async (kind: ReadRequest["kind"], exposed: string, resolved: { upstream: string; target: string } | undefined) => {
+    if (!deps.guardRead || !resolved) return;
+    const verdict = await deps.guardRead({ kind, upstream: resolved.upstream, target: resolved.target, exposed });
+    if (!verdict.allowed) throw new McpError(ErrorCode.InvalidRequest, `${ERROR_PREFIX}${kind === "resource" ? "reading" : "getting"} ${exposed} was denied: ${verdict.reason}`);
+  };
   server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
     requireCapability("resources", request.method);
+    const target = upstreams.resolveUri(request.params.uri);
+    await guard("resource", request.params.uri, target && { upstream: target.upstream, target: target.uri });
     return upstreams.resourceRequest("resources/read", request.params, forwardOptions(request.params, extra));
   });
   server.setRequestHandler(SubscribeRequestSchema, async (request, extra) => {
@@ -191,6 +205,8 @@ export function createGateway(deps: GatewayDeps): Gateway {
   });
   server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
     requireCapability("prompts", request.method);
+    const target = upstreams.resolvePrompt(request.params.name);
+    await guard("prompt", request.params.name, target && { upstream: target.upstream, target: target.name });
     return upstreams.getPrompt(request.params, forwardOptions(request.params, extra)) as never;
   });
   server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {

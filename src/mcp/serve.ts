@@ -14,6 +14,7 @@ import { maskSecrets } from "../mask.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
+import { compileReadPolicy, type ReadRequest } from "../risk/readPolicy.js";
 import { createEvaluatorFromConfig } from "../risk/setup.js";
 import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
@@ -106,7 +107,8 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     cleanups.push(() => upstreams.close());
 
     const pins = new ToolPinTable();
-    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
+    const { evaluator, selfProtection } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
+    const readPolicy = compileReadPolicy(config.risk.rules);
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
@@ -153,7 +155,24 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       }
     }
 
-    gateway = createGateway({ upstreams, engine, version, log });
+    /** Resource reads and prompt gets: policy, then self-protection for resources; each one a ledger record. */
+    const guardRead = async (read: ReadRequest): Promise<{ allowed: true } | { allowed: false; reason: string }> => {
+      let verdict = readPolicy(read);
+      if (read.kind === "resource" && verdict.decision === "allow") {
+        const hit = selfProtection({ uri: read.target });
+        if (hit) verdict = { decision: "deny", rule: { id: "self-protection", reason: `it reaches ${hit.target}` } };
+      }
+      const client = gateway?.server.getClientVersion();
+      await engine.recordEvent(read.kind === "resource" ? "resource.read" : "prompt.get", {
+        upstream: read.upstream,
+        [read.kind === "resource" ? "uri" : "name"]: read.target,
+        decision: verdict.decision,
+        ...(verdict.rule ? { rule: verdict.rule } : {}),
+        ...(client ? { client: { name: client.name, version: client.version } } : {}),
+      });
+      return verdict.decision === "allow" ? { allowed: true } : { allowed: false, reason: verdict.rule?.reason ?? "denied by policy" };
+    };
+    gateway = createGateway({ upstreams, engine, version, log, guardRead });
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));

@@ -44,6 +44,10 @@ export interface PolicyRule {
   effect: RuleEffect;
   /** Why the rule exists; shown to reviewers and, for `deny`, to the agent. */
   reason?: string;
+  /** Resource URI or glob: a rule for `resources/read` (see `readPolicy.ts`), never for tool calls. */
+  resource?: string | string[];
+  /** Prompt name or glob: a rule for `prompts/get` (see `readPolicy.ts`), never for tool calls. */
+  prompt?: string | string[];
 }
 
 export interface PolicySource {
@@ -374,6 +378,7 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
   const byUpstream = new PatternIndex();
   const always: CompiledRule[] = [];
   rules.forEach((rule, index) => {
+    if (rule.resource !== undefined || rule.prompt !== undefined) return; // governs reads, not tool calls
     const conditions = Object.entries(rule.args ?? {}).map(([path, condition]) => compileCondition(path, condition));
     const tools = asList(rule.tool);
     const upstreams = asList(rule.upstream);

@@ -186,6 +186,36 @@ describe("graceful shutdown", () => {
   });
 });
 
+describe("governance of resource reads and prompt gets", () => {
+  it("policy rules allow or deny them (never hold), self-protection covers file:// URIs, and each is a ledger record", async () => {
+    const rules = [
+      { id: "no-secrets", resource: "file:///secret/*", effect: "deny", reason: "secrets stay put" },
+      { id: "no-danger", prompt: "danger*", effect: "deny" },
+    ];
+    const { client, dataDir } = await start(["reads"], { config: { risk: { rules } } });
+    expect((await client.readResource({ uri: "file:///tmp/ok.txt" })).contents[0]).toMatchObject({ text: "content of file:///tmp/ok.txt" });
+    await expect(client.readResource({ uri: "file:///secret/key.pem" })).rejects.toThrow("atlas-gateway: reading file:///secret/key.pem was denied: secrets stay put");
+    await expect(client.readResource({ uri: `file://${dataDir}/webhook-secret` })).rejects.toThrow(/was denied: it reaches the gateway's data dir/);
+    expect((await client.getPrompt({ name: "hello" })).messages[0]!.content).toEqual({ type: "text", text: "prompt hello" });
+    await expect(client.getPrompt({ name: "danger_zone" })).rejects.toThrow(/getting danger_zone was denied: prompt danger\*: deny/);
+
+    const reads = scanLedger(instancePaths(dataDir, "main").ledger).records.filter((record) => record.type === "resource.read" || record.type === "prompt.get");
+    expect(reads.map((record) => [record.type, record.data.uri ?? record.data.name, record.data.decision, (record.data.rule as { id?: string } | undefined)?.id])).toEqual([
+      ["resource.read", "file:///tmp/ok.txt", "allow", undefined],
+      ["resource.read", "file:///secret/key.pem", "deny", "no-secrets"],
+      ["resource.read", `file://${dataDir}/webhook-secret`, "deny", "self-protection"],
+      ["prompt.get", "hello", "allow", undefined],
+      ["prompt.get", "danger_zone", "deny", "no-danger"],
+    ]);
+  });
+
+  it("refuses a read rule that would hold, or that matches on tool arguments", () => {
+    expect(() => loadConfig({ env: {}, userConfig: { risk: { rules: [{ resource: "file:///*", effect: "review" }, { prompt: "p", tool: "t", effect: "deny" }] } }, flags: { dataDir: tempDir() } })).toThrow(
+      /risk\.rules\.0\.effect: a resource rule can only "allow" or "deny" \(a read cannot be held\)[\s\S]*risk\.rules\.1\.tool: a prompt rule matches on upstream and prompt only, not tool/,
+    );
+  });
+});
+
 describe("the environment an upstream sees", () => {
   it("has the gateway's own settings and secrets removed unless the upstream's env names them", async () => {
     // A seed-contract evaluator that scores everything low, authenticated with a key the gateway holds.
