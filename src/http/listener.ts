@@ -20,6 +20,8 @@ export interface ListenerDeps {
   log: (line: string) => void;
   /** Extra routes by exact path (the Inngest serve handler mounts on `/api/inngest`). */
   routes?: Record<string, RequestListener>;
+  /** Each upstream's state, shown by `GET /` (issue 10). */
+  upstreams?: () => { name: string; ok: boolean; error?: string; tools: number }[];
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -63,7 +65,13 @@ export function createRequestHandler(deps: ListenerDeps): RequestListener {
     const mounted = path ? deps.routes?.[path] : undefined;
     if (mounted) return mounted(req, res);
     if (path === "/" && (req.method === "GET" || req.method === "HEAD")) {
-      return sendJson(res, 200, { status: "ATLAS Governance Gateway Running", version: deps.version, engine: deps.engine.name, pending: deps.engine.pending().length });
+      return sendJson(res, 200, {
+        status: "ATLAS Governance Gateway Running",
+        version: deps.version,
+        engine: deps.engine.name,
+        pending: deps.engine.pending().length,
+        ...(deps.upstreams ? { upstreams: deps.upstreams() } : {}),
+      });
     }
     if (path === "/webhook/approval") {
       if (req.method !== "POST") return sendJson(res, 405, { error: "use POST" });

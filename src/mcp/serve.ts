@@ -227,7 +227,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, ...(routes ? { routes } : {}) }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, version, log, upstreams: () => upstreams.status(), ...(routes ? { routes } : {}) }),
       config.host,
       config.port,
       log,

@@ -565,7 +565,8 @@ export class UpstreamSet {
     return this.order.map((name) => {
       const connected = this.connected.get(name);
       const error = this.failures.get(name);
-      return { name, ok: connected !== undefined, tools: connected?.tools.length ?? 0, ...(error ? { error } : connected ? {} : { error: "still starting" }) };
+      const restarting = !connected && this.restartTimers.has(name) ? `; restarting (attempt ${this.restartAttempts.get(name)})` : "";
+      return { name, ok: connected !== undefined, tools: connected?.tools.length ?? 0, ...(error ? { error: `${error}${restarting}` } : connected ? {} : { error: "still starting" }) };
     });
   }
 

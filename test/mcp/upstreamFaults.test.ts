@@ -112,13 +112,16 @@ describe("progress", () => {
 });
 
 describe("an upstream that comes and goes", () => {
-  it("a crashed stdio upstream is restarted with backoff and announced with list_changed", async () => {
-    const { client, stderr, requests } = await start([]);
+  it("a crashed stdio upstream is restarted with backoff and announced with list_changed; GET / shows its state", async () => {
+    const { client, stderr, requests, running } = await start([]);
     const changed: number[] = [];
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed.push(Date.now()));
     await client.listTools();
+    const state = async () => ((await (await fetch(`http://127.0.0.1:${running.port}/`)).json()) as { upstreams: unknown[] }).upstreams;
+    expect(await state()).toEqual([{ name: "raw", ok: true, tools: 8 }]);
     await client.callTool({ name: "crash", arguments: {} }).catch(() => undefined);
     await expect.poll(() => stderr(), { timeout: 15_000 }).toMatch(/upstream raw: restarting in \d+ ms \(attempt 1\)/);
+    await expect.poll(state).toEqual([{ name: "raw", ok: false, tools: 0, error: "disconnected; restarting (attempt 1)" }]);
     await expect.poll(() => changed.length, { timeout: 15_000 }).toBeGreaterThanOrEqual(2); // gone, then back
     const result = (await client.callTool({ name: "echo", arguments: { text: "again" } })) as CallToolResult;
     expect(text(result)).toBe("echo: again");
