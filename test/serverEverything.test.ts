@@ -1,26 +1,29 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { tempDir } from "./helpers.js";
 import { BIN } from "./helpers/rawMcpProcess.js";
 
 const EVERYTHING = createRequire(import.meta.url).resolve("@modelcontextprotocol/server-everything/dist/index.js");
+const FILESYSTEM = createRequire(import.meta.url).resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
 
+const text = (result: CallToolResult) => result.content.map((block) => (block.type === "text" ? block.text : "")).join("\n");
 const clients: Client[] = [];
 afterAll(async () => {
   for (const client of clients) await client.close().catch(() => {});
 });
 
 /** An agent with sampling, elicitation and roots, as Claude Code offers them, connected to `command`. */
-async function agent(command: string, args: string[], env: Record<string, string> = {}): Promise<Client> {
+async function agent(command: string, args: string[], env: Record<string, string> = {}, roots: () => string[] = () => ["file:///project"]): Promise<Client> {
   const client = new Client({ name: "agent", version: "1" }, { capabilities: { sampling: {}, elicitation: { form: {} }, roots: { listChanged: true } } });
   client.setRequestHandler(CreateMessageRequestSchema, () => ({ role: "assistant", content: { type: "text", text: "sampled" }, model: "fake" }));
   client.setRequestHandler(ElicitRequestSchema, () => ({ action: "decline" }));
-  client.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: "file:///project", name: "project" }] }));
+  client.setRequestHandler(ListRootsRequestSchema, () => ({ roots: roots().map((uri) => ({ uri })) }));
   await client.connect(new StdioClientTransport({ command, args, env: { PATH: process.env.PATH ?? "", ...env }, stderr: "ignore" }));
   clients.push(client);
   return client;
@@ -75,4 +78,19 @@ describe("@modelcontextprotocol/server-everything, directly and through the gate
     expect(proxied.getInstructions()).toContain(`Instructions from upstream '`);
     expect(proxied.getInstructions()).toContain(direct.getInstructions()!);
   }, 120_000);
+
+  it("server-filesystem works in the agent's roots, and follows them when they change", async () => {
+    const dir = tempDir();
+    const [started, project, other] = ["started", "project", "other"].map((name) => join(dir, name)) as [string, string, string];
+    for (const path of [started, project, other]) mkdirSync(path);
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ risk: { threshold: 101 } }));
+    let roots = [pathToFileURL(project).href];
+    const client = await agent(process.execPath, [BIN, "--data-dir", join(dir, "data"), "--config", join(dir, "config.json"), "--port", "0", "--", process.execPath, FILESYSTEM, started], { HOME: dir }, () => roots);
+    const allowed = async () => text((await client.callTool({ name: "list_allowed_directories", arguments: {} })) as CallToolResult);
+    await expect.poll(allowed).toContain(realpathSync(project));
+    expect(await allowed()).not.toContain(started);
+    roots = [pathToFileURL(other).href];
+    await client.sendRootsListChanged();
+    await expect.poll(allowed).toContain(realpathSync(other));
+  }, 60_000);
 });

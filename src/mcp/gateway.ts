@@ -153,6 +153,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
     if (!advertises(capability, flag)) throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
   };
 
+  let markInitialized!: () => void;
+  const agentInitialized = new Promise<void>((resolve) => (markInitialized = resolve));
+  server.oninitialized = () => markInitialized();
   upstreams.bindAgent({
     onNotification: (_upstream, notification) => {
       const capability = NOTIFICATION_CAPABILITY[notification.method];
@@ -160,6 +163,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
       void server.notification(notification as ServerNotification).catch(() => {});
     },
     onRequest: async (upstream, request, signal) => {
+      // Upstreams initialize while the agent's own initialize is still being answered; the agent may only be asked
+      // once it has sent `notifications/initialized` (MCP lifecycle).
+      await agentInitialized;
       const needed = CLIENT_CAPABILITY[request.method];
       if (needed && !server.getClientCapabilities()?.[needed]) {
         throw new McpError(ErrorCode.MethodNotFound, `the agent's client does not support ${request.method} (asked by upstream '${upstream}')`);
