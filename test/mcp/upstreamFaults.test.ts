@@ -163,6 +163,18 @@ describe("at most once, stated honestly", () => {
     expect(ledgerTypes(dataDir, refOf(result)).at(-1)).toBe("execution.interrupted");
   });
 
+  it("a call cancelled by the agent while the upstream runs it gives outcome unknown", async () => {
+    const { client, dataDir } = await start([]);
+    const controller = new AbortController();
+    const call = client.callTool({ name: "hang", arguments: {} }, undefined, { signal: controller.signal }).catch((error: Error) => error);
+    await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.map((record) => record.type)).toContain("execution.started");
+    controller.abort("the user changed their mind");
+    expect(await call).toBeInstanceOf(Error);
+    await expect
+      .poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.find((record) => record.type === "execution.interrupted")?.data)
+      .toEqual({ outcome: "unknown", reason: "the call was cancelled while upstream 'raw' was running it" });
+  });
+
   it("an approval made while the upstream is down waits, still approved, and runs once when it is back", async () => {
     const { client, running, requests } = await start([]);
     const held = (await client.callTool({ name: "write", arguments: { note: "n1" } })) as CallToolResult;
