@@ -71,9 +71,14 @@ export interface GatewayDeps {
    * read cannot be held. Without it every read is allowed and unrecorded.
    */
   guardRead?: (read: ReadRequest) => Promise<{ allowed: true } | { allowed: false; reason: string }>;
+  /** Longest the agent's `initialize` waits for the upstreams (default 10 s). */
+  initializeWaitMs?: number;
   /** How long a server-to-client request (sampling, elicitation, roots) may wait for the agent's client. */
   clientRequestTimeoutMs?: number;
 }
+
+/** Longest the agent's `initialize` answer waits for the upstreams by default. */
+export const MAX_INITIALIZE_WAIT_MS = 10_000;
 
 /** The gateway's own instructions; each upstream's follow, labelled (issue 10). */
 export const GATEWAY_INSTRUCTIONS =
@@ -139,7 +144,11 @@ export function createGateway(deps: GatewayDeps): Gateway {
   // records the client's capabilities and negotiates the protocol version.
   const sdkInitialize = (server as unknown as { _oninitialize(request: InitializeRequest): Promise<InitializeResult> })._oninitialize.bind(server);
   server.setRequestHandler(InitializeRequestSchema, async (request) => {
-    await upstreams.start(request.params.capabilities);
+    // Clients give up on a server that takes too long to initialize (Claude Code: 30 s); an upstream slower than
+    // this joins later, announced with list_changed.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([upstreams.start(request.params.capabilities), new Promise((resolve) => (timer = setTimeout(resolve, deps.initializeWaitMs ?? MAX_INITIALIZE_WAIT_MS)))]);
+    clearTimeout(timer);
     advertised = upstreams.capabilities();
     const result = await sdkInitialize(request);
     return { ...result, capabilities: advertised, instructions: composeInstructions(upstreams.instructions()) };
