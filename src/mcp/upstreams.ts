@@ -275,6 +275,8 @@ export class UpstreamSet {
     const restartable = "config" in source && "command" in source.config;
     this.options.log(`upstream ${source.name}: disconnected; its tools are unavailable${restartable ? " until it is restarted" : ""}`);
     this.options.onToolsChanged?.();
+    if (entry.capabilities.resources) this.options.onNotification?.(source.name, { method: "notifications/resources/list_changed" });
+    if (entry.capabilities.prompts) this.options.onNotification?.(source.name, { method: "notifications/prompts/list_changed" });
     if (restartable) {
       // A server that stayed up a minute starts the backoff afresh; one that keeps dying waits ever longer.
       if (Date.now() - entry.since > 60_000) this.restartAttempts.delete(source.name);
