@@ -111,6 +111,11 @@ interface Connected {
 
 let tokenCounter = 0;
 
+/** A Streamable HTTP upstream (a session to renew, a server to reconnect to) rather than a process. */
+function isRemote(source: UpstreamSource): boolean {
+  return "config" in source && "url" in source.config;
+}
+
 /**
  * The upstream MCP servers. They start in parallel; `ready` settles when every one has listed its tools or failed
  * (bounded by the start-up timeout). One failing server or malformed item is reported and skipped, never fatal. A
@@ -253,6 +258,10 @@ export class UpstreamSet {
       if (this.restartAttempts.has(name)) {
         this.options.log(`upstream ${name}: restart failed: ${message}`);
         this.scheduleRestart(source);
+      } else if (isRemote(source) && !this.closed) {
+        // A remote server that is down now may be up in a minute: try again, with the same backoff as a restart.
+        this.options.log(`upstream ${name}: failed to connect: ${message} (its tools are skipped until it answers; the other upstreams carry on)`);
+        this.scheduleRestart(source);
       } else {
         this.options.log(`upstream ${name}: failed to start: ${message} (its tools are skipped; the other upstreams carry on)`);
       }
@@ -289,7 +298,7 @@ export class UpstreamSet {
     const attempt = this.restartAttempts.get(source.name) ?? 0;
     this.restartAttempts.set(source.name, attempt + 1);
     const delay = Math.min((this.options.restartBaseMs ?? 500) * 2 ** attempt, this.options.restartMaxMs ?? 30_000);
-    this.options.log(`upstream ${source.name}: restarting in ${delay} ms (attempt ${attempt + 1})`);
+    this.options.log(`upstream ${source.name}: ${isRemote(source) ? "reconnecting" : "restarting"} in ${delay} ms (attempt ${attempt + 1})`);
     const timer = setTimeout(() => {
       this.restartTimers.delete(source.name);
       if (!this.closed) void this.connect(source);
@@ -651,7 +660,7 @@ export class UpstreamSet {
       return await upstream.client.request({ method, params: Object.keys(meta).length ? { ...rest, _meta: meta } : rest } as never, schema, requestOptions);
     } catch (error) {
       const source = this.sources.get(name);
-      if (!retried && (error as { code?: unknown }).code === 404 && source && "config" in source && "url" in source.config) {
+      if (!retried && (error as { code?: unknown }).code === 404 && source && isRemote(source)) {
         await this.renewSession(name);
         return this.forward(name, method, params, schema, options, true);
       }

@@ -1,7 +1,7 @@
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
-import { createServer, type IncomingMessage } from "node:http";
+import { createServer, type IncomingMessage, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UpstreamSet } from "../../src/mcp/upstreams.js";
@@ -54,7 +54,7 @@ describe("Streamable HTTP upstream", () => {
     await set.ready;
     expect(set.catalogue()).toEqual([]);
     expect(set.status()[0]).toMatchObject({ name: "remote", ok: false });
-    expect(logs.some((line) => line.startsWith("upstream remote: failed to start"))).toBe(true);
+    expect(logs.some((line) => line.startsWith("upstream remote: failed to connect"))).toBe(true);
     await set.close();
   });
 });
@@ -64,6 +64,7 @@ describe("Streamable HTTP upstream", () => {
  * and answers 404 to them, as a restarted server does.
  */
 describe("a Streamable HTTP upstream that restarts", () => {
+  let http: HttpServer;
   let sessions = new Set<string>();
   let next = 0;
   const methods: string[] = [];
@@ -71,7 +72,7 @@ describe("a Streamable HTTP upstream that restarts", () => {
   let close = () => {};
 
   beforeAll(async () => {
-    const http = createServer((req, res) => {
+    http = createServer((req, res) => {
       if (req.method !== "POST") {
         res.writeHead(405).end();
         return;
@@ -108,7 +109,26 @@ describe("a Streamable HTTP upstream that restarts", () => {
   });
   afterAll(() => close());
 
+  it("a server that is down at start-up is connected to once it answers", async () => {
+    const logs: string[] = [];
+    const port = Number(new URL(url).port);
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+    const set = new UpstreamSet([{ name: "remote", config: { url, headers: {} } }], {
+      env: {}, log: (line) => logs.push(line), toolTimeoutMs: 5000, startupTimeoutMs: 5000, version: "test", restartBaseMs: 50, restartMaxMs: 200,
+    });
+    await set.ready;
+    expect(set.catalogue()).toEqual([]);
+    expect(logs.some((line) => line.startsWith("upstream remote: failed to connect"))).toBe(true);
+    await new Promise<void>((resolve) => http.listen(port, "127.0.0.1", resolve));
+    await expect.poll(() => set.catalogue().map((entry) => entry.name), { timeout: 10_000 }).toEqual(["ping"]);
+    expect(logs.some((line) => /^upstream remote: reconnecting in \d+ ms/.test(line))).toBe(true);
+    await set.close();
+  });
+
   it("answering 404 for its session makes the gateway start a new session and send the call once more", async () => {
+    sessions = new Set();
+    next = 0;
+    methods.length = 0;
     const logs: string[] = [];
     const set = new UpstreamSet([{ name: "remote", config: { url, headers: {} } }], {
       env: {}, log: (line) => logs.push(line), toolTimeoutMs: 5000, startupTimeoutMs: 5000, version: "test",
