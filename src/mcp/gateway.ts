@@ -177,7 +177,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
       await agentInitialized;
       const needed = CLIENT_CAPABILITY[request.method];
       if (needed && !server.getClientCapabilities()?.[needed]) {
-        throw new McpError(ErrorCode.MethodNotFound, `the agent's client does not support ${request.method} (asked by upstream '${upstream}')`);
+        throw new McpError(ErrorCode.MethodNotFound, `${ERROR_PREFIX}the agent's client does not support ${request.method} (asked by upstream '${upstream}')`);
       }
       return server.request(request as ServerRequest, looseResult, { signal, timeout: deps.clientRequestTimeoutMs ?? 10 * 60_000 });
     },
@@ -249,7 +249,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
     const invalid = validator.check(entry.name, entry.definition.inputSchema, args);
     if (invalid.length) {
       // Refused before scoring: a call that cannot succeed is never held for a human (issue 10).
-      return { content: [{ type: "text", text: `Invalid arguments for tool ${entry.name}: ${invalid.join("; ")}` }], isError: true };
+      return { content: [{ type: "text", text: `${ERROR_PREFIX}invalid arguments for tool ${entry.name}: ${invalid.join("; ")}` }], isError: true };
     }
 
     const progressToken = request.params._meta?.progressToken;
@@ -300,7 +300,7 @@ export function paginate<K extends string, T>(items: T[], cursor: string | undef
   let start = 0;
   if (cursor !== undefined) {
     start = /^\d{1,9}$/.test(cursor) ? Number(cursor) : Number.NaN;
-    if (!Number.isSafeInteger(start) || start > items.length) throw new McpError(ErrorCode.InvalidParams, `Invalid cursor: ${JSON.stringify(cursor.slice(0, 80))}`);
+    if (!Number.isSafeInteger(start) || start > items.length) throw new McpError(ErrorCode.InvalidParams, `${ERROR_PREFIX}invalid cursor: ${JSON.stringify(cursor.slice(0, 80))}`);
   }
   const end = start + pageSize;
   return { [key]: items.slice(start, end), ...(end < items.length ? { nextCursor: String(end) } : {}) } as { [P in K]: T[] } & { nextCursor?: string };

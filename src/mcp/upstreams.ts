@@ -21,7 +21,7 @@ import type { UpstreamConfig } from "../config.js";
 import { UncertainOutcomeError } from "../errors.js";
 import type { ExecuteOptions } from "../governance/engine.js";
 import { ProgressTap, type ProgressParams } from "./progressTap.js";
-import { ChildProcessTransport } from "./stdioTransport.js";
+import { ChildProcessTransport, ERROR_PREFIX } from "./stdioTransport.js";
 import { exposedToolName } from "./toolNames.js";
 import { upstreamEnv } from "./upstreamEnv.js";
 
@@ -527,7 +527,7 @@ export class UpstreamSet {
   /** `resources/read`, `subscribe`, `unsubscribe`: routed by URI, the URIs in the answer mapped back. */
   async resourceRequest(method: "resources/read" | "resources/subscribe" | "resources/unsubscribe", params: Record<string, unknown>, options: ExecuteOptions = {}): Promise<Record<string, unknown>> {
     const target = typeof params.uri === "string" ? this.resolveUri(params.uri) : undefined;
-    if (!target) throw new McpError(ErrorCode.InvalidParams, `Resource not found: no upstream serves ${JSON.stringify(params.uri)}`);
+    if (!target) throw new McpError(ErrorCode.InvalidParams, `${ERROR_PREFIX}resource not found: no upstream serves ${JSON.stringify(params.uri)}`);
     const result = await this.forward(target.upstream, method, { ...params, uri: target.uri }, looseResult, options);
     if (method === "resources/read" && this.prefixed && Array.isArray(result.contents)) {
       return { ...result, contents: result.contents.map((item: Record<string, unknown>) => (typeof item?.uri === "string" ? { ...item, uri: this.exposeUri(target.upstream, item.uri) } : item)) };
@@ -538,7 +538,7 @@ export class UpstreamSet {
   /** `prompts/get`, routed by name. */
   async getPrompt(params: Record<string, unknown>, options: ExecuteOptions = {}): Promise<Record<string, unknown>> {
     const target = typeof params.name === "string" ? this.resolvePrompt(params.name) : undefined;
-    if (!target) throw new McpError(ErrorCode.InvalidParams, `Prompt not found: ${JSON.stringify(params.name)}`);
+    if (!target) throw new McpError(ErrorCode.InvalidParams, `${ERROR_PREFIX}prompt not found: ${JSON.stringify(params.name)}`);
     return this.forward(target.upstream, "prompts/get", { ...params, name: target.name }, looseResult, options);
   }
 
@@ -552,7 +552,7 @@ export class UpstreamSet {
       const target = this.resolveUri(ref.uri);
       if (target) return this.forward(target.upstream, "completion/complete", { ...params, ref: { ...ref, uri: target.uri } }, looseResult, options);
     }
-    throw new McpError(ErrorCode.InvalidParams, `No upstream serves completion for ${JSON.stringify(ref)}`);
+    throw new McpError(ErrorCode.InvalidParams, `${ERROR_PREFIX}no upstream serves completion for ${JSON.stringify(ref)}`);
   }
 
   /** `logging/setLevel` to every upstream that logs; remembered for upstreams that connect later. */
@@ -632,14 +632,14 @@ export class UpstreamSet {
     const upstream = this.connected.get(name);
     if (!upstream) {
       const why = this.failures.get(name);
-      throw new Error(`upstream '${name}' is not connected${why ? ` (${why})` : ""}`);
+      throw new Error(`${ERROR_PREFIX}upstream '${name}' is not connected${why ? ` (${why})` : ""}`);
     }
     const token = `atlas-${++tokenCounter}`;
     const timeout = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const arm = () => {
       clearTimeout(timer);
-      timer = setTimeout(() => timeout.abort(new McpError(ErrorCode.RequestTimeout, `upstream '${name}' did not answer ${method} within ${this.options.toolTimeoutMs} ms`)), this.options.toolTimeoutMs);
+      timer = setTimeout(() => timeout.abort(new McpError(ErrorCode.RequestTimeout, `${ERROR_PREFIX}upstream '${name}' did not answer ${method} within ${this.options.toolTimeoutMs} ms`)), this.options.toolTimeoutMs);
     };
     arm();
     const onProgress = options.onProgress;

@@ -266,7 +266,7 @@ describe("argument validation", () => {
     const h = await startHarness([source, demoUpstream("test")]);
     const bad = await h.call("db__lookup", { id: 5, extra: true });
     expect(bad.isError).toBe(true);
-    expect(JSON.stringify(bad.content)).toContain("Invalid arguments for tool db__lookup: (arguments): unexpected property 'extra'; /id: must be string");
+    expect(JSON.stringify(bad.content)).toContain("atlas-gateway: invalid arguments for tool db__lookup: (arguments): unexpected property 'extra'; /id: must be string");
     // The seed-style call that used to be held, approved, then fail: refused before anyone is asked.
     const seed = await h.call("demo__request_payment_extension", {});
     expect(seed.isError).toBe(true);

@@ -227,7 +227,7 @@ describe("resources, prompts, completions, logging", () => {
     const second = await client.listResources({ cursor: first.nextCursor! });
     expect(second.resources.map((resource) => resource.uri)).toEqual(["memo://rich/note/3"]);
     expect(second.nextCursor).toBeUndefined();
-    await expect(client.listResources({ cursor: "bogus" })).rejects.toThrow(/Invalid cursor/);
+    await expect(client.listResources({ cursor: "bogus" })).rejects.toThrow(/atlas-gateway: invalid cursor/);
   });
 
   it("passes prompts, completions and logging through", async () => {
