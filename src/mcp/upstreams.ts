@@ -132,6 +132,8 @@ export class UpstreamSet {
   private readonly reconnecting = new Map<string, Promise<void>>();
   private readonly arrivals = new Set<() => void>();
   private readonly running = new Set<Promise<CallToolResult>>();
+  /** The resource URIs (upstream's own) the agent subscribed to, per upstream: renewed when it comes back. */
+  private readonly subscriptions = new Map<string, Set<string>>();
   private catalogueCache: CatalogueEntry[] | undefined;
   private byName = new Map<string, CatalogueEntry>();
   private readonly order: string[];
@@ -246,6 +248,10 @@ export class UpstreamSet {
         }
       });
       client.onclose = () => this.onDisconnect(source, client);
+      // A restarted upstream or a new session knows nothing of the agent's subscriptions: renew them.
+      for (const uri of this.subscriptions.get(name) ?? []) {
+        void client.request({ method: "resources/subscribe", params: { uri } }, looseResult).catch((error: Error) => this.options.log(`upstream ${name}: could not renew the subscription to ${uri}: ${error.message}`));
+      }
       if (this.loggingLevel && capabilities.logging) {
         void client.request({ method: "logging/setLevel", params: { level: this.loggingLevel } }, looseResult).catch(() => {});
       }
@@ -529,6 +535,12 @@ export class UpstreamSet {
     const target = typeof params.uri === "string" ? this.resolveUri(params.uri) : undefined;
     if (!target) throw new McpError(ErrorCode.InvalidParams, `${ERROR_PREFIX}resource not found: no upstream serves ${JSON.stringify(params.uri)}`);
     const result = await this.forward(target.upstream, method, { ...params, uri: target.uri }, looseResult, options);
+    if (method !== "resources/read") {
+      const subscribed = this.subscriptions.get(target.upstream) ?? new Set<string>();
+      if (method === "resources/subscribe") subscribed.add(target.uri);
+      else subscribed.delete(target.uri);
+      this.subscriptions.set(target.upstream, subscribed);
+    }
     if (method === "resources/read" && this.prefixed && Array.isArray(result.contents)) {
       return { ...result, contents: result.contents.map((item: Record<string, unknown>) => (typeof item?.uri === "string" ? { ...item, uri: this.exposeUri(target.upstream, item.uri) } : item)) };
     }

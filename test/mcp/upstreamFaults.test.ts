@@ -129,6 +129,18 @@ describe("an upstream that comes and goes", () => {
     expect(pids.size).toBe(2);
   });
 
+  it("a restarted upstream gets the agent's resource subscriptions again", async () => {
+    const { client, requests } = await start(["reads"]);
+    await client.subscribeResource({ uri: "file:///watched" });
+    await client.subscribeResource({ uri: "file:///dropped" });
+    await client.unsubscribeResource({ uri: "file:///dropped" });
+    await client.callTool({ name: "crash", arguments: {} });
+    await expect.poll(() => new Set(requests().filter((line) => line.startsWith("resources/subscribe")).map((line) => line.split(" ")[1])).size, { timeout: 15_000 }).toBe(2);
+    const renewed = requests().filter((line) => line.startsWith("resources/subscribe")).at(-1)!;
+    expect(renewed).toMatch(/ file:\/\/\/watched$/);
+    expect(requests().filter((line) => line.endsWith("file:///dropped") && line.startsWith("resources/subscribe"))).toHaveLength(1);
+  });
+
   it("an upstream ready after start-up is announced with list_changed and its tools are pinned at that first sight", async () => {
     const { client, stderr, dataDir } = await start(["late"], { fixtureEnv: { FIXTURE_DELAY: "1500" }, config: { startupTimeout: "300ms" } });
     const changed = new Promise<void>((resolve) => client.setNotificationHandler(ToolListChangedNotificationSchema, () => resolve()));
