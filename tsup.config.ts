@@ -22,6 +22,9 @@ export default defineConfig([
     format: ["esm"],
     target: "node22",
     platform: "node",
+    // ajv is bundled, not a runtime dependency: `conf` (bundled here, a devDependency) reaches it through CommonJS
+    // `require("ajv")` in ajv-formats, which an ESM bundle cannot resolve against an external package.
+    noExternal: [/^ajv(\/|$)/],
     dts: true,
     sourcemap: true,
     clean: true,

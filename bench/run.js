@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { benchApproval } from "./approval.js";
 import { benchColdStart } from "./coldStart.js";
+import { benchLargeMessages } from "./largeMessages.js";
 import { benchLedger } from "./ledger.js";
 import { benchMemory } from "./memory.js";
 import { benchNotify } from "./notify.js";
@@ -25,6 +26,7 @@ const COUNTS = {
     ledger: { appendRecords: 200_000, group: 256, replaySizes: [10_000, 100_000, 1_000_000], budgetSize: 100_000, replayRepeats: 3 },
     memory: { checkpoint: 10_000, total: 100_000 },
     notifications: 20,
+    large: { bytes: 20 * 1024 * 1024, rounds: 3, idleCalls: 50 },
   },
   smoke: {
     coldStartRounds: 1,
@@ -33,6 +35,7 @@ const COUNTS = {
     ledger: { appendRecords: 1000, group: 256, replaySizes: [500, 1000, 2000], budgetSize: 1000, replayRepeats: 1 },
     memory: { checkpoint: 100, total: 400 },
     notifications: 2,
+    large: { bytes: 1024 * 1024, rounds: 1, idleCalls: 5 },
   },
 };
 
@@ -44,6 +47,7 @@ const SECTIONS = [
   ["memory", "5. memory", benchMemory],
   ["policy", "6. risk policy", benchPolicy],
   ["notify", "7. notifications", benchNotify],
+  ["large", "8. large messages", benchLargeMessages],
 ];
 
 async function main() {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
+import { expandHome } from "./homePath.js";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import type Conf from "conf";
 import * as z from "zod";
@@ -108,6 +109,8 @@ export const configSchema = z.strictObject({
   reviewTimeout: duration("duration").default(24 * 3_600_000),
   toolTimeout: duration("duration").default(5 * 60_000),
   startupTimeout: duration("duration").default(30_000),
+  /** Largest JSON-RPC message accepted from the agent or an upstream (bytes); a bigger one gets a JSON-RPC error. */
+  maxMessageBytes: z.number().int().min(1024).default(64 * 1024 * 1024),
   /** Threshold, policy rules, model evaluators and self-protection paths (see `riskConfig.ts`). */
   risk: riskConfigSchema.prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
@@ -166,6 +169,7 @@ const ENV_KEYS: Record<string, [key: string, kind: "string" | "number" | "boolea
   ATLAS_RISK_THRESHOLD: ["risk.threshold", "number"],
   ATLAS_REVIEW_TIMEOUT: ["reviewTimeout", "string"],
   ATLAS_TOOL_TIMEOUT: ["toolTimeout", "string"],
+  ATLAS_MAX_MESSAGE_BYTES: ["maxMessageBytes", "number"],
   ATLAS_ENGINE: ["engine", "string"],
   ATLAS_PUBLIC_URL: ["publicUrl", "string"],
   ATLAS_ARGUMENT_DEPTH: ["limits.argumentDepth", "number"],
@@ -298,7 +302,7 @@ export async function openUserConfig(env: NodeJS.ProcessEnv = process.env): Prom
   return new Conf<Record<string, unknown>>({
     projectName: "atlas-gateway",
     projectSuffix: "",
-    ...(env.ATLAS_CONFIG_DIR ? { cwd: env.ATLAS_CONFIG_DIR } : {}),
+    ...(env.ATLAS_CONFIG_DIR ? { cwd: expandHome(env.ATLAS_CONFIG_DIR, env) } : {}),
   });
 }
 
@@ -308,7 +312,7 @@ export async function openUserConfig(env: NodeJS.ProcessEnv = process.env): Prom
  * holds this equal to conf's own path.
  */
 export function userConfigPath(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
-  if (env.ATLAS_CONFIG_DIR) return resolve(env.ATLAS_CONFIG_DIR, "config.json");
+  if (env.ATLAS_CONFIG_DIR) return resolve(expandHome(env.ATLAS_CONFIG_DIR, env), "config.json");
   const home = homedir();
   const os = process.env;
   const dir = platform === "darwin"
@@ -380,7 +384,14 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     userLayer = normaliseFileLayer(options.userConfig);
   }
 
-  const configFile = flags.config ?? env.ATLAS_CONFIG;
+  let configFile = flags.config ?? env.ATLAS_CONFIG;
+  if (configFile) {
+    try {
+      configFile = expandHome(configFile, env);
+    } catch (error) {
+      throw new ConfigError([`config${flags.config ? " (from --config)" : " (from ATLAS_CONFIG)"}: ${(error as Error).message}`]);
+    }
+  }
   if (configFile) configFiles.push(resolve(cwd, configFile));
   const fileLayer = configFile ? readConfigFile(resolve(cwd, configFile)) : {};
 
@@ -421,6 +432,21 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
   const config: GatewayConfig = result.data;
   const secretProblems = resolveEvaluatorSecrets(config.risk, env);
   if (secretProblems.length > 0) throw new ConfigError(secretProblems);
+  const pathProblems: string[] = [];
+  const expand = (value: string, path: string) => {
+    try {
+      return expandHome(value, env);
+    } catch (error) {
+      pathProblems.push(`${path}${sources.get(path) ? ` (from ${sources.get(path)})` : ""}: ${(error as Error).message}`);
+      return value;
+    }
+  };
+  config.dataDir = expand(config.dataDir, "dataDir");
+  for (const [name, upstream] of Object.entries(config.upstreams)) {
+    if ("command" in upstream && upstream.cwd) upstream.cwd = expand(upstream.cwd, `upstreams.${name}.cwd`);
+  }
+  config.risk.protectedPaths = config.risk.protectedPaths.map((path, index) => expand(path, `risk.protectedPaths.${index}`));
+  if (pathProblems.length > 0) throw new ConfigError(pathProblems);
   config.dataDir = isAbsolute(config.dataDir) ? config.dataDir : resolve(cwd, config.dataDir);
   config.configFiles = configFiles;
   return config;

@@ -43,3 +43,15 @@ export class LedgerError extends AtlasError {
     super(message, 5);
   }
 }
+
+/**
+ * An upstream call that was sent but whose outcome the gateway cannot know: it timed out, the upstream exited or the
+ * connection closed, or the call was cancelled mid-way. The effect may have happened, so it is recorded as `unknown`
+ * and never re-run (issue 10, at most once); an error the upstream itself answered is a plain error.
+ */
+export class UncertainOutcomeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UncertainOutcomeError";
+  }
+}

@@ -127,3 +127,24 @@ describe("prototype keys (issue 11)", () => {
     expect(set).toBe(2);
   });
 });
+
+describe("~ in path settings", () => {
+  it("is expanded in --data-dir, --config, dataDir, an upstream's cwd and protectedPaths", () => {
+    const home = mkdtempSync(join(tmpdir(), "atlas-home-"));
+    writeFileSync(join(home, "project.json"), JSON.stringify({ dataDir: "~/from-file", upstreams: { fs: { command: "x", cwd: "~" } }, risk: { protectedPaths: ["~/secrets"] } }));
+    const env = { HOME: home };
+    const fromFile = loadConfig({ env, userConfig: false, flags: { config: "~/project.json" } });
+    expect(fromFile.dataDir).toBe(join(home, "from-file"));
+    expect((fromFile.upstreams.fs as { cwd?: string }).cwd).toBe(home);
+    expect(fromFile.risk.protectedPaths).toEqual([join(home, "secrets")]);
+    expect(fromFile.configFiles).toEqual([join(home, "project.json")]);
+    expect(loadConfig({ env, userConfig: false, flags: { dataDir: "~/atlas" } }).dataDir).toBe(join(home, "atlas"));
+    expect(loadConfig({ env: { ...env, ATLAS_DATA_DIR: "~" }, userConfig: false }).dataDir).toBe(home);
+  });
+
+  it("refuses ~user, which cannot be expanded portably, naming where it came from", () => {
+    expect(problemsOf(() => loadConfig({ env: { HOME: "/h" }, userConfig: false, flags: { dataDir: "~bob/atlas" } }))).toEqual([
+      "dataDir (from --data-dir): '~bob/atlas': only '~' and '~/…' can be expanded; write the full path",
+    ]);
+  });
+});

@@ -252,8 +252,8 @@ describe("with a slow fixture upstream", () => {
   it("closes upstreams on stdin EOF with no orphaned grandchildren, passes the environment, and carries 60 MiB messages", async () => {
     const { dataDir, env } = slowSetup();
     // `sh -c '…; true'` keeps sh as the parent, so the fixture is the gateway's grandchild (like an npx wrapper's).
-    const gateway = await GatewayProcess.start(dataDir, ["sh", "-c", `"${process.execPath}" "${SLOW_SERVER}"; true`], { ...env, ATLAS_E2E_MARKER: "inherited" });
-    expect(JSON.stringify((await gateway.call("env", { name: "ATLAS_E2E_MARKER" })).content)).toContain("inherited");
+    const gateway = await GatewayProcess.start(dataDir, ["sh", "-c", `"${process.execPath}" "${SLOW_SERVER}"; true`], { ...env, E2E_MARKER: "inherited" });
+    expect(JSON.stringify((await gateway.call("env", { name: "E2E_MARKER" })).content)).toContain("inherited");
     const size = 60 * 1024 * 1024;
     const big = await gateway.call("big", { bytes: size });
     expect((big.content[0] as { text: string }).text.length).toBe(size);

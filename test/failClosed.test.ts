@@ -57,7 +57,7 @@ describe("an unwritable ledger at start (fail closed without dying)", () => {
     const refused = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
     expect(refused.result?.isError).toBe(true);
     expect(textOf(refused)).toMatch(/refused and not run \(fail closed\).*EISDIR/);
-    const held = await gateway.callTool("modify_welfare_record", { beneficiary_id: "C-1001", changes: "x" });
+    const held = await gateway.callTool("modify_welfare_record", { beneficiary_id: "C-1001", changes: { address: "x" } });
     expect(textOf(held)).toMatch(/fail closed/);
     expect(gateway.stderr).toMatch(/EISDIR.*Every tool call is refused until the ledger can be written/);
 

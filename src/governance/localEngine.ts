@@ -6,6 +6,7 @@ import { sha256Hex, type LedgerRecord, type LedgerSink } from "../ledger/ledger.
 import type { RequestView } from "./requests.js";
 import type { HaltFact } from "./haltState.js";
 import type { RiskEvaluator } from "../risk/assess.js";
+import { UncertainOutcomeError } from "../errors.js";
 
 export interface LocalEngineOptions {
   ledgerPath: string;
@@ -24,6 +25,8 @@ export interface LocalEngineOptions {
   startInfo?: Record<string, unknown>;
   /** Told about every ledger record, replayed or new (tool pins fold the ledger this way). */
   onRecord?: (record: LedgerRecord) => void;
+  /** Resolves when an upstream is connected (or will not be soon): an approved call waits for it before it starts. */
+  awaitUpstream?: (upstream: string) => Promise<void>;
 }
 
 /**
@@ -110,6 +113,7 @@ export class LocalEngine implements GovernanceEngine {
     try {
       result = await this.options.executor(call, options);
     } catch (error) {
+      if (error instanceof UncertainOutcomeError) return { kind: "allow", ref, result: this.recordUnknown(ref, error) };
       this.recordQuietly("execution.finished", ref, { outcome: "error", error: (error as Error).message });
       throw error;
     }
@@ -170,11 +174,22 @@ export class LocalEngine implements GovernanceEngine {
 
   /** Runs an approved call once: `execution.started` is on disk before the upstream sees anything. */
   private async executeApproved(ref: string): Promise<void> {
-    const view = this.log.table.get(ref);
+    let view = this.log.table.get(ref);
     if (!view || view.status !== "approved" || this.closed) return;
     if (this.log.halt.active) {
       this.parked.add(ref);
       return;
+    }
+    // Still `approved` while its upstream is away (restarting): it runs when the upstream is back.
+    if (this.options.awaitUpstream) {
+      await this.options.awaitUpstream(view.upstream).catch(() => {});
+      view = this.log.table.get(ref);
+      if (!view || view.status !== "approved" || this.closed) return;
+      if (this.log.halt.active) {
+        // halted while it waited for its upstream
+        this.parked.add(ref);
+        return;
+      }
     }
     try {
       this.log.record("execution.started", ref, {}, "sync");
@@ -188,11 +203,25 @@ export class LocalEngine implements GovernanceEngine {
       const result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.editedArgs ?? view.args });
       data = { outcome: result.isError ? "error" : "ok", result };
     } catch (error) {
+      if (error instanceof UncertainOutcomeError) {
+        this.recordUnknown(ref, error);
+        await this.log.commit().catch(() => {});
+        return;
+      }
       const message = (error as Error).message;
       data = { outcome: "error", result: { content: [{ type: "text", text: `Execution failed: ${message}` }], isError: true } };
     }
     this.recordQuietly("execution.finished", ref, data, "sync");
     await this.log.commit().catch(() => {});
+  }
+
+  /** A call that may or may not have taken effect: `unknown`, for a human to check; never re-run. */
+  private recordUnknown(ref: string, error: UncertainOutcomeError): CallToolResult {
+    this.recordQuietly("execution.interrupted", ref, { outcome: "unknown", reason: error.message }, "sync");
+    return {
+      content: [{ type: "text", text: `OUTCOME UNKNOWN (Ref: ${ref}): ${error.message}. The action may or may not have taken effect; it will not be re-run. A human should check the target system.` }],
+      isError: true,
+    };
   }
 
   /** After the upstream ran, a failing ledger must not turn a real result into an error; it is logged instead. */

@@ -24,6 +24,8 @@ export interface ListenerDeps {
   instance?: string;
   /** Extra routes by exact path (the Inngest serve handler mounts on `/api/inngest`). */
   routes?: Record<string, RequestListener>;
+  /** Each upstream's state, shown by `GET /` (issue 10). */
+  upstreams?: () => { name: string; ok: boolean; error?: string; tools: number }[];
 }
 
 /** Sends a JSON answer that no cache keeps. */
@@ -78,6 +80,7 @@ export function createRequestHandler(deps: ListenerDeps): RequestListener {
         pending: deps.engine.pending().length,
         ...(problem ? { problem } : {}),
         halted: halt?.halted ? { by: halt.by, at: halt.at, ...(halt.reason ? { reason: halt.reason } : {}), message: describeHalt(halt) } : false,
+        ...(deps.upstreams ? { upstreams: deps.upstreams() } : {}),
       });
     }
     if (path === "/webhook/approval") {

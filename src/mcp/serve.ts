@@ -2,7 +2,6 @@ import type { Server as HttpServer, RequestListener } from "node:http";
 import type { Server as NetServer } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { RootsListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { defaultDataDir, type GatewayConfig } from "../config.js";
 import { demoUpstream } from "../demo/tools.js";
 import type { Executor, GovernanceEngine } from "../governance/engine.js";
@@ -19,6 +18,7 @@ import { renderJson } from "../renderJson.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
+import { compileReadPolicy, type ReadRequest } from "../risk/readPolicy.js";
 import { createEvaluatorFromConfig } from "../risk/setup.js";
 import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
@@ -45,13 +45,27 @@ export interface RunningGateway extends Gateway {
   close(reason?: string): Promise<void>;
 }
 
+/** Secret values the gateway itself uses (evaluator API keys and headers): kept out of upstream environments. */
+function evaluatorSecrets(config: GatewayConfig): string[] {
+  return config.risk.evaluators.flatMap((evaluator) => [...(evaluator.type === "openai" && evaluator.apiKey ? [evaluator.apiKey] : []), ...Object.values(evaluator.headers)]);
+}
+
+/**
+ * How many gateways may share one data dir under one instance name (`main`, `main-2`, …). A bridge that starts one
+ * gateway per session reaches 20 at once (issue 10); a lock whose holder died is taken over, so only live gateways count.
+ */
+export const MAX_INSTANCES = 1000;
+
+/** How long a shutdown waits for tool calls under way to finish before the ledger closes. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
 /** Takes the configured instance, or — when another live gateway holds it — the next free `<instance>-N`. */
 async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
   // A reviewer command holds the lock only while it writes a decision, but opening a big ledger takes seconds: wait
   // for it rather than move to another instance and leave this one's approved calls waiting.
   const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 15_000);
   if (preferred) return preferred;
-  for (let n = 2; n <= 20; n++) {
+  for (let n = 2; n <= MAX_INSTANCES; n++) {
     const name = `${config.instance}-${n}`;
     const lock = tryLock(config.dataDir, name, "gateway");
     if (lock) {
@@ -60,7 +74,7 @@ async function claimInstance(config: GatewayConfig, log: (line: string) => void)
       return lock;
     }
   }
-  throw new AtlasError(`every instance '${config.instance}' .. '${config.instance}-20' in ${config.dataDir} is held by a running gateway`);
+  throw new AtlasError(`every instance '${config.instance}' .. '${config.instance}-${MAX_INSTANCES}' in ${config.dataDir} is held by a running gateway`);
 }
 
 /**
@@ -97,6 +111,9 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       toolTimeoutMs: config.toolTimeout,
       startupTimeoutMs: config.startupTimeout,
       version,
+      deferStart: true,
+      maxMessageBytes: config.maxMessageBytes,
+      secretValues: evaluatorSecrets(config),
       onToolsChanged: () => {
         observePins();
         void gateway?.server.sendToolListChanged().catch(() => {});
@@ -128,7 +145,8 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     // The agent's MCP roots: a filesystem upstream may take them as its allowed dirs, so self-protection resolves
     // relative paths against them too (issue 11).
     let clientRoots: string[] = [];
-    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
+    const { evaluator, selfProtection } = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
+    const readPolicy = compileReadPolicy(config.risk.rules);
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,
@@ -140,6 +158,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       threshold: config.risk.threshold,
       reviewTimeoutMs: config.reviewTimeout,
       executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
+      awaitUpstream: (upstream: string) => upstreams.whenConnected(upstream),
       version,
       log,
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
@@ -182,7 +201,31 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       }
     }
 
-    gateway = createGateway({ upstreams, engine, version, limits: config.limits });
+    /** Resource reads and prompt gets: policy, then self-protection for resources; each one a ledger record. */
+    const guardRead = async (read: ReadRequest): Promise<{ allowed: true } | { allowed: false; reason: string }> => {
+      let verdict = readPolicy(read);
+      if (read.kind === "resource" && verdict.decision === "allow") {
+        const hit = selfProtection({ uri: read.target });
+        if (hit) verdict = { decision: "deny", rule: { id: "self-protection", reason: `it reaches ${hit.target}` } };
+      }
+      const client = gateway?.server.getClientVersion();
+      await engine.recordEvent(read.kind === "resource" ? "resource.read" : "prompt.get", {
+        upstream: read.upstream,
+        [read.kind === "resource" ? "uri" : "name"]: read.target,
+        decision: verdict.decision,
+        ...(verdict.rule ? { rule: verdict.rule } : {}),
+        ...(client ? { client: { name: client.name, version: client.version } } : {}),
+      });
+      return verdict.decision === "allow" ? { allowed: true } : { allowed: false, reason: verdict.rule?.reason ?? "denied by policy" };
+    };
+    const refreshRoots = () => {
+      const server = gateway?.server;
+      if (!server?.getClientCapabilities()?.roots) return;
+      void server.listRoots()
+        .then(({ roots }) => void (clientRoots = roots.flatMap((root) => (root.uri.startsWith("file:") ? [fileURLToPath(root.uri)] : []))))
+        .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
+    };
+    gateway = createGateway({ upstreams, engine, version, log, guardRead, limits: config.limits, onRootsChanged: refreshRoots });
 
     /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
     const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
@@ -208,6 +251,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       closing ??= Promise.resolve().then(async () => {
         stopReason = reason;
         log(`shutting down (${reason})`);
+        // Calls under way finish and are recorded before the ledger closes, within a bound (issue 10).
+        const left = await upstreams.drain(SHUTDOWN_GRACE_MS);
+        if (left > 0) log(`${left} call(s) still running after ${SHUTDOWN_GRACE_MS} ms; they will be recorded as unknown at the next start`);
+        else await new Promise((resolve) => setImmediate(resolve)); // their answers reach the agent
         await gateway.server.close().catch(() => {});
         await cleanUp();
         resolveClosed();
@@ -215,20 +262,16 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       return closing;
     };
     gateway.server.onclose = () => void close("client disconnected");
-    const server = gateway.server;
-    const refreshRoots = () => {
-      if (!server.getClientCapabilities()?.roots) return;
-      void server.listRoots()
-        .then(({ roots }) => void (clientRoots = roots.flatMap((root) => (root.uri.startsWith("file:") ? [fileURLToPath(root.uri)] : []))))
-        .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
-    };
-    server.oninitialized = refreshRoots;
-    server.setNotificationHandler(RootsListChangedNotificationSchema, async () => refreshRoots());
 
     // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
     // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
     // sockets below start.
-    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
+    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout, { maxMessageBytes: config.maxMessageBytes, replyToMalformed: true }));
+    // Upstreams connect when the agent initializes (its capabilities are offered to them). Approved calls left from
+    // an earlier run must not wait for an agent that never comes: start without its capabilities after a while.
+    const startAnyway = setTimeout(() => void upstreams.start(), config.startupTimeout);
+    startAnyway.unref();
+    void upstreams.ready.then(() => clearTimeout(startAnyway));
     void upstreams.ready.then(() => {
       observePins();
       engine.resume();
@@ -264,7 +307,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, log }), ...routes } }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, upstreams: () => upstreams.status(), routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, log }), ...routes } }),
       config.host,
       config.port,
       log,

@@ -1,16 +1,39 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
-import { deserializeMessage, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
+import { serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { ErrorCode, JSONRPCMessageSchema, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 
-/** Largest single JSON-RPC message accepted on a stdio link (the SDK's own cap is 10 MiB). */
+/** Largest single JSON-RPC message accepted on a stdio link by default (the SDK's own cap is 10 MiB). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** Every error text the gateway itself puts in a JSON-RPC error starts with this (issue 10: one prefix). */
+export const ERROR_PREFIX = "atlas-gateway: ";
+
+/** Bytes kept from each end of an oversized message: JSON-RPC's id and method sit at one end or the other. */
+const EDGE_BYTES = 4096;
+
+function describeBytes(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} byte`;
+}
+
+/**
+ * The id and method of a message known only by its edges. Only top-level members count: in the head, those before
+ * the first nested object (`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{…`); in the tail, an id closing
+ * the message (`…},"jsonrpc":"2.0","id":7}`, the SDK's order for responses).
+ */
+export function envelopeOf(head: string, tail: string): { id?: string | number; method?: string } {
+  const top = /^\s*\{[^{]*/.exec(head)?.[0] ?? "";
+  const token = (text: string | undefined) => (text === undefined ? undefined : (JSON.parse(text) as string | number));
+  const idText = /"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")/.exec(top)?.[1] ?? /"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")\s*\}\s*$/.exec(tail)?.[1];
+  const method = /"method"\s*:\s*"((?:[^"\\]|\\.)*)"/.exec(top)?.[1] ?? /"method"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}\s*$/.exec(tail)?.[1];
+  return { ...(idText !== undefined ? { id: token(idText)! } : {}), ...(method !== undefined ? { method } : {}) };
+}
 
 /**
  * Newline-delimited JSON-RPC over a pair of streams. Unlike the SDK's stdio transports it keeps incoming chunks in
  * a list (no quadratic re-copying of a 64 MiB message), reports end-of-input as a close (the SDK ignores stdin EOF),
- * and drops — rather than dies on — a message over the size cap.
+ * and refuses — rather than dies on or silently drops — a message over the size cap (see `refuseOversized`).
  */
 export class StreamTransport implements Transport {
   onclose?: () => void;
@@ -18,16 +41,23 @@ export class StreamTransport implements Transport {
   onmessage?: (message: JSONRPCMessage) => void;
   private chunks: Buffer[] = [];
   private buffered = 0;
-  private discarding = false;
+  /** While a message over the cap streams past: its first and last bytes, enough to find its id and method. */
+  private discarding: { head: string; tail: string; bytes: number } | undefined;
   private closed = false;
   private readonly input: Readable;
   private readonly output: Writable;
   private readonly maxMessageBytes: number;
+  private readonly replyToMalformed: boolean;
 
-  constructor(input: Readable, output: Writable, options: { maxMessageBytes?: number } = {}) {
+  /**
+   * `replyToMalformed`: answer a line that is not JSON with a JSON-RPC parse error (-32700), as a server must; off
+   * for an upstream's stdout, where a stray log line is better ignored than answered.
+   */
+  constructor(input: Readable, output: Writable, options: { maxMessageBytes?: number; replyToMalformed?: boolean } = {}) {
     this.input = input;
     this.output = output;
     this.maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.replyToMalformed = options.replyToMalformed ?? false;
   }
 
   async start(): Promise<void> {
@@ -44,7 +74,13 @@ export class StreamTransport implements Transport {
       const piece = chunk.subarray(start, nl);
       start = nl + 1;
       if (this.discarding) {
-        this.discarding = false;
+        this.keepEdges(piece);
+        this.refuseOversized();
+        continue;
+      }
+      if (this.buffered + piece.length > this.maxMessageBytes) {
+        this.startDiscarding(piece);
+        this.refuseOversized();
         continue;
       }
       const line = this.chunks.length ? Buffer.concat([...this.chunks, piece]) : piece;
@@ -52,29 +88,68 @@ export class StreamTransport implements Transport {
       this.buffered = 0;
       this.deliver(line);
     }
-    if (start < chunk.length && !this.discarding) {
-      this.chunks.push(chunk.subarray(start));
-      this.buffered += chunk.length - start;
-      if (this.buffered > this.maxMessageBytes) {
-        this.chunks = [];
-        this.buffered = 0;
-        this.discarding = true;
-        this.onerror?.(new Error(`dropped an incoming message larger than ${this.maxMessageBytes} bytes`));
+    if (start < chunk.length) {
+      const rest = chunk.subarray(start);
+      if (this.discarding) this.keepEdges(rest);
+      else if (this.buffered + rest.length > this.maxMessageBytes) this.startDiscarding(rest);
+      else {
+        this.chunks.push(rest);
+        this.buffered += rest.length;
       }
     }
   };
 
+  private startDiscarding(piece: Buffer): void {
+    const held = this.chunks.length ? Buffer.concat([...this.chunks, piece]) : piece;
+    this.chunks = [];
+    this.buffered = 0;
+    this.discarding = { head: held.subarray(0, EDGE_BYTES).toString("utf8"), tail: "", bytes: 0 };
+    this.keepEdges(held);
+  }
+
+  private keepEdges(piece: Buffer): void {
+    const discarding = this.discarding!;
+    discarding.bytes += piece.length;
+    discarding.tail = (discarding.tail + piece.subarray(Math.max(0, piece.length - EDGE_BYTES)).toString("utf8")).slice(-EDGE_BYTES);
+  }
+
+  /**
+   * A message over the cap has been read past. A request is answered with a JSON-RPC error naming the limit; a
+   * response becomes that error for whoever waits on it (the proxy's pending call fails at once instead of timing out).
+   */
+  private refuseOversized(): void {
+    const { head, tail, bytes } = this.discarding!;
+    this.discarding = undefined;
+    const { id, method } = envelopeOf(head, tail);
+    const message = `${ERROR_PREFIX}a message of ${bytes} bytes exceeds the ${describeBytes(this.maxMessageBytes)} limit (maxMessageBytes = ${this.maxMessageBytes})`;
+    this.onerror?.(new Error(`refused ${method ? `a ${method} request` : "a message"} of ${bytes} bytes (over maxMessageBytes = ${this.maxMessageBytes})`));
+    if (id === undefined) return;
+    const error = { jsonrpc: "2.0" as const, id, error: { code: ErrorCode.InvalidRequest, message } };
+    if (method) void this.send(error).catch(() => {});
+    else this.onmessage?.(error);
+  }
+
   private deliver(line: Buffer): void {
     const text = line.toString("utf8").replace(/\r$/, "");
     if (text.trim() === "") return;
-    let message: JSONRPCMessage;
+    let parsed: unknown;
     try {
-      message = deserializeMessage(text);
+      parsed = JSON.parse(text);
     } catch (error) {
-      this.onerror?.(new Error(`ignored a line that is not a JSON-RPC message: ${(error as Error).message.slice(0, 200)}`));
+      this.onerror?.(new Error(`ignored a line that is not JSON: ${(error as Error).message.slice(0, 200)}`));
+      if (this.replyToMalformed) void this.send({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.ParseError, message: `${ERROR_PREFIX}parse error: ${(error as Error).message.slice(0, 200)}` } } as unknown as JSONRPCMessage).catch(() => {});
       return;
     }
-    this.onmessage?.(message);
+    const checked = JSONRPCMessageSchema.safeParse(parsed);
+    if (!checked.success) {
+      this.onerror?.(new Error(`ignored a line that is not a JSON-RPC message: ${checked.error.message.slice(0, 200)}`));
+      const id = (parsed as { id?: unknown } | null)?.id;
+      if (this.replyToMalformed && (typeof id === "string" || typeof id === "number") && (parsed as { method?: unknown }).method !== undefined) {
+        void this.send({ jsonrpc: "2.0", id, error: { code: ErrorCode.InvalidRequest, message: `${ERROR_PREFIX}invalid JSON-RPC request` } }).catch(() => {});
+      }
+      return;
+    }
+    this.onmessage?.(checked.data);
   }
 
   private readonly onEnd = (): void => {
@@ -111,6 +186,7 @@ export interface SpawnOptions {
   cwd?: string;
   /** Each line the child writes to stderr. */
   onStderr?: (line: string) => void;
+  maxMessageBytes?: number;
 }
 
 /**
@@ -152,7 +228,7 @@ export class ChildProcessTransport implements Transport {
       });
       child.once("spawn", () => {
         liveGroups.add(this);
-        const stream = new StreamTransport(child.stdout!, child.stdin!);
+        const stream = new StreamTransport(child.stdout!, child.stdin!, this.options.maxMessageBytes ? { maxMessageBytes: this.options.maxMessageBytes } : {});
         stream.onmessage = (message) => this.onmessage?.(message);
         stream.onerror = (error) => this.onerror?.(error);
         this.stream = stream;

@@ -83,10 +83,22 @@ const rule = z.strictObject({
     })
     .optional(),
   args: args.optional(),
+  /** A resource URI or glob: the rule governs `resources/read` (issue 10), with `allow` or `deny` only. */
+  resource: patterns.optional(),
+  /** A prompt name or glob: the rule governs `prompts/get`, with `allow` or `deny` only. */
+  prompt: patterns.optional(),
   effect,
   reason: z.string().max(500).optional(),
   /** Distinct approvers a held call matching this rule needs (the two-person rule). */
   approvals: z.number().int("approvals must be a whole number").min(1).max(10).optional(),
+}).superRefine((item, ctx) => {
+  if (item.resource === undefined && item.prompt === undefined) return;
+  const what = item.resource !== undefined ? "resource" : "prompt";
+  if (item.resource !== undefined && item.prompt !== undefined) ctx.addIssue({ code: "custom", path: ["prompt"], message: "a rule governs resources or prompts, not both" });
+  if (item.effect !== "allow" && item.effect !== "deny") ctx.addIssue({ code: "custom", path: ["effect"], message: `a ${what} rule can only "allow" or "deny" (a read cannot be held)` });
+  for (const key of ["tool", "annotations", "args", "approvals"] as const) {
+    if (item[key] !== undefined) ctx.addIssue({ code: "custom", path: [key], message: `a ${what} rule matches on upstream and ${what} only, not ${key}` });
+  }
 });
 
 const rules = z.array(rule).superRefine((list, ctx) => {

@@ -49,6 +49,10 @@ export interface PolicyRule {
    * many distinct reviewers approve it (any denial denies). Default 1.
    */
   approvals?: number;
+  /** Resource URI or glob: a rule for `resources/read` (see `readPolicy.ts`), never for tool calls. */
+  resource?: string | string[];
+  /** Prompt name or glob: a rule for `prompts/get` (see `readPolicy.ts`), never for tool calls. */
+  prompt?: string | string[];
 }
 
 export interface PolicySource {
@@ -382,6 +386,7 @@ export function compilePolicy(source: PolicySource): CompiledPolicy {
   const byUpstream = new PatternIndex();
   const always: CompiledRule[] = [];
   rules.forEach((rule, index) => {
+    if (rule.resource !== undefined || rule.prompt !== undefined) return; // governs reads, not tool calls
     const conditions = Object.entries(rule.args ?? {}).map(([path, condition]) => compileCondition(path, condition));
     const tools = asList(rule.tool);
     const upstreams = asList(rule.upstream);

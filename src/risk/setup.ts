@@ -77,7 +77,12 @@ export interface EvaluatorSetup {
 }
 
 /** Builds the one risk evaluator from config: compiled rules, model evaluators, self-protection, pins. */
-export function createEvaluatorFromConfig(config: GatewayConfig, setup: EvaluatorSetup): { evaluator: RiskEvaluator; models: ModelEvaluator[] } {
+export function createEvaluatorFromConfig(config: GatewayConfig, setup: EvaluatorSetup): {
+  evaluator: RiskEvaluator;
+  models: ModelEvaluator[];
+  /** The same self-protection check, for what is not a tool call (a `file://` resource read). */
+  selfProtection: ReturnType<typeof createSelfProtection>;
+} {
   const home = setup.env.HOME || homedir();
   const cwd = setup.cwd ?? process.cwd();
   const bases = upstreamBases(config, cwd, home);
@@ -97,5 +102,5 @@ export function createEvaluatorFromConfig(config: GatewayConfig, setup: Evaluato
     ...(setup.pins ? { pins: setup.pins } : {}),
     threshold: config.risk.threshold,
   });
-  return { evaluator, models };
+  return { evaluator, models, selfProtection };
 }

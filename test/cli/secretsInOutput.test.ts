@@ -38,7 +38,7 @@ describe("no canary secret in stderr or CLI output", () => {
     await gateway.initialize();
     const held = await gateway.callTool("modify_welfare_record", {
       beneficiary_id: "C-1001",
-      changes: `reset: password: hunter2-canary; api sk-live-CANARY0123456789abc; header Authorization: Bearer CanaryBearer0123456789; db postgres://svc:canary-url-pass@db/x; jwt eyJjYW5hcnkiOiIxIn0.eyJzdWIiOiJjYW5hcnkifQ.c2lnbmF0dXJl; iban FR7630006000011234567890189`,
+      changes: { address: `reset: password: hunter2-canary; api sk-live-CANARY0123456789abc; header Authorization: Bearer CanaryBearer0123456789; db postgres://svc:canary-url-pass@db/x; jwt eyJjYW5hcnkiOiIxIn0.eyJzdWIiOiJjYW5hcnkifQ.c2lnbmF0dXJl; iban FR7630006000011234567890189` },
     });
     ref = /Ref: (evt_[0-9a-f]{8})/.exec(JSON.stringify(held.result))![1]!;
     const deadline = Date.now() + 15_000;

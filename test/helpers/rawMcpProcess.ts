@@ -9,7 +9,8 @@ export const BIN = inject("atlasBin");
 
 interface JsonRpcResponse {
   jsonrpc: "2.0";
-  id: number;
+  id: number | null;
+  method?: string;
   result?: Record<string, unknown>;
   error?: { code: number; message: string };
 }
@@ -21,6 +22,8 @@ interface JsonRpcResponse {
 export class RawMcpProcess {
   readonly child: ChildProcess;
   readonly nonProtocol: string[] = [];
+  /** Protocol messages that answer no request of ours (notifications, errors with id null). */
+  readonly unmatched: JsonRpcResponse[] = [];
   stderr = "";
   private buffer = "";
   private nextId = 1;
@@ -54,7 +57,8 @@ export class RawMcpProcess {
           this.nonProtocol.push(line);
           continue;
         }
-        if (typeof message.id === "number") this.waiting.get(message.id)?.(message);
+        if (typeof message.id === "number" && this.waiting.has(message.id)) this.waiting.get(message.id)!(message);
+        else this.unmatched.push(message);
       }
     });
   }

@@ -108,7 +108,7 @@ describe("catalogue", () => {
     expect(lookup.annotations).toEqual({ readOnlyHint: true });
     expect(tools.find((tool) => tool.name === "structured")!.outputSchema).toBeDefined();
     for (const name of names) expect(name).toMatch(/^[a-zA-Z0-9_-]{1,64}$/);
-    expect(h.logs.some((line) => line.includes("skipped malformed tool 'bad tool'"))).toBe(true);
+    expect(h.logs.some((line) => line.includes("skipped tool 'bad tool': inputSchema.type"))).toBe(true);
   });
 
   it("prefixes names with several upstreams and maps them back exactly", async () => {
@@ -252,6 +252,29 @@ describe("governed calls", () => {
       expect(view.status).toBe("pending");
       expect(view.assessment!.score).toBeGreaterThanOrEqual(tool === "modify_welfare_record" ? 90 : 70);
     }
+  });
+});
+
+describe("argument validation", () => {
+  it("refuses a call whose arguments break the tool's inputSchema at once, with the errors: never scored, held or run", async () => {
+    const modern = {
+      name: "modern",
+      inputSchema: { $schema: "https://json-schema.org/draft/2020-12/schema", type: "object", $defs: { n: { type: "integer" } }, properties: { n: { $ref: "#/$defs/n" } }, required: ["n"] },
+      annotations: { readOnlyHint: true },
+    };
+    const { source, calls } = fixtureUpstream("db", [modern]);
+    const h = await startHarness([source, demoUpstream("test")]);
+    const bad = await h.call("db__lookup", { id: 5, extra: true });
+    expect(bad.isError).toBe(true);
+    expect(JSON.stringify(bad.content)).toContain("atlas-gateway: invalid arguments for tool db__lookup: (arguments): unexpected property 'extra'; /id: must be string");
+    // The seed-style call that used to be held, approved, then fail: refused before anyone is asked.
+    const seed = await h.call("demo__request_payment_extension", {});
+    expect(seed.isError).toBe(true);
+    expect(JSON.stringify(seed.content)).toContain("must have required property");
+    expect(h.engine.pending()).toEqual([]);
+    expect((await h.call("db__modern", { n: 1.5 })).isError).toBe(true);
+    expect((await h.call("db__modern", { n: 2 })).isError).toBeUndefined();
+    expect(calls.map((call) => call.tool)).toEqual(["modern"]);
   });
 });
 
