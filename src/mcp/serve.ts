@@ -264,7 +264,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, log }), ...routes } }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, instance, log }), ...routes } }),
       config.host,
       config.port,
       log,
