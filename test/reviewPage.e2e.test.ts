@@ -229,6 +229,43 @@ describe("review page in Chromium", () => {
     expect(await page.locator("#approve").evaluate((el) => el.ownerDocument.activeElement === el)).toBe(true);
   });
 
+  it("an approver halts from the page: every view says so, the agent's calls are refused, and resume lets them through", async () => {
+    await page.locator('.tab[data-view="inbox"]').click();
+    await page.locator("#stop").click();
+    await page.locator("#confirm-halt").click();
+    await page.locator("#toast").filter({ hasText: "needs a reason" }).waitFor();
+    await page.locator("#halt-reason").fill("Suspicious payment pattern, investigating");
+    await page.locator("#confirm-halt").click();
+    const banner = page.locator("#halt-banner");
+    await banner.filter({ hasText: "halted by alice" }).waitFor();
+    expect(await banner.textContent()).toContain("Reason: Suspicious payment pattern, investigating");
+    expect(Date.parse((await banner.locator("time").getAttribute("datetime"))!)).not.toBeNaN();
+    expect(await page.locator("#halt").textContent()).toContain("HALTED");
+
+    // the agent's next call is refused at once, naming who halted and why; GET / says so too
+    const refused = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
+    expect(JSON.stringify(refused.result)).toMatch(/HALTED: the gateway was halted by alice at .*Suspicious payment pattern/);
+    const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gateway.stderr)![1];
+    const health = (await (await fetch(`http://127.0.0.1:${port}/`)).json()) as { halted: Record<string, unknown> };
+    expect(health.halted).toMatchObject({ by: "alice", reason: "Suspicious payment pattern, investigating" });
+
+    // every view shows the state
+    await page.locator('.tab[data-view="history"]').click();
+    expect(await banner.isVisible()).toBe(true);
+    await page.locator('.tab[data-view="inbox"]').click();
+    await page.locator("button.item").first().click();
+    await page.locator("#toast").evaluate((toast) => toast.setAttribute("hidden", ""));
+    await page.screenshot({ path: join(shots, "review-halted.png") });
+
+    await page.locator("#resume").click();
+    await banner.waitFor({ state: "hidden" });
+    await page.locator("#stop").waitFor();
+    const after = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
+    expect(JSON.stringify(after.result)).not.toMatch(/HALTED/);
+    const facts = scanLedger(instancePaths(dataDir, "main").ledger).records.filter((record) => record.type === "gateway.halted" || record.type === "gateway.resumed");
+    expect(facts.map((record) => [record.type, record.data.by])).toEqual([["gateway.halted", "alice"], ["gateway.resumed", "alice"]]);
+  }, 120_000);
+
   it("a viewer sees the inbox but gets no decision buttons", async () => {
     await page.locator("#signout").click();
     await page.locator("#gate h1").filter({ hasText: "Sign in to review" }).waitFor();
@@ -238,6 +275,15 @@ describe("review page in Chromium", () => {
     await page.locator("button.item").first().click();
     await page.locator("#detail .actions").filter({ hasText: "You are a viewer" }).waitFor();
     expect(await page.locator("#approve").count()).toBe(0);
+
+    // no stop button for a viewer, but the state reaches their page live when an approver halts elsewhere
+    expect(await page.locator("#stop").count()).toBe(0);
+    expect((await cli(["halt", "--reason", "maintenance window"])).code).toBe(0);
+    await page.locator("#halt-banner").filter({ hasText: "maintenance window" }).waitFor();
+    expect(await page.locator("#resume").count()).toBe(0);
+    expect(await page.locator("#halt-banner").textContent()).toContain("An approver resumes it");
+    expect((await cli(["resume"])).code).toBe(0);
+    await page.locator("#halt-banner").waitFor({ state: "hidden" });
   });
 
   it("signing out ends the session; a removed reviewer's page asks to sign in again", async () => {
