@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -330,6 +330,48 @@ describe("review page in Chromium: a rug-pulled tool", () => {
       await page.screenshot({ path: join(shots, "review-pin.png") });
     } finally {
       await pinned.close();
+    }
+  }, 120_000);
+});
+
+describe("review page in Chromium: two approvers", () => {
+  it("shows the count and who approved; the same reviewer approving twice is refused with a toast; the second approver runs it", async () => {
+    const twoDir = tempDir("atlas-review-two-");
+    const twoEnv = { ...env, ATLAS_CONFIG_DIR: join(twoDir, "config") };
+    const configPath = join(twoDir, "policy.json");
+    writeFileSync(configPath, JSON.stringify({ risk: { rules: [{ id: "two-people", tool: "*modify_welfare_record", effect: "review", approvals: 2, reason: "record changes need two people" }] } }));
+    const run = (args: string[]) => new Promise<{ code: number; stdout: string }>((done) => execFile(process.execPath, [BIN, ...args, "--data-dir", twoDir], { env: twoEnv }, (error, stdout) => done({ code: error ? 1 : 0, stdout })));
+    const gatewayTwo = new RawMcpProcess(["--demo", "--config", configPath, "--data-dir", twoDir, "--port", "0"], twoEnv);
+    try {
+      await gatewayTwo.initialize();
+      await until(() => (/listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gatewayTwo.stderr) ? true : undefined), "the listener");
+      const link = /(http:\/\/\S+#signin=\S+)/.exec((await run(["reviewers", "add", "alice", "--name", "Alice Martin"])).stdout)![1]!;
+      const ref = refOf(await gatewayTwo.callTool("modify_welfare_record", { beneficiary_id: "C-9009", changes: { monthly_amount: "EUR 12000.00" } }));
+      expect(ref).toMatch(/^evt_/);
+      await page.goto(link);
+      const item = page.locator(`button.item[data-ref="${ref}"]`);
+      await item.filter({ hasText: "0 of 2 approvals" }).waitFor();
+      await item.click();
+      expect(await page.locator("#approvals").textContent()).toBe("0 of 2 approvals; it runs after 2 different approvers");
+      expect(await page.locator("#edit").count()).toBe(0); // every approver approves the same arguments
+
+      await page.locator("#approve").click();
+      await page.locator("#toast").filter({ hasText: "1 of 2 approvals (alice)" }).waitFor();
+      await page.locator("#approvals").filter({ hasText: "1 of 2 approvals (alice)" }).waitFor();
+      await page.locator("#approve").click();
+      await page.locator("#toast.bad").filter({ hasText: "alice has already approved" }).waitFor();
+      expect((await run(["show", ref])).stdout).toContain("approvals: 1 of 2 approvals (alice)");
+
+      // a second person (here the OS user at the terminal) completes it; the agent gets the result
+      const status = gatewayTwo.callTool("atlas_status", { ref, wait_seconds: 30 }, 40_000);
+      expect((await run(["approve", ref])).code).toBe(0);
+      const result = (await status).result as { structuredContent: Record<string, unknown> };
+      expect(result.structuredContent).toMatchObject({ ref, status: "executed" });
+      await item.waitFor({ state: "detached" });
+      const records = scanLedger(instancePaths(twoDir, "main").ledger).records.filter((record) => record.ref === ref && record.type === "approval.recorded");
+      expect(records.map((record) => [record.data.reviewer, record.data.auth_method])).toEqual([["alice", "review-page"], [expect.any(String), "os-user"]]);
+    } finally {
+      await gatewayTwo.close();
     }
   }, 120_000);
 });
