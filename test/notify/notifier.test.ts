@@ -146,7 +146,10 @@ describe("halt with no gateway running", () => {
     const config = join(dataDir, "atlas.json");
     writeFileSync(config, JSON.stringify({ notify: [{ type: "webhook", url: hook.url, secret }] }));
     const out: string[] = [];
-    const code = await main(["halt", "--reason", "drill", "--reviewer", "ana", "--data-dir", dataDir, "--config", config], { out: (text) => out.push(text), err: (text) => out.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir } });
+    // a named reviewer is believed only with their own key (issue 9 item 2)
+    const { addReviewer } = await import("../../src/http/reviewers.js");
+    const { key } = addReviewer(dataDir, { id: "ana", role: "approver" });
+    const code = await main(["halt", "--reason", "drill", "--reviewer", "ana", "--data-dir", dataDir, "--config", config], { out: (text) => out.push(text), err: (text) => out.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir, ATLAS_REVIEWER_TOKEN: key! } });
     expect(code).toBe(0);
     expect(out.join("\n")).toMatch(/HALTED by ana.*recorded in ledger\(s\) 'main'/);
     expect(hook.received).toHaveLength(1);
