@@ -1,4 +1,5 @@
 import type { Server } from "node:http";
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
 import { readHaltFile } from "../../src/governance/halt.js";
@@ -350,6 +351,37 @@ describe("review page: the stop button", () => {
       stop();
     }
   });
+});
+
+describe("review page: the stop button under bad input", () => {
+  it("random bodies never answer 5xx, and a refused one changes nothing", async () => {
+    const harness = await start();
+    const lock = tryLock(harness.dataDir, "main", "gateway")!;
+    const socket = instancePaths(harness.dataDir, "main").socket;
+    const control = await serveControl(socket, async (request) => (request.op === "halt" ? harness.engine.applyHalt(request.fact) : { error: "unsupported" }));
+    lock.update({ socket });
+    try {
+      const auth = await signInAs(harness, "alice");
+      const codeUnit = fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff })).map((code) => String.fromCharCode(code));
+      const text = fc.oneof(fc.string({ unit: codeUnit, maxLength: 80 }), fc.string({ minLength: 1995, maxLength: 2010 }), fc.constant(""), fc.integer(), fc.constant(null));
+      const body = fc.oneof(
+        fc.record({ action: fc.oneof(fc.constantFrom("halt", "resume", "HALT", "stop"), fc.integer(), fc.constant(null)), reason: text }, { requiredKeys: [] }),
+        fc.json().map((json) => JSON.parse(json) as unknown),
+      );
+      await fc.assert(
+        fc.asyncProperty(body, async (sent) => {
+          const before = harness.engine.haltState();
+          const res = await post(harness, "/review/api/halt", sent, auth);
+          expect(res.status).toBeLessThan(500);
+          if (res.status !== 200) expect(harness.engine.haltState()).toEqual(before);
+        }),
+        { numRuns: 60 },
+      );
+    } finally {
+      control.close();
+      lock.release();
+    }
+  }, 60_000);
 });
 
 describe("review page: the two-person rule", () => {
