@@ -7,9 +7,11 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { approvalKeysPath } from "../src/http/approvalKeys.js";
 import { signWebhook, webhookSecretPath } from "../src/http/webhook.js";
 import { StreamTransport } from "../src/mcp/stdioTransport.js";
 import { BIN } from "./helpers/rawMcpProcess.js";
+import { reviewerKeyPair } from "./helpers/ed25519.js";
 
 /**
  * Issue 11's attack chain, end to end with the built CLI: launched as MCP hosts launch servers (cwd `/`), default
@@ -31,6 +33,7 @@ let client: Client;
 let stderr = "";
 let port = 0;
 const received: string[] = [];
+const olderKey = reviewerKeyPair().publicKey;
 
 async function call(name: string, args: Record<string, unknown>): Promise<CallToolResult> {
   const result = await client.request({ method: "tools/call", params: { name, arguments: args } }, CallToolResultSchema, { timeout: 60_000 });
@@ -60,6 +63,8 @@ function approve(ref: string, secret: string | undefined): Promise<Response> {
 beforeAll(async () => {
   if (!existsSync(join(ROOT, "dist", "cli.js"))) throw new Error("run `npm run build` first (npm test does)");
   mkdirSync(dataDir, { recursive: true });
+  // an older version kept the v1a public keys in the data dir, where this filesystem server can write
+  writeFileSync(join(dataDir, "approval-keys.json"), JSON.stringify({ "ops-bot": olderKey }));
   writeFileSync(join(home, "notes.txt"), "hello from the filesystem\n");
   // decoys shaped like the attacks: they prove the filesystem server itself resolves these spellings
   mkdirSync(join(home, "Library", "Préférences", "decoy"), { recursive: true });
@@ -91,6 +96,24 @@ describe("the agent cannot approve itself (issue 11 attack chain)", () => {
     expect(secretPath.startsWith(dataDir)).toBe(false);
     expect(existsSync(join(dataDir, "webhook-secret"))).toBe(false);
     expect(readFileSync(secretPath, "utf8")).toMatch(/^whsec_/);
+  });
+
+  it("moves the approval public keys an older version left in the data dir to the credentials dir at start", () => {
+    expect(existsSync(join(dataDir, "approval-keys.json"))).toBe(false);
+    const keysPath = approvalKeysPath(dataDir, env);
+    expect(dirname(keysPath)).toBe(dirname(secretPath));
+    expect(JSON.parse(readFileSync(keysPath, "utf8"))).toEqual({ "ops-bot": olderKey });
+    expect(stderr).toMatch(/approval keys: moved 1 key\(s\)/);
+  });
+
+  it("holds writes that would add a signer or a reviewer, or lift a halt", async () => {
+    const inData = (name: string) => relative(home, join(dataDir, name));
+    for (const path of [inData("approval-keys.json"), relative(home, approvalKeysPath(dataDir, env)), inData("reviewers.json"), inData("halt.json")]) {
+      const text = textOf(await call("write_file", { path, content: "{}" }));
+      expect(text, path).toMatch(/^PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
+    }
+    expect(existsSync(join(dataDir, "approval-keys.json"))).toBe(false);
+    expect(existsSync(join(dataDir, "halt.json"))).toBe(false);
   });
 
   it("the filesystem server resolves relative, padded, NFD, `..` and symlinked spellings (so holding them matters)", async () => {

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -229,6 +229,43 @@ describe("review page in Chromium", () => {
     expect(await page.locator("#approve").evaluate((el) => el.ownerDocument.activeElement === el)).toBe(true);
   });
 
+  it("an approver halts from the page: every view says so, the agent's calls are refused, and resume lets them through", async () => {
+    await page.locator('.tab[data-view="inbox"]').click();
+    await page.locator("#stop").click();
+    await page.locator("#confirm-halt").click();
+    await page.locator("#toast").filter({ hasText: "needs a reason" }).waitFor();
+    await page.locator("#halt-reason").fill("Suspicious payment pattern, investigating");
+    await page.locator("#confirm-halt").click();
+    const banner = page.locator("#halt-banner");
+    await banner.filter({ hasText: "halted by alice" }).waitFor();
+    expect(await banner.textContent()).toContain("Reason: Suspicious payment pattern, investigating");
+    expect(Date.parse((await banner.locator("time").getAttribute("datetime"))!)).not.toBeNaN();
+    expect(await page.locator("#halt").textContent()).toContain("HALTED");
+
+    // the agent's next call is refused at once, naming who halted and why; GET / says so too
+    const refused = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
+    expect(JSON.stringify(refused.result)).toMatch(/HALTED: the gateway was halted by alice at .*Suspicious payment pattern/);
+    const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gateway.stderr)![1];
+    const health = (await (await fetch(`http://127.0.0.1:${port}/`)).json()) as { halted: Record<string, unknown> };
+    expect(health.halted).toMatchObject({ by: "alice", reason: "Suspicious payment pattern, investigating" });
+
+    // every view shows the state
+    await page.locator('.tab[data-view="history"]').click();
+    expect(await banner.isVisible()).toBe(true);
+    await page.locator('.tab[data-view="inbox"]').click();
+    await page.locator("button.item").first().click();
+    await page.locator("#toast").evaluate((toast) => toast.setAttribute("hidden", ""));
+    await page.screenshot({ path: join(shots, "review-halted.png") });
+
+    await page.locator("#resume").click();
+    await banner.waitFor({ state: "hidden" });
+    await page.locator("#stop").waitFor();
+    const after = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
+    expect(JSON.stringify(after.result)).not.toMatch(/HALTED/);
+    const facts = scanLedger(instancePaths(dataDir, "main").ledger).records.filter((record) => record.type === "gateway.halted" || record.type === "gateway.resumed");
+    expect(facts.map((record) => [record.type, record.data.by])).toEqual([["gateway.halted", "alice"], ["gateway.resumed", "alice"]]);
+  }, 120_000);
+
   it("a viewer sees the inbox but gets no decision buttons", async () => {
     await page.locator("#signout").click();
     await page.locator("#gate h1").filter({ hasText: "Sign in to review" }).waitFor();
@@ -238,6 +275,15 @@ describe("review page in Chromium", () => {
     await page.locator("button.item").first().click();
     await page.locator("#detail .actions").filter({ hasText: "You are a viewer" }).waitFor();
     expect(await page.locator("#approve").count()).toBe(0);
+
+    // no stop button for a viewer, but the state reaches their page live when an approver halts elsewhere
+    expect(await page.locator("#stop").count()).toBe(0);
+    expect((await cli(["halt", "--reason", "maintenance window"])).code).toBe(0);
+    await page.locator("#halt-banner").filter({ hasText: "maintenance window" }).waitFor();
+    expect(await page.locator("#resume").count()).toBe(0);
+    expect(await page.locator("#halt-banner").textContent()).toContain("An approver resumes it");
+    expect((await cli(["resume"])).code).toBe(0);
+    await page.locator("#halt-banner").waitFor({ state: "hidden" });
   });
 
   it("signing out ends the session; a removed reviewer's page asks to sign in again", async () => {
@@ -284,6 +330,48 @@ describe("review page in Chromium: a rug-pulled tool", () => {
       await page.screenshot({ path: join(shots, "review-pin.png") });
     } finally {
       await pinned.close();
+    }
+  }, 120_000);
+});
+
+describe("review page in Chromium: two approvers", () => {
+  it("shows the count and who approved; the same reviewer approving twice is refused with a toast; the second approver runs it", async () => {
+    const twoDir = tempDir("atlas-review-two-");
+    const twoEnv = { ...env, ATLAS_CONFIG_DIR: join(twoDir, "config") };
+    const configPath = join(twoDir, "policy.json");
+    writeFileSync(configPath, JSON.stringify({ risk: { rules: [{ id: "two-people", tool: "*modify_welfare_record", effect: "review", approvals: 2, reason: "record changes need two people" }] } }));
+    const run = (args: string[]) => new Promise<{ code: number; stdout: string }>((done) => execFile(process.execPath, [BIN, ...args, "--data-dir", twoDir], { env: twoEnv }, (error, stdout) => done({ code: error ? 1 : 0, stdout })));
+    const gatewayTwo = new RawMcpProcess(["--demo", "--config", configPath, "--data-dir", twoDir, "--port", "0"], twoEnv);
+    try {
+      await gatewayTwo.initialize();
+      await until(() => (/listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gatewayTwo.stderr) ? true : undefined), "the listener");
+      const link = /(http:\/\/\S+#signin=\S+)/.exec((await run(["reviewers", "add", "alice", "--name", "Alice Martin"])).stdout)![1]!;
+      const ref = refOf(await gatewayTwo.callTool("modify_welfare_record", { beneficiary_id: "C-9009", changes: { monthly_amount: "EUR 12000.00" } }));
+      expect(ref).toMatch(/^evt_/);
+      await page.goto(link);
+      const item = page.locator(`button.item[data-ref="${ref}"]`);
+      await item.filter({ hasText: "0 of 2 approvals" }).waitFor();
+      await item.click();
+      expect(await page.locator("#approvals").textContent()).toBe("0 of 2 approvals; it runs after 2 different approvers");
+      expect(await page.locator("#edit").count()).toBe(0); // every approver approves the same arguments
+
+      await page.locator("#approve").click();
+      await page.locator("#toast").filter({ hasText: "1 of 2 approvals (alice)" }).waitFor();
+      await page.locator("#approvals").filter({ hasText: "1 of 2 approvals (alice)" }).waitFor();
+      await page.locator("#approve").click();
+      await page.locator("#toast.bad").filter({ hasText: "alice has already approved" }).waitFor();
+      expect((await run(["show", ref])).stdout).toContain("approvals: 1 of 2 approvals (alice)");
+
+      // a second person (here the OS user at the terminal) completes it; the agent gets the result
+      const status = gatewayTwo.callTool("atlas_status", { ref, wait_seconds: 30 }, 40_000);
+      expect((await run(["approve", ref])).code).toBe(0);
+      const result = (await status).result as { structuredContent: Record<string, unknown> };
+      expect(result.structuredContent).toMatchObject({ ref, status: "executed" });
+      await item.waitFor({ state: "detached" });
+      const records = scanLedger(instancePaths(twoDir, "main").ledger).records.filter((record) => record.ref === ref && record.type === "approval.recorded");
+      expect(records.map((record) => [record.data.reviewer, record.data.auth_method])).toEqual([["alice", "review-page"], [expect.any(String), "os-user"]]);
+    } finally {
+      await gatewayTwo.close();
     }
   }, 120_000);
 });

@@ -11,6 +11,8 @@ import type { EvaluatorConfig } from "../risk/config.js";
 import { createModelEvaluator } from "../risk/modelEvaluators.js";
 import { VERSION } from "../version.js";
 import { legacyWebhookSecretPath, webhookSecretPath } from "../http/webhook.js";
+import { approvalKeysPath, legacyApprovalKeysPath, readApprovalKeys } from "../http/approvalKeys.js";
+import { listReviewers, reviewersPath } from "../http/reviewers.js";
 import { Notifier } from "../notify/notifier.js";
 import { testEvent } from "../notify/notificationEvent.js";
 import { describeSink } from "../notify/sinkRequest.js";
@@ -25,7 +27,45 @@ export interface DoctorOptions {
   notifyTest?: boolean;
 }
 
-type Check = { ok: boolean; line: string; fix?: string };
+/** `warn`: works, but something the user likely wants is missing (printed `!`, not counted as a failure). */
+type Check = { ok: boolean; line: string; fix?: string; warn?: boolean };
+
+/** The stored `v1a` public keys: outside the data dir (an older version's file there is moved at start), mode 600. */
+function checkApprovalKeys(dataDir: string, env: NodeJS.ProcessEnv): Check {
+  const legacy = legacyApprovalKeysPath(dataDir);
+  if (existsSync(legacy)) return { ok: false, line: `approval keys in the data dir (${legacy}), where an upstream rooted above it could add a key of its own`, fix: "start the gateway once or run 'atlas-gateway keys list' (either moves the keys to the credentials dir)" };
+  const path = approvalKeysPath(dataDir, env);
+  if (!existsSync(path)) return { ok: true, line: "approval keys: none stored ('atlas-gateway keys add' registers v1a public keys)" };
+  let count: number;
+  try {
+    count = Object.keys(readApprovalKeys(dataDir, env)).length;
+  } catch (error) {
+    return { ok: false, line: `approval keys unreadable: ${path} (${fsMessage(error)})`, fix: `fix or delete ${path}, then add the keys again with 'atlas-gateway keys add'` };
+  }
+  const mode = statSync(path).mode & 0o777;
+  if (process.platform !== "win32" && (mode & 0o077) !== 0) {
+    return { ok: false, line: `approval keys ${path} can be changed or read by others (mode ${mode.toString(8)})`, fix: `chmod 600 ${path}` };
+  }
+  return { ok: true, line: `approval keys: ${count} stored (${path}, mode 600)` };
+}
+
+/** Who can use the review page: with no reviewer it stays closed (issue 9 item 2), which is worth a warning. */
+function checkReviewers(dataDir: string): Check {
+  let reviewers;
+  try {
+    reviewers = listReviewers(dataDir);
+  } catch (error) {
+    return { ok: false, line: `reviewers unreadable: ${fsMessage(error)}`, fix: `fix or delete ${reviewersPath(dataDir)}, then add reviewers again` };
+  }
+  if (reviewers.length === 0) {
+    return { ok: true, warn: true, line: "reviewers: none, so nobody can sign in to the review page (GET /review)", fix: "atlas-gateway reviewers add <id> --role approver (prints a sign-in link)" };
+  }
+  const approvers = reviewers.filter((reviewer) => reviewer.role === "approver").length;
+  const line = `reviewers: ${reviewers.length} (${approvers} approver(s), ${reviewers.length - approvers} viewer(s)): ${reviewers.map((reviewer) => `${reviewer.id} (${reviewer.role})`).join(", ")}`;
+  return approvers === 0
+    ? { ok: true, warn: true, line: `${line}; no approver, so nobody can decide on the review page`, fix: "atlas-gateway reviewers add <id> --role approver" }
+    : { ok: true, line };
+}
 
 /**
  * Runs every check, prints one ✓/✗ line each (with the fix), and returns how many failed. The rule (issue 13): a ✓
@@ -37,7 +77,7 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   const checks: Check[] = [];
   const report = (check: Check) => {
     checks.push(check);
-    options.out(`${check.ok ? "✓" : "✗"} ${check.line}${check.fix ? `\n    fix: ${check.fix}` : ""}`);
+    options.out(`${check.ok ? (check.warn ? "!" : "✓") : "✗"} ${check.line}${check.fix ? `\n    fix: ${check.fix}` : ""}`);
   };
 
   const major = Number(process.versions.node.split(".")[0]);
@@ -68,6 +108,8 @@ export async function runDoctor(options: DoctorOptions): Promise<number> {
   }
   if (dataDir.ok) {
     report(checkSecret(config.dataDir, options.env));
+    report(checkApprovalKeys(config.dataDir, options.env));
+    report(checkReviewers(config.dataDir));
     for (const check of checkLedgers(config.dataDir, config.instance)) report(check);
   }
   report(await checkPort(config.host, config.port));

@@ -35,7 +35,11 @@ export interface DecisionInput {
    * The ledger keeps both (`request.created` the original, `decision.recorded` the edited). Ignored on a denial.
    */
   args?: Record<string, unknown>;
-  /** How the reviewer was authenticated (`os-user`, `reviewer-token`, `review-page`, `webhook`), recorded with the decision. */
+  /**
+   * How the reviewer was authenticated, recorded with the decision (`auth_method`): `os-user`, `reviewer-token`,
+   * `review-page`, `webhook-hmac` (the shared secret; the reviewer named in the body is a claim) or `webhook-v1a` (the
+   * signing key's id is the reviewer).
+   */
   auth?: string;
 }
 

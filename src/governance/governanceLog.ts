@@ -251,7 +251,7 @@ export class GovernanceLog {
       if (approvers.includes(input.reviewer)) {
         return { status: "refused", view, reason: `${input.reviewer} has already approved ${view.ref}; it needs ${required} different approvers (${approvers.length} of ${required} so far)` };
       }
-      this.record("approval.recorded", view.ref, { reviewer: input.reviewer, ...(input.reason ? { reason: input.reason } : {}), count: approvers.length + 1, required }, "sync");
+      this.record("approval.recorded", view.ref, { reviewer: input.reviewer, ...(input.reason ? { reason: input.reason } : {}), ...(input.auth ? { auth_method: input.auth } : {}), count: approvers.length + 1, required }, "sync");
       if (approvers.length + 1 < required) return { status: "applied", view };
       this.record("decision.recorded", view.ref, {
         decision: "approved",
@@ -259,6 +259,7 @@ export class GovernanceLog {
         reviewer: input.reviewer,
         approvers: [...approvers, input.reviewer],
         ...(input.reason ? { reason: input.reason } : {}),
+        ...(input.auth ? { auth_method: input.auth } : {}),
       }, "sync");
       return { status: "applied", view };
     }

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, unwatchFile, watchFile, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { instancePaths } from "../dataDir.js";
 import { AtlasError } from "../errors.js";
@@ -127,17 +127,20 @@ async function tellGateway(dataDir: string, instance: string, fact: HaltFact, no
 }
 
 /**
- * Calls `onFact` with `halt.json`'s fact now and whenever the file changes (stat polling every `HALT_POLL_MS`, which
- * works on every platform and file system). Returns the function that stops watching.
+ * Calls `onFact` with `halt.json`'s fact now and whenever a different fact lands there: the file is read every
+ * `HALT_POLL_MS` (a few hundred bytes). A plain timer rather than `fs.watchFile`, whose stat polling was seen to miss
+ * a replaced file (rename over it) on a busy process; a halt must never be missed. Returns the function that stops.
  */
 export function watchHaltFile(dataDir: string, onFact: (fact: HaltFact) => void): () => void {
-  const path = haltFilePath(dataDir);
+  let lastId: string | undefined;
   const check = () => {
     const fact = readHaltFile(dataDir);
-    if (fact) onFact(fact);
+    if (!fact || fact.id === lastId) return;
+    lastId = fact.id;
+    onFact(fact);
   };
-  const watcher = watchFile(path, { interval: HALT_POLL_MS, persistent: false }, check);
-  watcher.unref?.();
+  const timer = setInterval(check, HALT_POLL_MS);
+  timer.unref();
   check();
-  return () => unwatchFile(path, check);
+  return () => clearInterval(timer);
 }

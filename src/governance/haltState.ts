@@ -88,5 +88,5 @@ export function describeHalt(fact: HaltFact): string {
 
 /** What a tool call is told while halted: nothing reached the tool, and how it ends. */
 export function haltRefusal(fact: HaltFact): string {
-  return `HALTED: ${describeHalt(fact)}. No tool call runs until a reviewer runs 'atlas-gateway resume'; this call was not sent to the tool.`;
+  return `HALTED: ${describeHalt(fact)}. No tool call runs until a reviewer resumes it ('atlas-gateway resume' or the review page); this call was not sent to the tool.`;
 }

@@ -111,9 +111,12 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
   const { event_id: ref, decision, reason } = check.body;
   // A v1a signature names its signer: that key's id is the reviewer, whatever the body claims.
   const reviewer = check.signer ?? check.body.reviewer;
+  // How the reviewer was authenticated, as the page and CLI record it: a v1a key proves who signed; an HMAC
+  // signature proves only that the sender holds the shared secret (the body's reviewer is its claim).
+  const auth = check.signer ? "webhook-v1a" : "webhook-hmac";
   let outcome;
   try {
-    outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", ...(reason ? { reason } : {}) });
+    outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", auth, ...(reason ? { reason } : {}) });
   } catch (error) {
     if (error instanceof NotFoundError) return sendJson(res, 404, { error: `unknown ref ${ref}` });
     // Not "already decided": nothing was recorded (an unwritable ledger, a busy instance). The sender may retry the

@@ -1,12 +1,16 @@
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
+import { haltFactFromRecord, isNewerHalt, type HaltFact } from "../governance/haltState.js";
 import { RequestTable, type RequestView } from "../governance/requests.js";
 import { scanLedger, type LedgerRecord } from "../ledger/ledger.js";
 import { maskSecrets } from "../mask.js";
 import { ToolPinTable, type PinnedDefinition } from "../risk/toolPins.js";
 
-/** The stop button's state as the ledgers record it (`gateway.halted` / `gateway.resumed`, issue 9 item 4). */
+/**
+ * The stop button's state as the ledgers record it (`gateway.halted` / `gateway.resumed`, issue 9 item 4): who
+ * pressed it, why and since when (`at`, ISO 8601, when it was pressed).
+ */
 export interface HaltState {
   halted: boolean;
   by?: string;
@@ -30,6 +34,11 @@ export interface ReviewItem {
   masked: boolean;
   assessment?: RequestView["assessment"];
   annotations?: Record<string, unknown>;
+  /**
+   * The two-person rule (issue 9 item 5, EU AI Act Art. 14(5)): present when the call's policy rule asks for
+   * `approvals: N` (N > 1); `by` lists who approved so far, in order.
+   */
+  approvals?: { count: number; required: number; by: string[] };
   pin: { state: "pinned" | "changed" | "unpinned"; pinnedAt?: string; trustedBy?: string; changed?: string[]; pinned?: PinnedDefinition; current?: PinnedDefinition };
 }
 
@@ -61,12 +70,10 @@ function scanInstances(dataDir: string, options: { keepHistory?: boolean; collec
   });
 }
 
-/** The halt state from the latest halt/resume fact across instances (issue9b writes them). */
-function haltFrom(latest: LedgerRecord | undefined): HaltState {
-  if (!latest || latest.type !== "gateway.halted") return { halted: false };
-  const data = latest.data;
-  const by = data.by ?? data.reviewer;
-  return { halted: true, at: latest.ts, ...(by !== undefined ? { by: String(by) } : {}), ...(data.reason !== undefined ? { reason: String(data.reason) } : {}) };
+/** The page's view of the newest halt/resume fact across instances (ordered as every gateway orders them). */
+function haltFrom(latest: HaltFact | undefined): HaltState {
+  if (!latest?.halted) return { halted: false };
+  return { halted: true, by: latest.by, at: latest.at, ...(latest.reason !== undefined ? { reason: latest.reason } : {}) };
 }
 
 function toItem(instance: string, view: RequestView, pins: ToolPinTable): ReviewItem {
@@ -86,6 +93,7 @@ function toItem(instance: string, view: RequestView, pins: ToolPinTable): Review
     masked: JSON.stringify(masked) !== JSON.stringify(view.args),
     ...(view.assessment ? { assessment: view.assessment } : {}),
     ...(view.annotations ? { annotations: view.annotations } : {}),
+    ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, by: (view.approvals ?? []).map((approval) => approval.reviewer) } } : {}),
     pin: !pin
       ? { state: "unpinned" }
       : pin.pending
@@ -169,7 +177,7 @@ export function searchRequests(dataDir: string, query: string, limit = 200): Sea
 class LedgerTail {
   table = new RequestTable();
   pins = new ToolPinTable();
-  halt: LedgerRecord | undefined;
+  halt: HaltFact | undefined;
   private offset = 0;
   private carry: Buffer[] = [];
   private inode = -1;
@@ -226,7 +234,8 @@ class LedgerTail {
     if (!record || typeof record.type !== "string" || typeof record.data !== "object" || record.data === null) return;
     this.table.apply(record);
     this.pins.apply(record);
-    if (record.type === "gateway.halted" || record.type === "gateway.resumed") this.halt = record;
+    const fact = haltFactFromRecord(record);
+    if (fact && isNewerHalt(fact, this.halt)) this.halt = fact;
   }
 }
 
@@ -298,7 +307,8 @@ export class ReviewFeed {
     if (!changed) return false;
     const pending = [...this.tails].flatMap(([instance, tail]) => tail.table.pending().map((view) => toItem(instance, view, tail.pins)));
     pending.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-    const latestHalt = [...this.tails.values()].map((tail) => tail.halt).filter((record): record is LedgerRecord => record !== undefined).sort((a, b) => a.ts.localeCompare(b.ts)).pop();
+    let latestHalt: HaltFact | undefined;
+    for (const tail of this.tails.values()) if (tail.halt && isNewerHalt(tail.halt, latestHalt)) latestHalt = tail.halt;
     this.last = { pending, halt: haltFrom(latestHalt) };
     return true;
   }

@@ -27,6 +27,7 @@ export const REVIEW_PAGE_HTML = `<!doctype html>
   <div id="who" class="who" hidden><span id="who-name"></span> <span id="who-role" class="role"></span> <button type="button" id="signout" class="link">Sign out</button></div>
 </header>
 <div id="halt-banner" class="banner" role="alert" hidden></div>
+<form id="halt-form" class="haltform" hidden aria-label="Stop every tool call"></form>
 <main id="main" tabindex="-1">
   <section id="gate" class="gate" hidden aria-labelledby="gate-title"></section>
   <section id="inbox" hidden aria-label="Inbox">
@@ -137,7 +138,7 @@ code, .mono { font-family: var(--mono); font-size: 13px; }
 .sidebyside { display: grid; grid-template-columns: 1fr 1fr; gap: 10px; margin-top: 8px; }
 .sidebyside h4 { margin: 0 0 4px; font-size: 12px; color: var(--muted); }
 .actions { position: sticky; bottom: 0; background: var(--panel); border-top: 1px solid var(--line); margin: 22px -22px -18px; padding: 14px 22px; border-radius: 0 0 10px 10px; display: flex; flex-direction: column; gap: 10px; }
-.actions .row, .search .row { display: flex; gap: 8px; flex-wrap: wrap; align-items: center; }
+.actions .row, .search .row, .haltform .row { display: flex; gap: 8px; flex-wrap: wrap; align-items: center; }
 .btn { font: inherit; font-weight: 600; border-radius: 7px; padding: 8px 16px; border: 1px solid #b9c3cf; background: #fff; color: var(--ink); cursor: pointer; }
 .btn:hover { background: #f0f3f7; }
 .btn:disabled { opacity: .55; cursor: not-allowed; }
@@ -167,6 +168,12 @@ textarea.code { font-family: var(--mono); font-size: 13px; min-height: 180px; }
 .status.executed, .status.approved { color: var(--ok); } .status.denied, .status.expired, .status.unknown { color: var(--bad); } .status.pending { color: var(--warn); }
 .toast { position: fixed; right: 20px; bottom: 20px; background: #14213d; color: #fff; padding: 12px 16px; border-radius: 8px; box-shadow: 0 6px 24px rgba(0,0,0,.25); max-width: 420px; }
 .toast.bad { background: var(--bad); }
+.halt .btn.small { padding: 3px 10px; font-size: 12.5px; }
+.halt .btn.stop { border-color: #ff5a4f; color: #ff5a4f; background: transparent; font-weight: 650; }
+.haltform { background: #fff4f3; border-bottom: 1px solid #f3c2bd; padding: 12px 20px; display: grid; gap: 8px; }
+.haltform textarea { width: 100%; max-width: 720px; }
+.approvals { font-weight: 650; }
+.approvals.partial { color: var(--warn); }
 `;
 
 export const REVIEW_PAGE_JS = String.raw`"use strict";
@@ -254,7 +261,8 @@ async function boot() {
 /** Forgets everything the previous session saw (revealed values above all) before another one starts. */
 function resetView() {
   if (state.events) { state.events.close(); state.events = null; }
-  Object.assign(state, { snapshot: { pending: [], halt: { halted: false } }, selected: null, mode: "view", revealed: {}, seen: {}, firstSnapshot: true, detailKey: null });
+  Object.assign(state, { snapshot: { pending: [], halt: { halted: false } }, selected: null, mode: "view", revealed: {}, seen: {}, firstSnapshot: true, detailKey: null, haltKey: null });
+  showHaltForm(false);
   $("list").replaceChildren();
   $("detail").replaceChildren();
   $("timeline").replaceChildren();
@@ -263,7 +271,7 @@ function resetView() {
 
 function showGate(session, error) {
   resetView();
-  for (const id of ["nav", "who", "inbox", "history", "halt"]) $(id).hidden = true;
+  for (const id of ["nav", "who", "inbox", "history", "halt", "halt-banner"]) $(id).hidden = true;
   const gate = $("gate");
   gate.replaceChildren();
   gate.hidden = false;
@@ -336,12 +344,73 @@ function onSnapshot(snapshot) {
 
 function renderHalt() {
   const halt = state.snapshot.halt || { halted: false };
+  const approver = state.session && state.session.reviewer.role === "approver";
+  // rebuilt only when the state changes: a rebuild would drop the focus of a reviewer about to press the button
+  const key = JSON.stringify(halt) + "|" + approver;
+  if (key === state.haltKey) return;
+  state.haltKey = key;
   const el = $("halt");
-  el.replaceChildren(h("span", { class: "dot", "aria-hidden": "true" }), halt.halted ? "Gateway HALTED" : "Gateway running");
+  el.replaceChildren(h("span", { class: "dot", "aria-hidden": "true" }), halt.halted ? "Gateway HALTED" : "Gateway running",
+    approver ? (halt.halted
+      ? h("button", { type: "button", class: "btn small", id: "resume", onclick: resume }, "Resume")
+      : h("button", { type: "button", class: "btn small stop", id: "stop", onclick: () => showHaltForm(true) }, "Stop all calls…")) : null);
   el.className = "halt" + (halt.halted ? " on" : "");
   const banner = $("halt-banner");
   banner.hidden = !halt.halted;
-  banner.textContent = halt.halted ? "Stopped: every tool call is refused" + (halt.by ? " (halted by " + halt.by + ")" : "") + (halt.reason ? ": " + halt.reason : "") + ". Pending calls stay pending; run 'atlas-gateway resume' to continue." : "";
+  banner.replaceChildren();
+  if (halt.halted) {
+    showHaltForm(false);
+    fill(banner, "Stopped: every tool call is refused",
+      halt.by ? " — halted by " + halt.by : "",
+      halt.at ? [" since ", h("time", { datetime: halt.at }, new Date(halt.at).toLocaleString())] : "",
+      halt.reason ? ". Reason: " + halt.reason : "",
+      ". Pending calls stay pending and their deadlines keep running. ",
+      approver ? "Press Resume (or run 'atlas-gateway resume') to continue." : "An approver resumes it here or with 'atlas-gateway resume'.");
+  }
+}
+
+function showHaltForm(open) {
+  const form = $("halt-form");
+  if (!open) { form.hidden = true; form.replaceChildren(); return; }
+  form.replaceChildren(
+    h("label", { for: "halt-reason" }, "Why stop every tool call? (required; agents, reviewers and the audit trail see it)"),
+    h("textarea", { id: "halt-reason", rows: "2", "aria-required": "true" }),
+    h("div", { class: "row" },
+      h("button", { type: "submit", class: "btn deny confirm", id: "confirm-halt" }, "Halt every tool call"),
+      h("button", { type: "button", class: "btn", onclick: () => showHaltForm(false) }, "Cancel")));
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const reason = $("halt-reason").value.trim();
+    if (!reason) { $("halt-reason").focus(); toast("A halt needs a reason.", true); return; }
+    $("confirm-halt").disabled = true;
+    try {
+      const result = await api("/review/api/halt", { action: "halt", reason });
+      showHaltForm(false);
+      toast("Halted: every tool call on this data dir is refused until you resume.");
+      onHalt(result);
+    } catch (error) { toast(error.message, true); if ($("confirm-halt")) $("confirm-halt").disabled = false; }
+  };
+  form.hidden = false;
+  $("halt-reason").focus();
+}
+
+async function resume() {
+  $("resume").disabled = true;
+  try {
+    onHalt(await api("/review/api/halt", { action: "resume" }));
+    toast("Resumed: tool calls are routed by policy again.");
+  } catch (error) { toast(error.message, true); if ($("resume")) $("resume").disabled = false; }
+}
+
+/** Shows the new state at once; the live stream confirms it from the ledgers a moment later. */
+function onHalt(result) {
+  state.snapshot = Object.assign({}, state.snapshot, { halt: result.halted ? { halted: true, by: result.by, at: result.at, reason: result.reason } : { halted: false } });
+  renderHalt();
+}
+
+/** "1 of 2 approvals (alice)": where a two-person call stands. */
+function approvalsText(approvals) {
+  return approvals.count + " of " + approvals.required + " approvals" + (approvals.by.length ? " (" + approvals.by.join(", ") + ")" : "");
 }
 
 function renderInbox() {
@@ -357,7 +426,7 @@ function renderInbox() {
       onclick: () => select(item.ref), onkeydown: onListKey },
       h("span", { class: "tool" }, item.tool, state.seen[item.ref] === "new" ? h("span", { class: "new" }, "NEW") : null),
       h("span", { class: "score " + classOf(item), title: "risk score" }, item.assessment ? item.assessment.score : "?"),
-      h("span", { class: "meta" }, item.upstream, " · ", item.ref, " · ", h("span", { "data-age": item.createdAt }, ageOf(item.createdAt)), " ago · ", h("span", { "data-deadline": item.deadline || "" }, timeLeft(item.deadline)))))));
+      h("span", { class: "meta" }, item.approvals ? h("span", { class: "approvals partial" }, approvalsText(item.approvals) + " · ") : null, item.upstream, " · ", item.ref, " · ", h("span", { "data-age": item.createdAt }, ageOf(item.createdAt)), " ago · ", h("span", { "data-deadline": item.deadline || "" }, timeLeft(item.deadline)))))));
   if (focused) { const again = list.querySelector('[data-ref="' + focused + '"]'); if (again) again.focus(); }
   // Re-render the detail only when what it shows changed: a re-render would drop the keyboard focus (and a
   // half-typed reason) of a reviewer working in it while other calls arrive.
@@ -406,7 +475,8 @@ function renderDetail() {
       fact("Asked by", item.client ? (item.client.name || "unknown client") + (item.client.version ? " " + item.client.version : "") : "unknown client"),
       fact("Received", h("span", { "data-age": item.createdAt }, ageOf(item.createdAt) + " ago"), null),
       fact("Time left", h("span", { "data-deadline": item.deadline || "" }, timeLeft(item.deadline)), left < 3600000 ? "urgent" : null),
-      fact("Instance", item.instance)),
+      fact("Instance", item.instance),
+      item.approvals ? fact("Approvals", h("span", { class: "approvals partial", id: "approvals" }, approvalsText(item.approvals) + "; it runs after " + item.approvals.required + " different approvers")) : null),
     h("h3", {}, "Arguments"),
     h("pre", { class: "json", id: "args", tabindex: "0", "aria-label": "Arguments as JSON" }, pretty(revealed || item.args)),
     item.masked ? h("div", { class: "masknote" }, revealed
@@ -483,7 +553,7 @@ function renderActions(item) {
   fill(box, 
     h("div", { class: "row" },
       h("button", { type: "button", class: "btn approve", id: "approve", onclick: () => decide(item.ref, { decision: "approved" }) }, "Approve"),
-      h("button", { type: "button", class: "btn", id: "edit", onclick: () => { state.mode = "edit"; renderDetail(); } }, "Approve with edits…"),
+      item.approvals ? null : h("button", { type: "button", class: "btn", id: "edit", onclick: () => { state.mode = "edit"; renderDetail(); } }, "Approve with edits…"),
       h("button", { type: "button", class: "btn deny", id: "deny", onclick: () => { state.mode = "deny"; renderDetail(); } }, "Deny…")),
     h("p", { class: "hint" }, "Deciding as " + state.session.reviewer.id + "; the decision is recorded in the audit ledger under your name."));
   return box;
@@ -494,6 +564,11 @@ async function decide(ref, body) {
   try {
     const result = await api("/review/api/decide", Object.assign({ ref }, body));
     state.mode = "view";
+    if (body.decision === "approved" && result.status === "pending" && result.approvals) {
+      toast("Your approval of " + ref + " is recorded: " + approvalsText(result.approvals) + ". It runs once another reviewer approves.");
+      for (const button of $("detail").querySelectorAll(".actions button")) button.disabled = false;
+      return;
+    }
     toast((body.decision === "approved" ? (result.edited ? "Approved with edits: " : "Approved: ") : "Denied: ") + ref + (body.decision === "approved" ? " — it runs now; the agent gets the result." : " — it will not run."));
   } catch (error) {
     toast(error.message, true);

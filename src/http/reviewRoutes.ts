@@ -2,6 +2,9 @@ import { createHash } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
+import { currentHalt, newHaltFact, recordHaltEverywhere } from "../governance/halt.js";
+import { describeHalt } from "../governance/haltState.js";
+import { isWellFormedText } from "../argumentBounds.js";
 import { maskSecrets } from "../mask.js";
 import { AtlasError, ConflictError, NotFoundError } from "../errors.js";
 import { applyDecision, readBody, sendJson } from "./listener.js";
@@ -13,6 +16,8 @@ import { csrfMatches, listReviewers, reviewerForKey, sessionFor, signIn, signOut
 export interface ReviewRoutesDeps {
   engine: GovernanceEngine;
   dataDir: string;
+  /** This gateway's instance: a halt pressed on a data dir with no ledger yet is recorded there. */
+  instance?: string;
   log: (line: string) => void;
   now?: () => Date;
   /** How often the live inbox checks the data dir's ledgers for changes (ms). */
@@ -254,6 +259,8 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
         if (!body.args || typeof body.args !== "object" || Array.isArray(body.args)) return sendJson(res, 400, { error: "args: the edited arguments must be a JSON object" });
         const original = feed.find(ref);
         if (!original) return sendJson(res, 404, { error: `unknown ref ${ref}` });
+        // each approver of a two-person call approves the same arguments: an edit by one would not be what the others saw
+        if (original.view.approvalsRequired) return sendJson(res, 400, { error: `args: ${ref} needs ${original.view.approvalsRequired} approvers, who must approve the same arguments: approve or deny it as it is` });
         const restored = restoreMasked(body.args, original.view.args) as Record<string, unknown>;
         if (JSON.stringify(restored) !== JSON.stringify(original.view.args)) args = restored;
       }
@@ -261,9 +268,39 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
       const outcome = await applyDecision(deps, { ref, decision: body.decision, reviewer, auth: "review-page", ...(reason ? { reason } : {}), ...(args ? { args } : {}) });
       if (outcome.status === "not_found") return sendJson(res, 404, { error: `unknown ref ${ref}` });
       if (outcome.status === "already_decided") return sendJson(res, 409, { error: `${ref} is already ${outcome.view.status}; nothing changed`, ref, status: outcome.view.status });
+      // the two-person rule: the same reviewer approving twice changes nothing, and the page says why
+      if (outcome.status === "refused") return sendJson(res, 409, { error: outcome.reason, ref, status: outcome.view.status });
       deps.log(`review page: ${ref} ${body.decision}${args ? " with edited arguments" : ""} by ${reviewer}`);
       feed.poke();
-      sendJson(res, 200, { ref, decision: body.decision, status: outcome.view.status, edited: args !== undefined });
+      const approvals = outcome.view.approvalsRequired
+        ? { approvals: { count: outcome.view.approvals?.length ?? 0, required: outcome.view.approvalsRequired, by: (outcome.view.approvals ?? []).map((approval) => approval.reviewer) } }
+        : {};
+      sendJson(res, 200, { ref, decision: body.decision, status: outcome.view.status, edited: args !== undefined, ...approvals });
+    }),
+
+    /**
+     * The stop button (issue 9 items 1 and 4; EU AI Act Art. 14(4)(e)): `{"action": "halt", "reason": "…"}` or
+     * `{"action": "resume"}`, recorded for the whole data dir exactly as `atlas-gateway halt` / `resume` do, under the
+     * signed-in approver's id.
+     */
+    "/review/api/halt": guarded(async (req, res) => {
+      const auth = authenticate(req, res, { method: "POST", role: "approver" });
+      if (!auth) return;
+      const body = await readJson(req);
+      if (typeof body === "string") return sendJson(res, 400, { error: body });
+      if (body.action !== "halt" && body.action !== "resume") return sendJson(res, 400, { error: "action: expected halt or resume" });
+      const reason = typeof body.reason === "string" ? body.reason.trim() : "";
+      if (body.action === "halt" && !reason) return sendJson(res, 400, { error: "reason: a halt needs a reason (agents, reviewers and the audit trail see it)" });
+      if (reason.length > 2000 || !isWellFormedText(reason)) return sendJson(res, 400, { error: "reason: at most 2000 characters of valid Unicode" });
+      const engineState = deps.engine.haltState();
+      const current = currentHalt(deps.dataDir, engineState ? [engineState] : []);
+      if (body.action === "halt" && current?.halted) return sendJson(res, 409, { error: `already halted: ${describeHalt(current)}; nothing changed`, halted: true });
+      if (body.action === "resume" && !current?.halted) return sendJson(res, 409, { error: "the gateway is not halted; nothing changed", halted: false });
+      const fact = newHaltFact(body.action === "halt", auth.session.reviewer.id, reason || undefined, current, now());
+      const delivery = await recordHaltEverywhere(deps.dataDir, fact, deps.instance ?? "main", now);
+      deps.log(`review page: ${body.action} by ${fact.by}${fact.reason ? ` (${fact.reason})` : ""}`);
+      feed.poke();
+      sendJson(res, 200, { halted: fact.halted, by: fact.by, at: fact.at, ...(fact.reason ? { reason: fact.reason } : {}), instances: [...delivery.gateways, ...delivery.ledgers] });
     }),
 
     "/review/api/reveal": guarded(async (req, res) => {

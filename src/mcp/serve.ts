@@ -24,7 +24,7 @@ import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
-import { approvalKeysFor } from "../http/approvalKeys.js";
+import { approvalKeysFor, migrateApprovalKeys } from "../http/approvalKeys.js";
 import { watchHaltFile } from "../governance/halt.js";
 import { Notifier } from "../notify/notifier.js";
 import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
@@ -93,9 +93,11 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
   };
 
   try {
+    const movedKeys = migrateApprovalKeys(config.dataDir, io.env);
+    if (movedKeys) log(movedKeys);
     const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir, io.env), {
       hmac: config.webhook.hmac,
-      publicKeys: () => approvalKeysFor(config, log),
+      publicKeys: () => approvalKeysFor(config, log, io.env),
     });
     const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
     if (config.demo) sources.unshift(demoUpstream(version));
@@ -307,7 +309,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     onShutdown(() => new Promise<void>((resolve) => control.close(() => resolve())));
 
     const listening = await startListener(
-      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, upstreams: () => upstreams.status(), routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, log }), ...routes } }),
+      createRequestHandler({ engine, verifier, dataDir: config.dataDir, instance, version, log, upstreams: () => upstreams.status(), routes: { ...createReviewRoutes({ engine, dataDir: config.dataDir, instance, log }), ...routes } }),
       config.host,
       config.port,
       log,

@@ -36,9 +36,11 @@ export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
   const dataDirName = basename(resolve(config.dataDir));
   return [
     { path: "webhook-secret", label: "the gateway's approval credentials (by name)" },
+    { path: "approval-keys.json", label: "the gateway's approval credentials (by name)" },
     { path: "atlas-gateway/credentials", label: "the gateway's approval credentials (by name)" },
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
-    ...["ledgers", "run", "webhook-secret"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
+    // who may sign in to the review page, and the stop button's state: writing either would approve or resume
+    ...["ledgers", "run", "webhook-secret", "reviewers.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
   ];
 }
 

@@ -8,6 +8,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { runDoctor } from "../../src/cli/doctor.js";
 import { instancePaths } from "../../src/dataDir.js";
 import { loadOrCreateWebhookSecret, webhookSecretPath } from "../../src/http/webhook.js";
+import { approvalKeysPath, legacyApprovalKeysPath, migrateApprovalKeys } from "../../src/http/approvalKeys.js";
+import { addReviewer } from "../../src/http/reviewers.js";
+import { reviewerKeyPair } from "../helpers/ed25519.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
 // doctor tells the truth (issue 13): a ✓ for each thing that will work, a ✗ for each that will not, with a fix for
@@ -114,6 +117,34 @@ describe("doctor", () => {
     const { text, failures } = await doctor(dataDir, undefined, undefined, home);
     expect(failures).toBe(1);
     expect(failure(text, /webhook secret .* readable by others \(mode 644\)/).fix).toContain(`chmod 600 ${webhookSecretPath(dataDir, env)}`);
+  });
+
+  it("approval keys: ✓ none, ✓ stored at mode 600 in the credentials dir, ✗ left in the data dir or readable by others", async () => {
+    const dataDir = tempDir();
+    const home = tempDir("atlas-doctor-home-");
+    const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, "config") };
+    expect((await doctor(dataDir, undefined, undefined, home)).text).toMatch(/✓ approval keys: none stored/);
+    writeFileSync(legacyApprovalKeysPath(dataDir), JSON.stringify({ alice: reviewerKeyPair().publicKey }));
+    const legacy = await doctor(dataDir, undefined, undefined, home);
+    expect(failure(legacy.text, /approval keys in the data dir/).fix).toMatch(/start the gateway once or run 'atlas-gateway keys list'/);
+    expect(migrateApprovalKeys(dataDir, env)).toMatch(/moved 1 key/);
+    expect((await doctor(dataDir, undefined, undefined, home)).text).toMatch(/✓ approval keys: 1 stored \(.*credentials.*, mode 600\)/);
+    chmodSync(approvalKeysPath(dataDir, env), 0o666);
+    const { text, failures } = await doctor(dataDir, undefined, undefined, home);
+    expect(failures).toBe(1);
+    expect(failure(text, /approval keys .* by others \(mode 666\)/).fix).toContain(`chmod 600 ${approvalKeysPath(dataDir, env)}`);
+  });
+
+  it("reviewers: ! when none (the review page cannot be used), then the count and roles", async () => {
+    const dataDir = tempDir();
+    const none = await doctor(dataDir);
+    expect(none.failures).toBe(0);
+    expect(none.text).toMatch(/^! reviewers: none, so nobody can sign in to the review page/m);
+    expect(none.text).toContain("fix: atlas-gateway reviewers add <id> --role approver");
+    addReviewer(dataDir, { id: "vera", role: "viewer" });
+    expect((await doctor(dataDir)).text).toMatch(/^! reviewers: 1 \(0 approver\(s\), 1 viewer\(s\)\): vera \(viewer\); no approver/m);
+    addReviewer(dataDir, { id: "alice", role: "approver" });
+    expect((await doctor(dataDir)).text).toMatch(/^✓ reviewers: 2 \(1 approver\(s\), 1 viewer\(s\)\): vera \(viewer\), alice \(approver\)$/m);
   });
 
   it("ledger: ✓ when it verifies and takes appends, ✗ damaged when a record was edited", async () => {

@@ -34,25 +34,25 @@ describe("the two-person rule", () => {
     const ref = held.ref!;
     expect(engine.get(ref)).toMatchObject({ status: "pending", approvalsRequired: 2 });
 
-    expect(await engine.decide({ ref, decision: "approved", reviewer: "ana", reason: "checked totals" })).toMatchObject({ status: "applied", view: { status: "pending" } });
+    expect(await engine.decide({ ref, decision: "approved", reviewer: "ana", reason: "checked totals", auth: "review-page" })).toMatchObject({ status: "applied", view: { status: "pending" } });
     expect(engine.get(ref)?.approvals).toMatchObject([{ reviewer: "ana", reason: "checked totals" }]);
     const twice = await engine.decide({ ref, decision: "approved", reviewer: "ana" });
     expect(twice).toMatchObject({ status: "refused", reason: expect.stringMatching(/ana has already approved .* 2 different approvers \(1 of 2/) });
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(executor.calls).toHaveLength(0);
 
-    await engine.decide({ ref, decision: "approved", reviewer: "ben" });
+    await engine.decide({ ref, decision: "approved", reviewer: "ben", auth: "webhook-v1a" });
     expect((await engine.waitForOutcome(ref, 5000))?.status).toBe("executed");
     expect(executor.calls).toHaveLength(1);
     await engine.close();
 
     const mine = records(dataDir).filter((record) => record.ref === ref);
     expect(mine.filter((record) => record.type === "approval.recorded").map((record) => record.data)).toEqual([
-      { reviewer: "ana", reason: "checked totals", count: 1, required: 2 },
-      { reviewer: "ben", count: 2, required: 2 },
+      { reviewer: "ana", reason: "checked totals", auth_method: "review-page", count: 1, required: 2 },
+      { reviewer: "ben", auth_method: "webhook-v1a", count: 2, required: 2 },
     ]);
     expect(mine.filter((record) => record.type === "decision.recorded").map((record) => record.data)).toEqual([
-      { decision: "approved", source: "human", reviewer: "ben", approvers: ["ana", "ben"] },
+      { decision: "approved", source: "human", reviewer: "ben", approvers: ["ana", "ben"], auth_method: "webhook-v1a" },
     ]);
   });
 

@@ -1,7 +1,10 @@
 import type { Server } from "node:http";
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
+import { readHaltFile } from "../../src/governance/halt.js";
 import { serveControl, tryLock } from "../../src/governance/instance.js";
+import type { LocalEngineOptions } from "../../src/governance/localEngine.js";
 import type { LocalEngine } from "../../src/governance/localEngine.js";
 import { createRequestHandler, startListener } from "../../src/http/listener.js";
 import { addReviewer } from "../../src/http/reviewers.js";
@@ -9,6 +12,7 @@ import { createReviewRoutes, restoreMasked, sessionCookieName } from "../../src/
 import { WebhookVerifier } from "../../src/http/webhook.js";
 import { scanLedger } from "../../src/ledger/ledger.js";
 import { maskSecrets } from "../../src/mask.js";
+import { createRulesEvaluator } from "../../src/risk/assess.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
 /** The review page's HTTP API on a real listener (port 0) over a real local engine. */
@@ -29,11 +33,11 @@ afterEach(async () => {
   }
 });
 
-async function start(): Promise<Harness> {
+async function start(over: Partial<LocalEngineOptions> = {}): Promise<Harness> {
   const dataDir = tempDir();
   const executor = recordingExecutor();
-  const engine = openEngine(dataDir, executor);
-  const routes = createReviewRoutes({ engine, dataDir, log: () => {}, pollMs: 50 });
+  const engine = openEngine(dataDir, executor, over);
+  const routes = createReviewRoutes({ engine, dataDir, instance: "main", log: () => {}, pollMs: 50 });
   const handler = createRequestHandler({ engine, verifier: new WebhookVerifier("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), dataDir, version: "test", log: () => {}, routes });
   const listening = (await startListener(handler, "127.0.0.1", 0, () => {}))!;
   const harness = { base: `http://127.0.0.1:${listening.port}`, dataDir, engine, executor, server: listening.server };
@@ -280,6 +284,138 @@ describe("review page across gateways", () => {
       lock.release();
       await other.close();
     }
+  });
+});
+
+describe("review page: the stop button", () => {
+  /** The harness's engine as a running gateway: its lock and control socket, as `serve` sets them up. */
+  async function asGateway(harness: Harness) {
+    const lock = tryLock(harness.dataDir, "main", "gateway")!;
+    const socket = instancePaths(harness.dataDir, "main").socket;
+    const control = await serveControl(socket, async (request) => (request.op === "halt" ? harness.engine.applyHalt(request.fact) : { error: "unsupported" }));
+    lock.update({ socket });
+    return () => {
+      control.close();
+      lock.release();
+    };
+  }
+
+  it("an approver halts (reason required) and resumes; the halt is recorded under their id and every view shows it", async () => {
+    const harness = await start();
+    const stop = await asGateway(harness);
+    try {
+      const auth = await signInAs(harness, "alice");
+      const noReason = await post(harness, "/review/api/halt", { action: "halt", reason: "  " }, auth);
+      expect(noReason.status).toBe(400);
+      expect(harness.engine.haltState()).toBeUndefined();
+
+      const halted = await post(harness, "/review/api/halt", { action: "halt", reason: "suspicious payments", by: "mallory" }, auth);
+      expect(halted.status).toBe(200);
+      expect(await halted.json()).toMatchObject({ halted: true, by: "alice", reason: "suspicious payments", instances: ["main"] });
+      expect(harness.engine.haltState()).toMatchObject({ halted: true, by: "alice", reason: "suspicious payments" });
+      expect(readHaltFile(harness.dataDir)).toMatchObject({ halted: true, by: "alice" });
+      const record = scanLedger(instancePaths(harness.dataDir, "main").ledger).records.find((entry) => entry.type === "gateway.halted");
+      expect(record?.data).toMatchObject({ by: "alice", reason: "suspicious payments" });
+      // the tool call is refused at once
+      expect(await harness.engine.submit(heldCall())).toMatchObject({ kind: "deny", halted: true });
+      const snapshot = await jsonOf(fetch(`${harness.base}/review/api/pending`, { headers: { cookie: auth.cookie } }));
+      expect(snapshot.halt).toEqual({ halted: true, by: "alice", reason: "suspicious payments", at: record?.data.at });
+      expect((await post(harness, "/review/api/halt", { action: "halt", reason: "again" }, auth)).status).toBe(409);
+
+      const resumed = await post(harness, "/review/api/halt", { action: "resume" }, auth);
+      expect(resumed.status).toBe(200);
+      expect(harness.engine.haltState()).toMatchObject({ halted: false, by: "alice" });
+      expect((await jsonOf(fetch(`${harness.base}/review/api/pending`, { headers: { cookie: auth.cookie } }))).halt).toEqual({ halted: false });
+      expect((await post(harness, "/review/api/halt", { action: "resume" }, auth)).status).toBe(409);
+    } finally {
+      stop();
+    }
+  });
+
+  it("viewers, requests without the CSRF token and bad bodies cannot press it", async () => {
+    const harness = await start();
+    const stop = await asGateway(harness);
+    try {
+      const viewer = await signInAs(harness, "vera", "viewer");
+      expect((await post(harness, "/review/api/halt", { action: "halt", reason: "x" }, viewer)).status).toBe(403);
+      const approver = await signInAs(harness, "alice");
+      expect((await post(harness, "/review/api/halt", { action: "halt", reason: "x" }, { cookie: approver.cookie })).status).toBe(403);
+      expect((await post(harness, "/review/api/halt", { action: "halt", reason: "x" }, approver, { origin: "http://evil.example" })).status).toBe(403);
+      expect((await post(harness, "/review/api/halt", { action: "explode", reason: "x" }, approver)).status).toBe(400);
+      expect((await post(harness, "/review/api/halt", { action: "halt", reason: "\ud800" }, approver)).status).toBe(400);
+      expect((await post(harness, "/review/api/halt", { action: "halt", reason: "x".repeat(2001) }, approver)).status).toBe(400);
+      expect((await fetch(`${harness.base}/review/api/halt`, { headers: { cookie: approver.cookie } })).status).toBe(405);
+      expect(harness.engine.haltState()).toBeUndefined();
+      expect(readHaltFile(harness.dataDir)).toBeUndefined();
+    } finally {
+      stop();
+    }
+  });
+});
+
+describe("review page: the stop button under bad input", () => {
+  it("random bodies never answer 5xx, and a refused one changes nothing", async () => {
+    const harness = await start();
+    const lock = tryLock(harness.dataDir, "main", "gateway")!;
+    const socket = instancePaths(harness.dataDir, "main").socket;
+    const control = await serveControl(socket, async (request) => (request.op === "halt" ? harness.engine.applyHalt(request.fact) : { error: "unsupported" }));
+    lock.update({ socket });
+    try {
+      const auth = await signInAs(harness, "alice");
+      const codeUnit = fc.oneof(fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff })).map((code) => String.fromCharCode(code));
+      const text = fc.oneof(fc.string({ unit: codeUnit, maxLength: 80 }), fc.string({ minLength: 1995, maxLength: 2010 }), fc.constant(""), fc.integer(), fc.constant(null));
+      const body = fc.oneof(
+        fc.record({ action: fc.oneof(fc.constantFrom("halt", "resume", "HALT", "stop"), fc.integer(), fc.constant(null)), reason: text }, { requiredKeys: [] }),
+        fc.json().map((json) => JSON.parse(json) as unknown),
+      );
+      await fc.assert(
+        fc.asyncProperty(body, async (sent) => {
+          const before = harness.engine.haltState();
+          const res = await post(harness, "/review/api/halt", sent, auth);
+          expect(res.status).toBeLessThan(500);
+          if (res.status !== 200) expect(harness.engine.haltState()).toEqual(before);
+        }),
+        { numRuns: 60 },
+      );
+    } finally {
+      control.close();
+      lock.release();
+    }
+  }, 60_000);
+});
+
+describe("review page: the two-person rule", () => {
+  const evaluator = createRulesEvaluator({
+    threshold: 70,
+    overrides: {},
+    rules: [{ id: "payments", tool: "write_file", args: { path: { regex: "^/payments/" } }, effect: "review", approvals: 2, reason: "payments need two people" }],
+  });
+
+  it("shows the count and who approved; the same reviewer cannot approve twice; the second approver runs it", async () => {
+    const harness = await start({ evaluator });
+    const alice = await signInAs(harness, "alice");
+    const bob = await signInAs(harness, "bob");
+    const ref = await held(harness, { path: "/payments/batch-7" });
+    const pending = async () => (await jsonOf(fetch(`${harness.base}/api/pending`, { headers: { authorization: `Bearer ${alice.key}` } }))).pending;
+    expect((await pending())[0]).toMatchObject({ ref, approvals: { count: 0, required: 2, by: [] } });
+
+    const first = await post(harness, "/review/api/decide", { ref, decision: "approved" }, alice);
+    expect(first.status).toBe(200);
+    expect(await first.json()).toMatchObject({ ref, status: "pending", approvals: { count: 1, required: 2, by: ["alice"] } });
+    expect((await pending())[0]).toMatchObject({ ref, approvals: { count: 1, required: 2, by: ["alice"] } });
+
+    const twice = await post(harness, "/review/api/decide", { ref, decision: "approved" }, alice);
+    expect(twice.status).toBe(409);
+    expect((await jsonOf(twice)).error).toMatch(/alice has already approved .*1 of 2/);
+    const edited = await post(harness, "/review/api/decide", { ref, decision: "approved", args: { path: "/payments/other" } }, bob);
+    expect(edited.status).toBe(400);
+    expect(harness.executor.calls).toHaveLength(0);
+
+    const second = await post(harness, "/review/api/decide", { ref, decision: "approved" }, bob);
+    expect(second.status).toBe(200);
+    expect((await harness.engine.waitForOutcome(ref, 5000))?.status).toBe("executed");
+    expect(harness.executor.calls).toHaveLength(1);
+    expect(harness.engine.get(ref)?.decision).toMatchObject({ reviewer: "bob" });
   });
 });
 

@@ -1,7 +1,9 @@
-import { statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
-import { approvalKeysFor, approvalKeysPath, parsePublicKey } from "../../src/http/approvalKeys.js";
+import { credentialsDir } from "../../src/config.js";
+import { approvalKeysFor, approvalKeysPath, legacyApprovalKeysPath, migrateApprovalKeys, parsePublicKey, readApprovalKeys } from "../../src/http/approvalKeys.js";
 import { createRequestHandler, startListener } from "../../src/http/listener.js";
 import { signWebhook, WebhookVerifier } from "../../src/http/webhook.js";
 import type { LocalEngine } from "../../src/governance/localEngine.js";
@@ -56,6 +58,7 @@ describe("v1a signatures", () => {
 
 describe("v1a through the listener and the keys command", () => {
   const dataDir = tempDir();
+  const env = { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir };
   const executor = recordingExecutor();
   let engine: LocalEngine;
   let base: string;
@@ -63,14 +66,14 @@ describe("v1a through the listener and the keys command", () => {
   const run = async (args: string[]) => {
     const out: string[] = [];
     const err: string[] = [];
-    const code = await main([...args, "--data-dir", dataDir], { out: (text) => out.push(text), err: (text) => err.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir } });
+    const code = await main([...args, "--data-dir", dataDir], { out: (text) => out.push(text), err: (text) => err.push(text), env });
     return { code, out: out.join("\n"), err: err.join("\n") };
   };
 
   beforeAll(async () => {
     engine = openEngine(dataDir, executor);
     const config = { dataDir, webhook: { publicKeys: {}, hmac: false } };
-    const verifier = new WebhookVerifier(secret, { hmac: false, publicKeys: () => approvalKeysFor(config, () => {}) });
+    const verifier = new WebhookVerifier(secret, { hmac: false, publicKeys: () => approvalKeysFor(config, () => {}, env) });
     const listening = await startListener(createRequestHandler({ engine, verifier, dataDir, version: "test", log: () => {} }), "127.0.0.1", 0, () => {});
     base = `http://127.0.0.1:${listening!.port}`;
     close = () => listening!.server.close();
@@ -92,18 +95,71 @@ describe("v1a through the listener and the keys command", () => {
     expect((await run(["keys", "add", "alice", "whpk_nonsense"])).code).toBe(2);
     const added = await run(["keys", "add", "alice", alice.publicKey]);
     expect(added).toMatchObject({ code: 0, out: expect.stringMatching(/added key 'alice'/) });
-    if (process.platform !== "win32") expect(statSync(approvalKeysPath(dataDir)).mode & 0o777).toBe(0o600);
+    // the keys live in the credentials dir, outside the data dir an upstream root may contain
+    expect(dirname(approvalKeysPath(dataDir, env))).toBe(credentialsDir(dataDir, env));
+    expect(existsSync(legacyApprovalKeysPath(dataDir))).toBe(false);
+    if (process.platform !== "win32") expect(statSync(approvalKeysPath(dataDir, env)).mode & 0o777).toBe(0o600);
     expect((await run(["keys", "list"])).out).toMatch(/alice\s+whpk_\S+\s+keys add[\s\S]*HMAC \(v1\) signatures with the shared secret: accepted too/);
 
     expect((await approve(ref, (payload) => signWebhook(secret, payload))).status).toBe(401); // HMAC is off here
     const response = await approve(ref, (payload) => signV1a(alice.privateKey, payload));
     expect(response.status).toBe(200);
-    expect((await engine.waitForOutcome(ref, 5000))?.decision).toMatchObject({ decision: "approved", reviewer: "alice" });
+    expect((await engine.waitForOutcome(ref, 5000))?.decision).toMatchObject({ decision: "approved", reviewer: "alice", auth: "webhook-v1a" });
 
     expect((await run(["keys", "remove", "alice"])).code).toBe(0);
     expect((await run(["keys", "remove", "alice"])).code).toBe(4);
     const next = (await engine.submit(heldCall({ path: "/v1a-2" }))).ref!;
     expect((await approve(next, (payload) => signV1a(alice.privateKey, payload))).status).toBe(401);
     expect(engine.get(next)?.status).toBe("pending");
+  });
+});
+
+describe("approval keys move out of the data dir", () => {
+  it("moves keys an older version stored in the data dir, once; a key file appearing there later is never read", async () => {
+    const dataDir = tempDir();
+    const env = { HOME: dataDir, ATLAS_CONFIG_DIR: `${dataDir}-config` };
+    writeFileSync(legacyApprovalKeysPath(dataDir), JSON.stringify({ alice: alice.publicKey }));
+    expect(migrateApprovalKeys(dataDir, env)).toMatch(/moved 1 key\(s\) from .*approval-keys\.json/);
+    expect(existsSync(legacyApprovalKeysPath(dataDir))).toBe(false);
+    expect(readApprovalKeys(dataDir, env)).toEqual({ alice: alice.publicKey });
+    expect(approvalKeysPath(dataDir, env).startsWith(`${dataDir}/`)).toBe(false);
+    if (process.platform !== "win32") expect(statSync(approvalKeysPath(dataDir, env)).mode & 0o777).toBe(0o600);
+    expect(migrateApprovalKeys(dataDir, env)).toBeUndefined();
+
+    // planted later (by an older version, or by anything that can write into the data dir): removed, never trusted
+    writeFileSync(legacyApprovalKeysPath(dataDir), JSON.stringify({ mallory: mallory.publicKey }));
+    expect(migrateApprovalKeys(dataDir, env)).toMatch(/ignored and removed/);
+    expect(existsSync(legacyApprovalKeysPath(dataDir))).toBe(false);
+    expect([...approvalKeysFor({ dataDir, webhook: { publicKeys: {}, hmac: true } }, () => {}, env).keys()]).toEqual(["alice"]);
+  });
+
+  it("a first run with no old file creates an empty key file, so a file planted in the data dir afterwards is not migrated", () => {
+    const dataDir = tempDir();
+    const env = { HOME: dataDir, ATLAS_CONFIG_DIR: `${dataDir}-config` };
+    expect(migrateApprovalKeys(dataDir, env)).toBeUndefined();
+    expect(JSON.parse(readFileSync(approvalKeysPath(dataDir, env), "utf8"))).toEqual({});
+    writeFileSync(legacyApprovalKeysPath(dataDir), JSON.stringify({ mallory: mallory.publicKey }));
+    migrateApprovalKeys(dataDir, env);
+    expect(readApprovalKeys(dataDir, env)).toEqual({});
+  });
+
+  it("a damaged old file is left alone, reported, and its keys are not used", () => {
+    const dataDir = tempDir();
+    const env = { HOME: dataDir, ATLAS_CONFIG_DIR: `${dataDir}-config` };
+    writeFileSync(legacyApprovalKeysPath(dataDir), "{not json");
+    expect(migrateApprovalKeys(dataDir, env)).toMatch(/cannot move .*its keys are not used/);
+    expect(existsSync(legacyApprovalKeysPath(dataDir))).toBe(true);
+    expect(readApprovalKeys(dataDir, env)).toEqual({});
+  });
+
+  it("the keys command migrates first and says so on stderr", async () => {
+    const dataDir = tempDir();
+    const env = { HOME: dataDir, ATLAS_CONFIG_DIR: `${dataDir}-config` };
+    writeFileSync(legacyApprovalKeysPath(dataDir), JSON.stringify({ alice: alice.publicKey }));
+    const out: string[] = [];
+    const err: string[] = [];
+    expect(await main(["keys", "list", "--data-dir", dataDir], { out: (text) => out.push(text), err: (text) => err.push(text), env })).toBe(0);
+    expect(err.join("\n")).toMatch(/moved 1 key/);
+    expect(out.join("\n")).toMatch(/alice\s+whpk_/);
   });
 });

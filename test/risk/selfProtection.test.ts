@@ -1,6 +1,6 @@
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, win32 } from "node:path";
+import { basename, join, win32 } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { credentialsDir, loadConfig } from "../../src/config.js";
 import { compilePolicy } from "../../src/risk/policy.js";
@@ -226,7 +226,8 @@ describe("self-protection in the risk evaluator", () => {
     const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, ".config", "atlas-gateway") };
     const config = loadConfig({ env, userConfig: false, flags: { dataDir }, cwd: work });
     const { evaluator } = createEvaluatorFromConfig(config, { env, cwd: work, packageDir });
-    for (const path of [join(credentialsDir(dataDir, env), "webhook-secret"), "~/.config/atlas-gateway/credentials", "elsewhere/ledgers/main.jsonl", "x/atlas-gateway/run/main.sock"]) {
+    for (const path of [join(credentialsDir(dataDir, env), "webhook-secret"), join(credentialsDir(dataDir, env), "approval-keys.json"), "~/.config/atlas-gateway/credentials", "elsewhere/ledgers/main.jsonl", "x/atlas-gateway/run/main.sock",
+      "somewhere/approval-keys.json", `x/${basename(dataDir)}/reviewers.json`, `x/${basename(dataDir)}/halt.json`]) {
       expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
     }
   });
