@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { credentialsDir, type GatewayConfig } from "../config.js";
 import { instancePaths } from "../dataDir.js";
 import { PACKAGE_DIR } from "../packageDir.js";
@@ -29,16 +29,21 @@ export function protectedPathsFor(config: GatewayConfig, options: { instance?: s
 
 /**
  * Protected names matched wherever they appear in a resolved path, so a base the gateway does not know (an upstream's
- * own notion of its root) cannot hide them: the credential and ledger file names, and the data dir's own entries
- * under its name (`atlas-gateway/ledgers`).
+ * own notion of its root) cannot hide them: the credential and ledger file names, the data dir's own entries under
+ * its name (`atlas-gateway/ledgers`), and the config files under their directory's name. The files that grant
+ * approval power (reviewers, public keys, the halt fact, the config's `webhook.publicKeys` and `notify`) are among
+ * them: after a plain `move_file` of a directory that holds the data dir (a destructive call a reviewer may approve
+ * without seeing what it holds), a write to `<moved>/data/reviewers.json` must still be held as critical.
  */
 export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
   const dataDirName = basename(resolve(config.dataDir));
+  const parentAndName = (path: string) => `${basename(dirname(resolve(path)))}/${basename(path)}`;
   return [
     { path: "webhook-secret", label: "the gateway's approval credentials (by name)" },
     { path: "atlas-gateway/credentials", label: "the gateway's approval credentials (by name)" },
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
-    ...["ledgers", "run", "webhook-secret"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
+    ...["ledgers", "run", "webhook-secret", "reviewers.json", "approval-keys.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
+    ...[...new Set(["atlas-gateway/config.json", ...(config.configFiles ?? []).map(parentAndName)])].map((path) => ({ path, label: "the gateway's config (by name)" })),
   ];
 }
 

@@ -230,6 +230,20 @@ describe("self-protection in the risk evaluator", () => {
       expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
     }
   });
+
+  it("protects the files that grant approval power by name, after the agent moved a directory holding them", async () => {
+    // red team: `move_file <project> <p2>` (a plain destructive call a reviewer may approve), then a write to
+    // <p2>/data/reviewers.json adds the agent as a reviewer, and a move back puts it in force
+    const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, ".config", "atlas-gateway") };
+    const config = loadConfig({ env, userConfig: false, flags: { dataDir: join(work, "data"), config: configFile }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env, cwd: work, packageDir });
+    for (const path of ["/tmp/p2/data/reviewers.json", "/tmp/p2/data/approval-keys.json", "/tmp/p2/data/halt.json", "/tmp/moved/atlas-gateway/config.json", "/tmp/moved/work/atlas.json"]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
+    }
+    for (const path of ["/tmp/p2/reviewers.json", "/tmp/p2/other/config.json"]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id) ?? [], path).not.toContain("self-protection");
+    }
+  });
 });
 
 describe("self-protection on odd input", () => {
