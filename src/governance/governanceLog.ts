@@ -247,11 +247,16 @@ export class GovernanceLog {
     const required = view.approvalsRequired ?? 1;
     if (input.decision === "approved" && required > 1) {
       // The two-person rule (EU AI Act Art. 14(5)): each approval is its own record; the Nth distinct one decides.
+      // Every approver approves the same arguments: an edit by one of them would run unseen by the others.
+      if (input.args) {
+        return { status: "refused", view, reason: `${view.ref} needs ${required} approvals, so its arguments cannot be edited: each approver must approve the same call. Deny it with the change you want as the reason; the agent can call again` };
+      }
       const approvers = (view.approvals ?? []).map((approval) => approval.reviewer);
       if (approvers.includes(input.reviewer)) {
         return { status: "refused", view, reason: `${input.reviewer} has already approved ${view.ref}; it needs ${required} different approvers (${approvers.length} of ${required} so far)` };
       }
-      this.record("approval.recorded", view.ref, { reviewer: input.reviewer, ...(input.reason ? { reason: input.reason } : {}), count: approvers.length + 1, required }, "sync");
+      const auth = input.auth ? { auth_method: input.auth } : {};
+      this.record("approval.recorded", view.ref, { reviewer: input.reviewer, ...(input.reason ? { reason: input.reason } : {}), count: approvers.length + 1, required, ...auth }, "sync");
       if (approvers.length + 1 < required) return { status: "applied", view };
       this.record("decision.recorded", view.ref, {
         decision: "approved",
@@ -259,6 +264,7 @@ export class GovernanceLog {
         reviewer: input.reviewer,
         approvers: [...approvers, input.reviewer],
         ...(input.reason ? { reason: input.reason } : {}),
+        ...auth,
       }, "sync");
       return { status: "applied", view };
     }

@@ -261,6 +261,7 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
       const outcome = await applyDecision(deps, { ref, decision: body.decision, reviewer, auth: "review-page", ...(reason ? { reason } : {}), ...(args ? { args } : {}) });
       if (outcome.status === "not_found") return sendJson(res, 404, { error: `unknown ref ${ref}` });
       if (outcome.status === "already_decided") return sendJson(res, 409, { error: `${ref} is already ${outcome.view.status}; nothing changed`, ref, status: outcome.view.status });
+      if (outcome.status === "refused") return sendJson(res, 409, { error: outcome.reason, ref, status: outcome.view.status });
       deps.log(`review page: ${ref} ${body.decision}${args ? " with edited arguments" : ""} by ${reviewer}`);
       feed.poke();
       sendJson(res, 200, { ref, decision: body.decision, status: outcome.view.status, edited: args !== undefined });

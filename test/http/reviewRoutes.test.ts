@@ -9,6 +9,7 @@ import { createReviewRoutes, restoreMasked, sessionCookieName } from "../../src/
 import { WebhookVerifier } from "../../src/http/webhook.js";
 import { scanLedger } from "../../src/ledger/ledger.js";
 import { maskSecrets } from "../../src/mask.js";
+import { createRulesEvaluator } from "../../src/risk/assess.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
 /** The review page's HTTP API on a real listener (port 0) over a real local engine. */
@@ -29,10 +30,10 @@ afterEach(async () => {
   }
 });
 
-async function start(): Promise<Harness> {
+async function start(over: Parameters<typeof openEngine>[2] = {}): Promise<Harness> {
   const dataDir = tempDir();
   const executor = recordingExecutor();
-  const engine = openEngine(dataDir, executor);
+  const engine = openEngine(dataDir, executor, over);
   const routes = createReviewRoutes({ engine, dataDir, log: () => {}, pollMs: 50 });
   const handler = createRequestHandler({ engine, verifier: new WebhookVerifier("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), dataDir, version: "test", log: () => {}, routes });
   const listening = (await startListener(handler, "127.0.0.1", 0, () => {}))!;
@@ -191,6 +192,35 @@ describe("review page", () => {
     expect(await jsonOf(res)).toMatchObject({ edited: true });
     expect((await harness.engine.waitForOutcome(ref, 5000))?.status).toBe("executed");
     expect(harness.executor.calls[0]?.args).toEqual({ path: "/tmp/a", api_key: "sk-live-0123456789abcdef", amount: 50 });
+  });
+
+  it("a two-person call cannot be approved with edits, and a second approval by the same reviewer is refused (409)", async () => {
+    // red team: the first approver's edits were dropped silently (200, "edited": true) and the second approval ran
+    // the agent's original arguments; a repeated approval answered 200 as if it had counted
+    const harness = await start({
+      evaluator: createRulesEvaluator({ threshold: 70, overrides: {}, rules: [{ id: "two", tool: "write_file", effect: "review", approvals: 2 }] }),
+    });
+    const ref = await held(harness, { path: "/payments/evil" });
+    const ana = await signInAs(harness, "ana");
+    const ben = await signInAs(harness, "ben");
+    const edited = await post(harness, "/review/api/decide", { ref, decision: "approved", args: { path: "/payments/safe" } }, ana);
+    expect(edited.status).toBe(409);
+    expect((await jsonOf(edited)).error).toMatch(/needs 2 approvals.*cannot be edited/);
+    expect(harness.engine.get(ref)?.approvals ?? []).toEqual([]);
+
+    expect(await jsonOf(post(harness, "/review/api/decide", { ref, decision: "approved" }, ana))).toMatchObject({ status: "pending" });
+    const twice = await post(harness, "/review/api/decide", { ref, decision: "approved" }, ana);
+    expect(twice.status).toBe(409);
+    expect((await jsonOf(twice)).error).toMatch(/ana has already approved/);
+
+    expect(await jsonOf(post(harness, "/review/api/decide", { ref, decision: "approved" }, ben))).toMatchObject({ status: expect.stringMatching(/approved|executing|executed/) });
+    expect((await harness.engine.waitForOutcome(ref, 5000))?.status).toBe("executed");
+    expect(harness.executor.calls.map((call) => call.args)).toEqual([{ path: "/payments/evil" }]);
+    const approvals = scanLedger(instancePaths(harness.dataDir, "main").ledger).records.filter((record) => record.type === "approval.recorded");
+    expect(approvals.map((record) => record.data)).toEqual([
+      { reviewer: "ana", count: 1, required: 2, auth_method: "review-page" },
+      { reviewer: "ben", count: 2, required: 2, auth_method: "review-page" },
+    ]);
   });
 
   it("revealing masked values is recorded before they are shown; history and search find the call", async () => {
