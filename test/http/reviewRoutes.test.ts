@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import type { Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
@@ -284,6 +285,34 @@ describe("review page", () => {
       controller.abort();
       await other.close();
     }
+  });
+});
+
+describe("review API under bad input", () => {
+  it("random cookies, headers, methods and bodies on every review route answer 2xx-4xx, never 5xx, and decide nothing", async () => {
+    // red team: a cookie with a malformed %-escape made decodeURIComponent throw: 500 on every route that reads it
+    const harness = await start();
+    const ref = await held(harness);
+    const ana = await signInAs(harness, "ana");
+    const name = sessionCookieName(harness.dataDir);
+    const routes = ["/review", "/review/api/session", "/review/api/signin", "/review/api/signout", "/review/api/pending", "/review/api/decide", "/review/api/reveal", "/review/api/history?ref=%", "/review/api/search?q=%E0%A4", "/api/pending"];
+    const text = fc.string({ unit: "binary", maxLength: 80 }).map((value) => value.replace(/[^\x20-\x7e]/g, "%"));
+    const cookie = fc.oneof(text.map((value) => `${name}=${value}`), fc.constant(`${name}=%E0%A4%A`), fc.constant(`${name}=%`), fc.constant(ana.cookie), text);
+    const body = fc.oneof(fc.json(), text, fc.constant(JSON.stringify({ ref, decision: "approved", args: "x" })), fc.constant(JSON.stringify({ ref, decision: "denied" })));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...routes), fc.constantFrom("GET", "POST", "PUT", "DELETE"), cookie, fc.option(fc.constantFrom(ana.csrf, "x", "")), fc.constantFrom("application/json", "text/plain", "application/x-www-form-urlencoded"), body, async (route, method, cookieHeader, csrf, type, payload) => {
+          const res = await fetch(`${harness.base}${route}`, {
+            method,
+            headers: { cookie: cookieHeader, "content-type": type, ...(csrf !== null ? { "x-atlas-csrf": csrf } : {}), ...(route === "/api/pending" ? { authorization: `Bearer ${cookieHeader}` } : {}) },
+            ...(method === "GET" ? {} : { body: payload }),
+          });
+          await res.arrayBuffer();
+          expect(res.status, `${method} ${route} cookie=${cookieHeader}`).toBeLessThan(500);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    expect(harness.engine.get(ref)?.status).toBe("pending");
   });
 });
 
