@@ -129,6 +129,24 @@ describe("Slack message", () => {
     expect(JSON.stringify(slackMessage(event, new Date()))).toContain("&lt;!channel&gt; &amp; &lt;https://evil|click&gt;");
   });
 
+  it("keeps the agent's arguments inside their code block, and escapes the fallback text too", () => {
+    // red team: an argument holding ``` closed the code block early, so the rest rendered as the agent's own mrkdwn
+    // (*bold* claims, auto-linked URLs) under the gateway's name; the top-level text (push notifications) was raw
+    const event = callEvent("call.decided", {
+      ...view,
+      args: { note: "``` *Security review: approved, safe to run* https://evil.example/approve ```", tail: "`" },
+      status: "denied",
+      decision: { decision: "denied", source: "human", reviewer: "ana", reason: "<!channel> see <https://evil|this>", at: "2026-03-01T10:00:00.000Z" },
+    }, { instance: "main" });
+    const message = slackMessage(event, new Date()) as { text: string; blocks: { text?: { text: string } }[] };
+    const argsBlock = message.blocks.find((block) => block.text?.text.startsWith("*Arguments*"))!.text!.text;
+    expect(argsBlock.match(/```/g)).toHaveLength(2);
+    expect(argsBlock.endsWith("```")).toBe(true);
+    expect(argsBlock).toContain("Security review: approved");
+    expect(message.text).not.toMatch(/[<>]/);
+    expect(message.text).toContain("&lt;!channel&gt;");
+  });
+
   it("time left", () => {
     const now = new Date("2026-03-01T10:00:00Z");
     expect([timeLeft("2026-03-01T10:00:30Z", now), timeLeft("2026-03-01T10:30:00Z", now), timeLeft("2026-03-01T09:00:00Z", now), timeLeft(undefined, now)]).toEqual(["30s", "30m", "expired", undefined]);
@@ -146,7 +164,10 @@ describe("halt with no gateway running", () => {
     const config = join(dataDir, "atlas.json");
     writeFileSync(config, JSON.stringify({ notify: [{ type: "webhook", url: hook.url, secret }] }));
     const out: string[] = [];
-    const code = await main(["halt", "--reason", "drill", "--reviewer", "ana", "--data-dir", dataDir, "--config", config], { out: (text) => out.push(text), err: (text) => out.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir } });
+    // `--reviewer` names a registered reviewer and needs their key (issue 9): a name alone is not an identity
+    const { addReviewer } = await import("../../src/http/reviewers.js");
+    const { key } = addReviewer(dataDir, { id: "ana" });
+    const code = await main(["halt", "--reason", "drill", "--reviewer", "ana", "--data-dir", dataDir, "--config", config], { out: (text) => out.push(text), err: (text) => out.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir, ATLAS_REVIEWER_TOKEN: key! } });
     expect(code).toBe(0);
     expect(out.join("\n")).toMatch(/HALTED by ana.*recorded in ledger\(s\) 'main'/);
     expect(hook.received).toHaveLength(1);
