@@ -42,6 +42,9 @@ export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
     { path: "webhook-secret", label: "the gateway's approval credentials (by name)" },
     { path: "atlas-gateway/credentials", label: "the gateway's approval credentials (by name)" },
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
+    // a shell upstream's $PPID is the gateway: its environ keeps what the gateway started with (an exported
+    // ATLAS_REVIEWER_TOKEN, model and Inngest keys), which scrubbing the upstreams' env cannot take back
+    { path: "proc/*/environ", label: "a process's environment (the gateway's keys and a reviewer's token)" },
     ...["ledgers", "run", "webhook-secret", "reviewers.json", "approval-keys.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
     ...[...new Set(["atlas-gateway/config.json", ...(config.configFiles ?? []).map(parentAndName)])].map((path) => ({ path, label: "the gateway's config (by name)" })),
   ];

@@ -240,9 +240,21 @@ describe("self-protection in the risk evaluator", () => {
     for (const path of ["/tmp/p2/data/reviewers.json", "/tmp/p2/data/approval-keys.json", "/tmp/p2/data/halt.json", "/tmp/moved/atlas-gateway/config.json", "/tmp/moved/work/atlas.json"]) {
       expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
     }
-    for (const path of ["/tmp/p2/reviewers.json", "/tmp/p2/other/config.json"]) {
+    for (const path of ["/tmp/p2/reviewers.json", "/tmp/p2/other/config.json", "/proc/cpuinfo"]) {
       expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id) ?? [], path).not.toContain("self-protection");
     }
+  });
+
+  it("protects a process's environment (/proc/<pid>/environ), where the gateway's own keys are readable", async () => {
+    const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, ".config", "atlas-gateway") };
+    const config = loadConfig({ env, userConfig: false, flags: { dataDir }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env, cwd: work, packageDir });
+    // a shell upstream is the gateway's child: /proc/$PPID/environ is the gateway's own environment, which keeps a
+    // reviewer's exported ATLAS_REVIEWER_TOKEN (scrubbed from upstreams' env, not from the gateway's) and model keys
+    for (const command of ["cat /proc/$PPID/environ", "tr '\\0' '\\n' < /proc/1234/environ", "xxd /proc/self/../$PPID/environ"]) {
+      expect((await evaluator({ ...input, args: { command } })).rules?.map((rule) => rule.id), command).toContain("self-protection");
+    }
+    expect((await evaluator({ ...input, args: { command: "cat /proc/cpuinfo" } })).rules?.map((rule) => rule.id) ?? []).not.toContain("self-protection");
   });
 });
 
