@@ -44,6 +44,8 @@ export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
     // a shell upstream's $PPID is the gateway: its environ keeps what the gateway started with (an exported
     // ATLAS_REVIEWER_TOKEN, model and Inngest keys), which scrubbing the upstreams' env cannot take back
+    // where MCP clients list their servers: a server the agent adds there reaches it without the gateway
+    ...[".mcp.json", ".cursor/mcp.json", ".vscode/mcp.json", "claude_desktop_config.json"].map((path) => ({ path, label: "an MCP client's server list (a server added there bypasses the gateway)" })),
     { path: "proc/*/environ", label: "a process's environment (the gateway's keys and a reviewer's token)" },
     ...["ledgers", "run", "webhook-secret", "reviewers.json", "approval-keys.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
     ...[...new Set(["atlas-gateway/config.json", ...(config.configFiles ?? []).map(parentAndName)])].map((path) => ({ path, label: "the gateway's config (by name)" })),

@@ -245,6 +245,15 @@ describe("self-protection in the risk evaluator", () => {
     }
   });
 
+  it("protects MCP clients' server lists by name: an agent that adds a server there routes around the gateway", async () => {
+    const config = loadConfig({ env: {}, userConfig: false, flags: { dataDir }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env: { HOME: home }, cwd: work, packageDir });
+    for (const path of ["./.mcp.json", "/srv/app/.cursor/mcp.json", "~/.vscode/mcp.json", "~/.config/Claude/claude_desktop_config.json"]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
+    }
+    expect((await evaluator({ ...input, args: { path: "./docs/mcp.json" } })).rules?.map((rule) => rule.id) ?? []).not.toContain("self-protection");
+  });
+
   it("protects a process's environment (/proc/<pid>/environ), where the gateway's own keys are readable", async () => {
     const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, ".config", "atlas-gateway") };
     const config = loadConfig({ env, userConfig: false, flags: { dataDir }, cwd: work });
