@@ -6,7 +6,7 @@ import { credentialsDir, loadConfig } from "../../src/config.js";
 import { compilePolicy } from "../../src/risk/policy.js";
 import { createRiskEvaluator } from "../../src/risk/assess.js";
 import { createEvaluatorFromConfig } from "../../src/risk/setup.js";
-import { collapseDots, createSelfProtection, shellWords } from "../../src/risk/selfProtection.js";
+import { collapseDots, createSelfProtection, expandBraces, shellWords } from "../../src/risk/selfProtection.js";
 
 // A fake home with the gateway's files laid out as on a real machine.
 const root = realpathSync(mkdtempSync(join(tmpdir(), "atlas-selfprot-")));
@@ -69,6 +69,16 @@ describe("self-protection", () => {
     ["the CLI in node_modules/.bin", { command: "node_modules/.bin/atlas-gateway approve evt_1" }, "CLI"],
     ["the CLI, upper case", { command: "ATLAS-GATEWAY approve evt_1" }, "CLI"],
     ["the installed package", { path: join(packageDir, "dist", "cli.js") }, "CLI"],
+    // red team: the shell expands what the check read literally
+    ["a glob in a directory name", { command: "cp evil.json ~/.local/share/atlas-g*/reviewers.json" }, "data dir"],
+    ["a ? glob", { command: "cat ~/.local/share/atlas-gatewa?/approval-keys.json" }, "data dir"],
+    ["a bracket glob", { command: "cat ~/.local/share/atlas-[f-h]ateway/halt.json" }, "data dir"],
+    ["a glob for the whole directory", { command: "echo {} > ~/.local/share/*/halt.json" }, "data dir"],
+    ["a glob for the data dir itself", { command: "rm -rf ~/.local/share/*" }, "data dir"],
+    ["globbed socket in a command substitution", { command: "socat - UNIX-CONNECT:$(ls ~/.local/share/atlas*/run/*.sock)" }, "data dir"],
+    ["a ** glob", { command: "cat ~/**/reviewers.json" }, "data dir"],
+    ["brace expansion", { command: "cp x ~/.local/share/{notes,atlas-gateway}/reviewers.json" }, "data dir"],
+    ["brace expansion of a path's tail", { command: "cat ~/.local/share/atlas-gate{way,keeper}/webhook-secret" }, "data dir"],
   ];
   it.each(reached)("holds %s", (_label, args, target) => {
     const hit = check(args);
@@ -83,6 +93,9 @@ describe("self-protection", () => {
     ["a repository that shares the CLI's name", { command: `cd ${join(home, "src", "atlas-gateway")} && git status` }],
     ["a word that contains the name", { query: "my-atlas-gateway-notes" }],
     ["plain values", { citizen_id: "C-1001", days: 30, ok: true, none: null }],
+    ["a glob that can only match an ancestor or a sibling", { command: "ls ~/.local/* ~/.local/share/atlas-gateway-*/x" }],
+    ["a glob elsewhere", { command: "rm -f ~/work/build/*.o ./*.tmp" }],
+    ["braces elsewhere", { command: "mkdir -p ~/work/{src,test}" }],
     ["no arguments", {}],
   ];
   it.each(clear)("lets through %s", (_label, args) => {
@@ -273,6 +286,18 @@ describe("self-protection on odd input", () => {
     expect(guard({ blob: "y".repeat(5 * 1024 * 1024) })).toBeUndefined();
     expect(guard({ path: `./${"a/".repeat(3000)}x` })).toBeUndefined();
     expect(guard({ path: `${"./".repeat(5000)}${dataDir.slice(1)}`.replace(/^/, "/") })?.target).toContain("data dir");
+  });
+});
+
+describe("expandBraces", () => {
+  it("expands as a shell does, nested, and stays bounded on hostile words", () => {
+    expect(expandBraces("a{b,c}d")).toEqual(["abd", "acd"]);
+    expect(expandBraces("x/{a,b{1,2}}/y")).toEqual(["x/a/y", "x/b1/y", "x/b2/y"]);
+    expect(expandBraces("{}{a,b}")).toEqual(["{}a", "{}b"]);
+    expect(expandBraces("{a,b")).toEqual(["{a,b"]);
+    expect(expandBraces("{a,b}".repeat(40))).toHaveLength(64);
+    expect(expandBraces("{}".repeat(500_000))).toHaveLength(1);
+    expect(expandBraces(`${"{".repeat(5000)}a,b${"}".repeat(5000)}`)).toHaveLength(1);
   });
 });
 
