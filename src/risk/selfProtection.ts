@@ -401,7 +401,10 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
         const eq = word.indexOf("=");
         if (eq > 0) parts.add(word.slice(eq + 1));
         if (word.includes(":") && !/^(file:|[A-Za-z]:[\\/])/i.test(word)) for (const part of word.split(":")) parts.add(part);
-        if (/[,{}[\]"]/.test(word)) for (const part of word.split(/[,{}[\]"]/)) parts.add(part);
+        // code inside a quoted argument (`python -c "open('/p','w')"`): its string literals are words too
+        if (/[,{}[\]"'()+]/.test(word)) for (const part of word.split(/[,{}[\]"'()+]/)) parts.add(part);
+        // a POSIX shell reads `gate\way` as `gateway` (the tokenizer keeps `\` before a letter for Windows paths)
+        if (platform !== "win32" && word.includes("\\")) parts.add(word.replace(/\\(.)/g, "$1"));
         for (const part of parts) {
           if (!part) continue;
           if (!PATH_LIKE.test(part)) {

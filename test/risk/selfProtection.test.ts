@@ -77,6 +77,8 @@ describe("self-protection", () => {
     ["a glob for the data dir itself", { command: "rm -rf ~/.local/share/*" }, "data dir"],
     ["globbed socket in a command substitution", { command: "socat - UNIX-CONNECT:$(ls ~/.local/share/atlas*/run/*.sock)" }, "data dir"],
     ["a ** glob", { command: "cat ~/**/reviewers.json" }, "data dir"],
+    ["a backslash the shell drops", { command: "cat ~/.local/share/atlas-gate\\way/reviewers.json" }, "data dir"],
+    ["a string literal in inline code", { command: `python3 -c "open('${dataDir}/reviewers.json','w').write('{}')"` }, "data dir"],
     ["brace expansion", { command: "cp x ~/.local/share/{notes,atlas-gateway}/reviewers.json" }, "data dir"],
     ["brace expansion of a path's tail", { command: "cat ~/.local/share/atlas-gate{way,keeper}/webhook-secret" }, "data dir"],
   ];
