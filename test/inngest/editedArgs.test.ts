@@ -17,6 +17,6 @@ describe("InngestEngine: approve with edits", () => {
     expect(await f.engine.executeStep(ref!, "run-1")).toMatchObject({ executed: true });
     expect(f.executed.map((call) => call.args)).toEqual([edited]);
     expect(f.records().find((record) => record.type === "request.created" && record.ref === ref)?.data.args).toEqual(highRiskCall.args);
-    expect(f.records().find((record) => record.type === "decision.recorded" && record.ref === ref)?.data).toMatchObject({ edited_args: edited, auth: "review-page" });
+    expect(f.records().find((record) => record.type === "decision.recorded" && record.ref === ref)?.data).toMatchObject({ edited_args: edited, auth_method: "review-page" });
   });
 });

@@ -164,10 +164,11 @@ describe("halt with no gateway running", () => {
     const config = join(dataDir, "atlas.json");
     writeFileSync(config, JSON.stringify({ notify: [{ type: "webhook", url: hook.url, secret }] }));
     const out: string[] = [];
-    // `--reviewer` names a registered reviewer and needs their key (issue 9): a name alone is not an identity
-    const { addReviewer } = await import("../../src/http/reviewers.js");
-    const { key } = addReviewer(dataDir, { id: "ana" });
-    const code = await main(["halt", "--reason", "drill", "--reviewer", "ana", "--data-dir", dataDir, "--config", config], { out: (text) => out.push(text), err: (text) => out.push(text), env: { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir, ATLAS_REVIEWER_TOKEN: key! } });
+    const env = { HOME: dataDir, ATLAS_CONFIG_DIR: dataDir };
+    await main(["reviewers", "add", "ana", "--data-dir", dataDir, "--config", config], { out: (text) => out.push(text), err: (text) => out.push(text), env });
+    const key = /atlas_rk_\S+/.exec(out.join("\n"))![0];
+    out.length = 0;
+    const code = await main(["halt", "--reason", "drill", "--reviewer", "ana", "--data-dir", dataDir, "--config", config], { out: (text) => out.push(text), err: (text) => out.push(text), env: { ...env, ATLAS_REVIEWER_TOKEN: key } });
     expect(code).toBe(0);
     expect(out.join("\n")).toMatch(/HALTED by ana.*recorded in ledger\(s\) 'main'/);
     expect(hook.received).toHaveLength(1);
