@@ -35,7 +35,7 @@ export interface DecisionInput {
    * The ledger keeps both (`request.created` the original, `decision.recorded` the edited). Ignored on a denial.
    */
   args?: Record<string, unknown>;
-  /** How the reviewer was authenticated (`os-user`, `reviewer-token`, `review-page`, `webhook`), recorded with the decision. */
+  /** How the reviewer was authenticated (`os-user`, `reviewer-token`, `review-page`, `webhook-v1a` for a registered key's signature, `webhook-hmac` for a name an HMAC-signed body claims), recorded with the decision. */
   auth?: string;
 }
 

@@ -110,7 +110,9 @@ async function handleWebhook(deps: ListenerDeps, req: IncomingMessage, res: Serv
   const reviewer = check.signer ?? check.body.reviewer;
   let outcome;
   try {
-    outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", ...(reason ? { reason } : {}) });
+    // how the reviewer was known, recorded with the decision: a v1a key's id is proven, an HMAC body's name is claimed
+    const auth = check.signer ? "webhook-v1a" : "webhook-hmac";
+    outcome = await applyDecision(deps, { ref, decision, reviewer: reviewer ?? "webhook", auth, ...(reason ? { reason } : {}) });
   } catch (error) {
     if (error instanceof NotFoundError) return sendJson(res, 404, { error: `unknown ref ${ref}` });
     // Not "already decided": nothing was recorded (an unwritable ledger, a busy instance). The sender may retry the

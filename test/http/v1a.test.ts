@@ -98,7 +98,7 @@ describe("v1a through the listener and the keys command", () => {
     expect((await approve(ref, (payload) => signWebhook(secret, payload))).status).toBe(401); // HMAC is off here
     const response = await approve(ref, (payload) => signV1a(alice.privateKey, payload));
     expect(response.status).toBe(200);
-    expect((await engine.waitForOutcome(ref, 5000))?.decision).toMatchObject({ decision: "approved", reviewer: "alice" });
+    expect((await engine.waitForOutcome(ref, 5000))?.decision).toMatchObject({ decision: "approved", reviewer: "alice", auth: "webhook-v1a" });
 
     expect((await run(["keys", "remove", "alice"])).code).toBe(0);
     expect((await run(["keys", "remove", "alice"])).code).toBe(4);

@@ -130,7 +130,7 @@ describe("HTTP listener", () => {
     expect(await response.json()).toMatchObject({ ref, decision: "approved" });
     const final = await engine.waitForOutcome(ref, 5000);
     expect(final?.status).toBe("executed");
-    expect(final?.decision).toMatchObject({ reviewer: "alice", reason: "ok", source: "human" });
+    expect(final?.decision).toMatchObject({ reviewer: "alice", reason: "ok", source: "human", auth: "webhook-hmac" });
     const again = await post(JSON.stringify({ decision: "DENIED", event_id: ref }));
     expect(again.status).toBe(409);
     expect(executor.calls.filter((call) => call.args.path === "/b")).toHaveLength(1);
