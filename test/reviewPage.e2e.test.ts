@@ -203,6 +203,11 @@ describe("review page in Chromium", () => {
     await expect.poll(() => page.locator("#args").textContent()).toContain("<b id=\\\"injected\\\">");
     expect(await page.locator("#injected").count()).toBe(0);
     expect(await page.title()).not.toBe("pwned");
+
+    // red team: a right-to-left override made "invoice_\u202Efdp.exe" display as "invoice_exe.pdf"
+    const spoof = refOf(await gateway.callTool("request_payment_extension", { beneficiary_id: "invoice_\u202Efdp.exe", reason: "hardship", days: 8 }));
+    await page.locator(`button.item[data-ref="${spoof}"]`).click();
+    await expect.poll(() => page.locator("#args").textContent()).toContain("invoice_\\u202efdp.exe");
   });
 
   it("is keyboard friendly: arrows move through the inbox, and calls arriving meanwhile keep focus and typed text", async () => {

@@ -208,7 +208,8 @@ function timeLeft(deadline) {
   return ms <= 0 ? "deadline passed (expires as denied)" : duration(ms) + " left";
 }
 const classOf = (item) => (item.assessment && item.assessment.classification) || "unassessed";
-const pretty = (value) => JSON.stringify(value, null, 2);
+// the agent writes the arguments: bidi overrides and C1 controls are shown escaped, never applied (as renderJson does)
+const pretty = (value) => JSON.stringify(value, null, 2).replace(/[\u0080-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 
 async function api(path, body) {
   const options = body === undefined ? { credentials: "same-origin" } : {
