@@ -40,6 +40,8 @@ export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
   const parentAndName = (path: string) => `${basename(dirname(resolve(path)))}/${basename(path)}`;
   return [
     { path: "webhook-secret", label: "the gateway's approval credentials (by name)" },
+    // bare names too: `find ~ -name reviewers.json -exec cp evil.json {} \;` names no directory at all
+    ...["reviewers.json", "approval-keys.json", "halt.json"].map((path) => ({ path, label: "the gateway's reviewers, keys or halt state (by name)" })),
     { path: "atlas-gateway/credentials", label: "the gateway's approval credentials (by name)" },
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
     // a shell upstream's $PPID is the gateway: its environ keeps what the gateway started with (an exported

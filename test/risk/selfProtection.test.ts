@@ -255,7 +255,11 @@ describe("self-protection in the risk evaluator", () => {
     for (const path of ["/tmp/p2/data/reviewers.json", "/tmp/p2/data/approval-keys.json", "/tmp/p2/data/halt.json", "/tmp/moved/atlas-gateway/config.json", "/tmp/moved/work/atlas.json"]) {
       expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
     }
-    for (const path of ["/tmp/p2/reviewers.json", "/tmp/p2/other/config.json", "/proc/cpuinfo"]) {
+    // a bare file name the shell resolves by itself (find, xargs) names them too
+    for (const command of ["find ~ -name reviewers.json -exec cp evil.json {} \\;", "find / -name approval-keys.json | xargs rm", "locate halt.json"]) {
+      expect((await evaluator({ ...input, args: { command } })).rules?.map((rule) => rule.id), command).toContain("self-protection");
+    }
+    for (const path of ["/tmp/p2/other/config.json", "/proc/cpuinfo", "/tmp/p2/reviewers.yaml"]) {
       expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id) ?? [], path).not.toContain("self-protection");
     }
   });
