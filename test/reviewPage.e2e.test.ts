@@ -232,6 +232,14 @@ describe("review page in Chromium", () => {
     const fourth = refOf(await gateway.callTool("request_payment_extension", { beneficiary_id: "C-8008", reason: "hardship", days: 5 }));
     await page.locator(`button.item[data-ref="${fourth}"]`).waitFor();
     expect(await page.locator("#approve").evaluate((el) => el.ownerDocument.activeElement === el)).toBe(true);
+
+    // a reload keeps deciding: the CSRF token from sign-in lives in this origin's storage (the session cookie, which
+    // reaches every port on the host, no longer yields it)
+    await page.reload();
+    await page.locator(`button.item[data-ref="${fourth}"]`).click();
+    await page.locator("#approve").click();
+    const after = await gateway.callTool("atlas_status", { ref: fourth, wait_seconds: 20 });
+    expect(after.result?.structuredContent).toMatchObject({ ref: fourth, status: "executed", decision: { reviewer: "alice", auth: "review-page" } });
   });
 
   it("a viewer sees the inbox but gets no decision buttons", async () => {

@@ -160,7 +160,7 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
         sendJson(res, 403, { error: refused });
         return undefined;
       }
-      if (!csrfMatches(auth.secret, typeof req.headers["x-atlas-csrf"] === "string" ? req.headers["x-atlas-csrf"] : undefined)) {
+      if (!csrfMatches(auth.session, typeof req.headers["x-atlas-csrf"] === "string" ? req.headers["x-atlas-csrf"] : undefined)) {
         sendJson(res, 403, { error: "missing or wrong CSRF token (reload the page)" });
         return undefined;
       }
@@ -185,7 +185,8 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
     "/review/api/session": guarded((req, res) => {
       const auth = sessionOf(req);
       if (!auth) return sendJson(res, 200, { signedIn: false, reviewersConfigured: listReviewers(deps.dataDir).length > 0 });
-      sendJson(res, 200, { signedIn: true, reviewer: publicReviewer(auth.session.reviewer), csrf: auth.session.csrf, expiresAt: auth.session.expiresAt });
+      // no CSRF token here: it is handed out once, at sign-in (a cookie that reached another port must not fetch it)
+      sendJson(res, 200, { signedIn: true, reviewer: publicReviewer(auth.session.reviewer), expiresAt: auth.session.expiresAt });
     }),
 
     "/review/api/signin": guarded(async (req, res) => {

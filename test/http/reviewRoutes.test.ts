@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import fc from "fast-check";
 import type { Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
@@ -101,7 +102,23 @@ describe("review page", () => {
     const again = await fetch(`${harness.base}/review/api/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: auth.token }) });
     expect(again.status).toBe(401);
     const session = await jsonOf(fetch(`${harness.base}/review/api/session`, { headers: { cookie: auth.cookie } }));
-    expect(session).toMatchObject({ signedIn: true, reviewer: { id: "alice", role: "approver" }, csrf: auth.csrf });
+    expect(session).toMatchObject({ signedIn: true, reviewer: { id: "alice", role: "approver" } });
+  });
+
+  it("the session cookie alone cannot decide: the CSRF token is handed out once, at sign-in, and not derived from it", async () => {
+    // red team: cookies ignore ports, so a server the agent runs on 127.0.0.1:<other port> receives the session cookie
+    // when the reviewer opens it; the CSRF token was sha256 of the cookie and /review/api/session returned it too
+    const harness = await start();
+    const ref = await held(harness);
+    const auth = await signInAs(harness, "alice");
+    const secret = decodeURIComponent(auth.cookie.split("=")[1]!);
+    const session = await jsonOf(fetch(`${harness.base}/review/api/session`, { headers: { cookie: auth.cookie } }));
+    expect(session.csrf).toBeUndefined();
+    expect(JSON.stringify(session)).not.toContain(auth.csrf);
+    const derived = createHash("sha256").update(`atlas-csrf-v1\n${secret}`).digest("base64url");
+    expect((await post(harness, "/review/api/decide", { ref, decision: "approved" }, { cookie: auth.cookie, csrf: derived })).status).toBe(403);
+    expect(harness.engine.get(ref)?.status).toBe("pending");
+    expect((await post(harness, "/review/api/decide", { ref, decision: "approved" }, auth)).status).toBe(200);
   });
 
   it("approves through the page: the decision names the signed-in reviewer and the call runs once", async () => {
