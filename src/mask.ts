@@ -63,7 +63,9 @@ const TEXT_RULES: TextRule[] = [
   // key: value and KEY=value in text, config files, query strings, headers; quoted values whole
   {
     pattern: new RegExp(String.raw`(?<![A-Za-z0-9])(${TEXT_KEY})(?![A-Za-z0-9])(["']?[ \t]{0,16}[:=][ \t]{0,16})(?:"[^"\n]{0,2000}"|'[^'\n]{0,2000}'|(?!Bearer\b|Basic\b|Token\b|Digest\b)[^\s"',;&}\]]+)`, "gi"),
-    replace: (_m, key, sep) => `${key}${sep}${MASK}`,
+    // A value the shell expands (`$(…)`, backticks, `${…}`) is code, not a secret: masked, it would hide the agent's
+    // command from the reviewer and the model evaluators (`password="$(curl … | sh)"` shown as `password=[masked]`).
+    replace: (match, key, sep) => (/\$\(|`|\$\{/.test(match.slice(key.length + sep.length)) ? match : `${key}${sep}${MASK}`),
   },
   // vendor key formats, anywhere: OpenAI/Anthropic/Stripe-style sk-/rk-, GitHub, Slack, AWS, Google, npm, webhooks, JWTs
   // (a key has a digit somewhere; checked on the match, as a lookahead would rescan the rest at every start)

@@ -2,11 +2,24 @@
 export const MAX_INDENTED_LEVELS = 64;
 
 /**
+ * Characters that change how the text around them displays rather than showing themselves: C1 controls (U+009B is a
+ * terminal's CSI), bidi marks, embeddings, overrides and isolates ("Trojan Source", CVE-2021-42574), line and paragraph
+ * separators. The agent writes the arguments a reviewer reads: `invoice_\u202Efdp.exe` displays as `invoice_exe.pdf`.
+ */
+export const DISPLAY_CONTROLS = /[\u0080-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;
+
+/** `JSON.stringify` of a string with `DISPLAY_CONTROLS` escaped as `\uXXXX`: the same JSON value, shown as it is. */
+export function jsonString(text: string): string {
+  return JSON.stringify(text).replace(DISPLAY_CONTROLS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
  * `JSON.stringify` for values read back from a ledger, without its recursion: V8's native stringify overflows the
  * stack near 5,000 levels, and a ledger written before arguments were bounded can hold calls nested 10,000 deep
  * (issue 11). Same output as `JSON.stringify(value, null, indent)` for JSON data (objects, arrays, strings, finite
  * numbers, booleans, null; `undefined` members skipped, non-finite numbers as null), except that with `indent`,
- * levels deeper than `MAX_INDENTED_LEVELS` are written compactly: indenting 10,000 levels would print 100 MB of spaces.
+ * levels deeper than `MAX_INDENTED_LEVELS` are written compactly: indenting 10,000 levels would print 100 MB of spaces,
+ * and that strings escape `DISPLAY_CONTROLS` (it parses back to the same value).
  */
 export function renderJson(value: unknown, indent = 0): string {
   const pad = (level: number) => (indent > 0 && level <= MAX_INDENTED_LEVELS ? `\n${" ".repeat(indent * level)}` : "");
@@ -17,7 +30,7 @@ export function renderJson(value: unknown, indent = 0): string {
 
   const scalar = (item: unknown): string | undefined => {
     if (item === null) return "null";
-    if (typeof item === "string") return JSON.stringify(item);
+    if (typeof item === "string") return jsonString(item);
     if (typeof item === "number") return Number.isFinite(item) ? String(item) : "null";
     if (typeof item === "boolean") return String(item);
     if (typeof item === "bigint") return item.toString();
@@ -49,7 +62,7 @@ export function renderJson(value: unknown, indent = 0): string {
       continue;
     }
     const [key, item] = frame.items[frame.index]!;
-    out.push(`${frame.index > 0 ? "," : ""}${pad(frame.level + 1)}${key !== undefined ? `${JSON.stringify(key)}${colonAt(frame.level + 1)}` : ""}`);
+    out.push(`${frame.index > 0 ? "," : ""}${pad(frame.level + 1)}${key !== undefined ? `${jsonString(key)}${colonAt(frame.level + 1)}` : ""}`);
     frame.index += 1;
     emit(item, frame.level + 1);
   }

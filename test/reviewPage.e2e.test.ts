@@ -203,6 +203,11 @@ describe("review page in Chromium", () => {
     await expect.poll(() => page.locator("#args").textContent()).toContain("<b id=\\\"injected\\\">");
     expect(await page.locator("#injected").count()).toBe(0);
     expect(await page.title()).not.toBe("pwned");
+
+    // red team: a right-to-left override made "invoice_\u202Efdp.exe" display as "invoice_exe.pdf"
+    const spoof = refOf(await gateway.callTool("request_payment_extension", { beneficiary_id: "invoice_\u202Efdp.exe", reason: "hardship", days: 8 }));
+    await page.locator(`button.item[data-ref="${spoof}"]`).click();
+    await expect.poll(() => page.locator("#args").textContent()).toContain("invoice_\\u202efdp.exe");
   });
 
   it("is keyboard friendly: arrows move through the inbox, and calls arriving meanwhile keep focus and typed text", async () => {
@@ -227,6 +232,14 @@ describe("review page in Chromium", () => {
     const fourth = refOf(await gateway.callTool("request_payment_extension", { beneficiary_id: "C-8008", reason: "hardship", days: 5 }));
     await page.locator(`button.item[data-ref="${fourth}"]`).waitFor();
     expect(await page.locator("#approve").evaluate((el) => el.ownerDocument.activeElement === el)).toBe(true);
+
+    // a reload keeps deciding: the CSRF token from sign-in lives in this origin's storage (the session cookie, which
+    // reaches every port on the host, no longer yields it)
+    await page.reload();
+    await page.locator(`button.item[data-ref="${fourth}"]`).click();
+    await page.locator("#approve").click();
+    const after = await gateway.callTool("atlas_status", { ref: fourth, wait_seconds: 20 });
+    expect(after.result?.structuredContent).toMatchObject({ ref: fourth, status: "executed", decision: { reviewer: "alice", auth: "review-page" } });
   });
 
   it("an approver halts from the page: every view says so, the agent's calls are refused, and resume lets them through", async () => {

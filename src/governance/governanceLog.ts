@@ -247,6 +247,10 @@ export class GovernanceLog {
     const required = view.approvalsRequired ?? 1;
     if (input.decision === "approved" && required > 1) {
       // The two-person rule (EU AI Act Art. 14(5)): each approval is its own record; the Nth distinct one decides.
+      // Every approver approves the same arguments: an edit by one of them would run unseen by the others.
+      if (input.args) {
+        return { status: "refused", view, reason: `${view.ref} needs ${required} approvals, so its arguments cannot be edited: each approver must approve the same call. Deny it with the change you want as the reason; the agent can call again` };
+      }
       const approvers = (view.approvals ?? []).map((approval) => approval.reviewer);
       if (approvers.includes(input.reviewer)) {
         return { status: "refused", view, reason: `${input.reviewer} has already approved ${view.ref}; it needs ${required} different approvers (${approvers.length} of ${required} so far)` };

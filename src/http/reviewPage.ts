@@ -215,7 +215,8 @@ function timeLeft(deadline) {
   return ms <= 0 ? "deadline passed (expires as denied)" : duration(ms) + " left";
 }
 const classOf = (item) => (item.assessment && item.assessment.classification) || "unassessed";
-const pretty = (value) => JSON.stringify(value, null, 2);
+// the agent writes the arguments: bidi overrides and C1 controls are shown escaped, never applied (as renderJson does)
+const pretty = (value) => JSON.stringify(value, null, 2).replace(/[\u0080-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 
 async function api(path, body) {
   const options = body === undefined ? { credentials: "same-origin" } : {
@@ -249,14 +250,21 @@ async function boot() {
   const token = hash.get("signin");
   if (token) {
     history.replaceState(null, "", location.pathname + location.search);
-    try { state.session = await api("/review/api/signin", { token }); }
+    try { state.session = remember(await api("/review/api/signin", { token })); }
     catch (error) { showGate({ signedIn: false, reviewersConfigured: true }, error.message); return; }
   }
   const session = await api("/review/api/session");
-  if (!session.signedIn) { showGate(session); return; }
+  if (!session.signedIn) { forget(); showGate(session); return; }
+  // the CSRF token came once, at sign-in, and lives only in this origin's storage (the cookie reaches every port)
+  session.csrf = localStorage.getItem(CSRF_KEY) || "";
+  if (!session.csrf) { showGate({ signedIn: false, reviewersConfigured: true }, "Sign in again in this browser: open a new sign-in link (atlas-gateway reviewers link <id>)."); return; }
   state.session = session;
   showApp();
 }
+
+const CSRF_KEY = "atlas-review-csrf";
+function remember(session) { if (session && session.csrf) localStorage.setItem(CSRF_KEY, session.csrf); return session; }
+function forget() { localStorage.removeItem(CSRF_KEY); }
 
 /** Forgets everything the previous session saw (revealed values above all) before another one starts. */
 function resetView() {
@@ -290,7 +298,7 @@ function showGate(session, error) {
       h("form", { onsubmit: async (event) => {
         event.preventDefault();
         const value = $("token").value.trim().replace(/^.*#signin=/, "");
-        try { state.session = await api("/review/api/signin", { token: value }); showApp(); }
+        try { state.session = remember(await api("/review/api/signin", { token: value })); showApp(); }
         catch (e) { showGate(session, e.message); }
       } },
         h("label", { for: "token" }, "Sign-in token"),
@@ -652,7 +660,7 @@ function summarize(record) {
 
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => { setView(tab.dataset.view); if (tab.dataset.view === "history" && !$("results").tBodies[0].children.length) runSearch(""); });
 $("search").addEventListener("submit", (event) => { event.preventDefault(); runSearch($("q").value); });
-$("signout").addEventListener("click", async () => { try { await api("/review/api/signout", {}); } catch {} state.session = null; boot(); });
+$("signout").addEventListener("click", async () => { try { await api("/review/api/signout", {}); } catch {} forget(); state.session = null; boot(); });
 document.addEventListener("keydown", (event) => {
   if (event.key === "/" && !/^(INPUT|TEXTAREA)$/.test(document.activeElement.tagName)) { event.preventDefault(); setView("history"); $("q").focus(); }
 });

@@ -47,7 +47,12 @@ export function sessionCookieName(dataDir: string): string {
 function readCookie(req: IncomingMessage, name: string): string | undefined {
   for (const part of (req.headers.cookie ?? "").split(";")) {
     const eq = part.indexOf("=");
-    if (eq !== -1 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq === -1 || part.slice(0, eq).trim() !== name) continue;
+    try {
+      return decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      return undefined; // a malformed %-escape is no session (it threw into a 500 before)
+    }
   }
   return undefined;
 }
@@ -160,7 +165,7 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
         sendJson(res, 403, { error: refused });
         return undefined;
       }
-      if (!csrfMatches(auth.secret, typeof req.headers["x-atlas-csrf"] === "string" ? req.headers["x-atlas-csrf"] : undefined)) {
+      if (!csrfMatches(auth.session, typeof req.headers["x-atlas-csrf"] === "string" ? req.headers["x-atlas-csrf"] : undefined)) {
         sendJson(res, 403, { error: "missing or wrong CSRF token (reload the page)" });
         return undefined;
       }
@@ -185,7 +190,8 @@ export function createReviewRoutes(deps: ReviewRoutesDeps): Record<string, Reque
     "/review/api/session": guarded((req, res) => {
       const auth = sessionOf(req);
       if (!auth) return sendJson(res, 200, { signedIn: false, reviewersConfigured: listReviewers(deps.dataDir).length > 0 });
-      sendJson(res, 200, { signedIn: true, reviewer: publicReviewer(auth.session.reviewer), csrf: auth.session.csrf, expiresAt: auth.session.expiresAt });
+      // no CSRF token here: it is handed out once, at sign-in (a cookie that reached another port must not fetch it)
+      sendJson(res, 200, { signedIn: true, reviewer: publicReviewer(auth.session.reviewer), expiresAt: auth.session.expiresAt });
     }),
 
     "/review/api/signin": guarded(async (req, res) => {

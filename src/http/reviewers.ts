@@ -38,6 +38,8 @@ interface Session {
   reviewer: string;
   createdAt: string;
   expiresAt: string;
+  /** sha256 of the session's CSRF token (random, handed to the page once at sign-in). */
+  csrfHash?: string;
 }
 
 interface StoreFile {
@@ -198,15 +200,17 @@ export function reviewerForKey(dataDir: string, key: string, id?: string): Revie
 export interface ReviewSession {
   reviewer: Reviewer;
   expiresAt: string;
-  /** The CSRF token the page sends with every state-changing request (derived from the session secret). */
-  csrf: string;
+  /** sha256 of the CSRF token every state-changing request must carry; absent for a session from an older store. */
+  csrfHash?: string;
 }
 
 /**
- * Exchanges a one-time sign-in token for a session: the token is consumed, and the returned session secret goes
- * into an HttpOnly cookie. Undefined when the token is unknown, used or expired.
+ * Exchanges a one-time sign-in token for a session: the token is consumed, the returned session secret goes into an
+ * HttpOnly cookie, and the returned CSRF token to the page, once. The CSRF token is random, not derived from the
+ * cookie: cookies ignore ports, so any server on the same host (one the agent started) may receive the cookie, and
+ * must not be able to decide with it. Undefined when the token is unknown, used or expired.
  */
-export function signIn(dataDir: string, token: string, now = new Date()): (ReviewSession & { secret: string }) | undefined {
+export function signIn(dataDir: string, token: string, now = new Date()): (ReviewSession & { secret: string; csrf: string }) | undefined {
   const hash = hashSecret(token.trim());
   // Checked without the lock first: an unknown token (the common failure) writes nothing.
   if (!readStore(dataDir).reviewers.some((entry) => entry.signIn && sameHash(entry.signIn.hash, hash))) return undefined;
@@ -217,10 +221,11 @@ export function signIn(dataDir: string, token: string, now = new Date()): (Revie
     delete reviewer.signIn; // one use, even when it comes too late
     if (expired) return undefined;
     const secret = newSecret("atlas_ss_");
+    const csrf = newSecret("atlas_cs_");
     const expiresAt = new Date(now.getTime() + SESSION_TTL_MS).toISOString();
     store.sessions = store.sessions.filter((session) => Date.parse(session.expiresAt) > now.getTime());
-    store.sessions.push({ hash: hashSecret(secret), reviewer: reviewer.id, createdAt: now.toISOString(), expiresAt });
-    return { reviewer, expiresAt, csrf: csrfToken(secret), secret };
+    store.sessions.push({ hash: hashSecret(secret), reviewer: reviewer.id, createdAt: now.toISOString(), expiresAt, csrfHash: hashSecret(csrf) });
+    return { reviewer, expiresAt, csrfHash: hashSecret(csrf), csrf, secret };
   });
 }
 
@@ -232,7 +237,7 @@ export function sessionFor(dataDir: string, secret: string | undefined, now = ne
   const session = store.sessions.find((entry) => sameHash(entry.hash, hash));
   if (!session || Date.parse(session.expiresAt) <= now.getTime()) return undefined;
   const reviewer = store.reviewers.find((entry) => entry.id === session.reviewer);
-  return reviewer ? { reviewer, expiresAt: session.expiresAt, csrf: csrfToken(secret) } : undefined;
+  return reviewer ? { reviewer, expiresAt: session.expiresAt, ...(session.csrfHash ? { csrfHash: session.csrfHash } : {}) } : undefined;
 }
 
 /** Ends one session at once (the cookie is cleared by the caller). */
@@ -243,18 +248,8 @@ export function signOut(dataDir: string, secret: string): void {
   });
 }
 
-/**
- * The CSRF token for a session: a hash of the session secret, so nothing extra is stored, a page script can hold it
- * (the cookie it derives from is HttpOnly), and another site can neither read nor compute it.
- */
-export function csrfToken(sessionSecret: string): string {
-  return createHash("sha256").update(`atlas-csrf-v1\n${sessionSecret}`).digest("base64url");
-}
-
-/** Constant-time check of a presented CSRF token against the session's. */
-export function csrfMatches(sessionSecret: string, presented: string | undefined): boolean {
-  if (!presented) return false;
-  const expected = Buffer.from(csrfToken(sessionSecret));
-  const given = Buffer.from(presented);
-  return expected.length === given.length && timingSafeEqual(expected, given);
+/** Constant-time check of a presented CSRF token against the session's (a session without one matches nothing). */
+export function csrfMatches(session: Pick<ReviewSession, "csrfHash">, presented: string | undefined): boolean {
+  if (!presented || !session.csrfHash) return false;
+  return sameHash(session.csrfHash, hashSecret(presented));
 }

@@ -39,6 +39,14 @@ function escape(text: string): string {
 }
 
 /**
+ * Text shown inside Slack code (`` `…` `` or a ``` block): escaped, and every backtick followed by a zero-width space,
+ * so no run of backticks in the agent's arguments can close the code early and turn the rest into its own markup.
+ */
+function code(text: string): string {
+  return escape(text).replace(/`/g, "`\u200b");
+}
+
+/**
  * A Slack incoming-webhook message in Block Kit: what happened, the tool, score, reasons, masked arguments and time
  * left, and a button that opens the call on the review page when `publicUrl` is set.
  */
@@ -52,7 +60,7 @@ export function slackMessage(event: NotificationEvent, now: Date): Record<string
     blocks.push({
       type: "section",
       fields: [
-        { type: "mrkdwn", text: `*Tool*\n\`${escape(call.tool)}\` (upstream \`${escape(call.upstream)}\`)` },
+        { type: "mrkdwn", text: `*Tool*\n\`${code(call.tool)}\` (upstream \`${code(call.upstream)}\`)` },
         { type: "mrkdwn", text: `*Risk*\n${call.score ?? "?"}${call.classification ? ` (${call.classification})` : ""}` },
         { type: "mrkdwn", text: `*Ref*\n\`${call.ref}\`` },
         { type: "mrkdwn", text: `*Status*\n${call.status}${left ? `, ${left} left` : ""}${call.approvals ? ` · ${call.approvals.count} of ${call.approvals.required} approvals` : ""}` },
@@ -61,7 +69,7 @@ export function slackMessage(event: NotificationEvent, now: Date): Record<string
     if (call.reasons.length) {
       blocks.push({ type: "section", text: { type: "mrkdwn", text: clip(`*Reasons*\n${call.reasons.map((reason) => `• ${escape(reason)}`).join("\n")}`, SLACK_TEXT_LIMIT) } });
     }
-    blocks.push({ type: "section", text: { type: "mrkdwn", text: `*Arguments* (secrets masked)\n\`\`\`${clip(escape(JSON.stringify(call.args, null, 2)), SLACK_TEXT_LIMIT - 40)}\`\`\`` } });
+    blocks.push({ type: "section", text: { type: "mrkdwn", text: `*Arguments* (secrets masked)\n\`\`\`${clip(code(JSON.stringify(call.args, null, 2)), SLACK_TEXT_LIMIT - 40)}\`\`\`` } });
   }
   if (event.halt?.reason) blocks.push({ type: "section", text: { type: "mrkdwn", text: clip(`*Reason*\n${escape(event.halt.reason)}`, SLACK_TEXT_LIMIT) } });
   if (event.reviewUrl) {
@@ -70,8 +78,9 @@ export function slackMessage(event: NotificationEvent, now: Date): Record<string
       elements: [{ type: "button", text: { type: "plain_text", text: call ? "Open in review page" : "Open review page" }, url: event.reviewUrl, ...(event.type === "call.held" ? { style: "primary" } : {}) }],
     });
   }
-  blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: `atlas-gateway · instance \`${escape(event.instance)}\` · ${event.at}` }] });
-  return { text: event.summary, blocks };
+  blocks.push({ type: "context", elements: [{ type: "mrkdwn", text: `atlas-gateway · instance \`${code(event.instance)}\` · ${event.at}` }] });
+  // the fallback text (push notifications, screen readers) is mrkdwn too: a reason naming <!channel> must not ping
+  return { text: escape(event.summary), blocks };
 }
 
 /** The request for any sink. */

@@ -179,6 +179,61 @@ function componentMatchers(pattern: string, foldCase: boolean): RegExp[] {
   });
 }
 
+/** Shell glob characters: a word holding one names whatever the shell expands it to, not itself. */
+const GLOB = /[*?[]/;
+
+/**
+ * One path component of a shell glob as a matcher of one name: `*` any run, `?` one character, `[…]` / `[!…]` a class
+ * (an unclosed `[` is literal), `**` (globstar) any name.
+ */
+function globComponent(glob: string, foldCase: boolean): RegExp {
+  let source = "";
+  for (let i = 0; i < glob.length; i++) {
+    const char = glob[i]!;
+    const close = char === "[" ? glob.indexOf("]", i + 2) : -1;
+    if (char === "*") source += ".*";
+    else if (char === "?") source += ".";
+    else if (close !== -1) {
+      const body = glob.slice(i + 1, close).replace(/^!/, "^").replace(/\\/g, "\\\\");
+      source += `[${body}]`;
+      i = close;
+    } else source += char.replace(/[.+?^$|()[\]{}\\*]/g, "\\$&");
+  }
+  try {
+    return new RegExp(`^${source}$`, foldCase ? "i" : "");
+  } catch {
+    return /^.*$/; // a class the shell reads differently than a RegExp: assume it can match
+  }
+}
+
+/**
+ * Shell brace expansion (`a{b,c}d` -> `abd`, `acd`), nested, at most `limit` words (the rest are dropped). A word
+ * longer than any path (4096) or with more than 16 brace groups is left as it is: the expansion must stay cheap on
+ * whatever an agent sends.
+ */
+export function expandBraces(word: string, limit = 64, groups = 0): string[] {
+  const open = word.indexOf("{");
+  if (open === -1 || word.length > 4096 || groups >= 16) return [word];
+  let depth = 0;
+  const commas: number[] = [];
+  for (let i = open; i < word.length; i++) {
+    const char = word[i];
+    if (char === "{") depth++;
+    else if (char === "}" && --depth === 0) {
+      if (commas.length === 0) return expandBraces(word.slice(i + 1), limit, groups + 1).map((rest) => word.slice(0, i + 1) + rest).slice(0, limit);
+      const bounds = [open, ...commas, i];
+      const out: string[] = [];
+      for (let k = 0; k + 1 < bounds.length && out.length < limit; k++) {
+        for (const expanded of expandBraces(word.slice(0, open) + word.slice(bounds[k]! + 1, bounds[k + 1]) + word.slice(i + 1), limit, groups + 1)) {
+          if (out.length < limit) out.push(expanded);
+        }
+      }
+      return out;
+    } else if (char === "," && depth === 1) commas.push(i);
+  }
+  return [word];
+}
+
 /** Returns a checker: the first protected target the arguments reach, or undefined. */
 export function createSelfProtection(options: SelfProtectionOptions): (args: Record<string, unknown>) => SelfProtectionHit | undefined {
   const platform = options.platform ?? process.platform;
@@ -186,7 +241,7 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   const foldCase = platform === "win32" || platform === "darwin";
   const norm = (path: string) => (foldCase ? path.normalize("NFC").toLowerCase() : path.normalize("NFC"));
   const cwds = typeof options.cwds === "function" ? options.cwds : () => options.cwds as string[];
-  const suffixes = (options.suffixes ?? []).map(({ path, label }) => ({ parts: componentMatchers(path, foldCase), label }));
+  const suffixes = (options.suffixes ?? []).map(({ path, label }) => ({ parts: componentMatchers(path, foldCase), names: path.split("/").filter(Boolean), label }));
   const realpath = options.realpath ?? ((path: string) => realpathFollowingLinks(path, platform));
   const isSymlink = options.isSymlink ?? ((path: string) => statOrNothing(path)?.isSymbolicLink() === true);
   const env = options.env ?? {};
@@ -207,11 +262,31 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   /** A protected name anywhere in the (resolved, normalised) path, whatever the base before it. */
   const matchesSuffix = (candidate: string) => {
     const parts = candidate.normalize("NFC").split(/[\\/]/).filter(Boolean);
-    return suffixes.find(({ parts: pattern }) => {
+    // a globbed component matches a protected one when it could expand to its name (`atlas-g*` -> `atlas-gateway`)
+    const globs = GLOB.test(candidate) ? parts.map((part) => (GLOB.test(part) ? globComponent(part, foldCase) : undefined)) : [];
+    return suffixes.find(({ parts: pattern, names }) => {
       for (let start = 0; start + pattern.length <= parts.length; start++) {
-        if (pattern.every((matcher, i) => matcher.test(parts[start + i]!))) return true;
+        if (pattern.every((matcher, i) => matcher.test(parts[start + i]!) || globs[start + i]?.test(names[i]!) === true)) return true;
       }
       return false;
+    });
+  };
+  /**
+   * A glob reaches a protected root when it can expand to the root or a path inside it: each of its first components
+   * matches the root's (`**` matches whatever follows, so a globstar above a root counts). One that can only expand to
+   * an ancestor (`~/.local/*`) does not, as an ancestor's plain path does not.
+   */
+  const globReaches = (candidate: string) => {
+    const parts = norm(candidate).split(paths === win32 ? /[\\/]+/ : /\/+/).filter(Boolean);
+    return roots.find(({ root }) => {
+      const rootParts = root.split(paths === win32 ? /[\\/]+/ : /\/+/).filter(Boolean);
+      for (let i = 0; i < rootParts.length; i++) {
+        const part = parts[i];
+        if (part === undefined) return false;
+        if (part === "**") return true;
+        if (part !== rootParts[i] && !(GLOB.test(part) && globComponent(part, foldCase).test(rootParts[i]!))) return false;
+      }
+      return true;
     });
   };
 
@@ -285,6 +360,12 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
         }
         if (hit) return { at, value, target: hit.label };
       }
+      if (GLOB.test(expanded)) {
+        for (const candidate of new Set(candidates)) {
+          const hit = globReaches(candidate);
+          if (hit) return { at, value, target: hit.label };
+        }
+      }
       // the name alone, as the agent wrote it (`ledgers/main.jsonl` under a base nobody told us about), then resolved
       for (const path of [expanded, ...resolved]) {
         const named = matchesSuffix(path);
@@ -316,11 +397,14 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
         if (seenWords.has(word)) continue;
         seenWords.add(word);
         if (runsCli(word)) return { at, value: describeWord(word, "command"), target: "the gateway's CLI" };
-        const parts = new Set([word]);
+        const parts = new Set(expandBraces(word));
         const eq = word.indexOf("=");
         if (eq > 0) parts.add(word.slice(eq + 1));
         if (word.includes(":") && !/^(file:|[A-Za-z]:[\\/])/i.test(word)) for (const part of word.split(":")) parts.add(part);
-        if (/[,{}[\]"]/.test(word)) for (const part of word.split(/[,{}[\]"]/)) parts.add(part);
+        // code inside a quoted argument (`python -c "open('/p','w')"`): its string literals are words too
+        if (/[,{}[\]"'()+]/.test(word)) for (const part of word.split(/[,{}[\]"'()+]/)) parts.add(part);
+        // a POSIX shell reads `gate\way` as `gateway` (the tokenizer keeps `\` before a letter for Windows paths)
+        if (platform !== "win32" && word.includes("\\")) parts.add(word.replace(/\\(.)/g, "$1"));
         for (const part of parts) {
           if (!part) continue;
           if (!PATH_LIKE.test(part)) {

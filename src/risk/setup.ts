@@ -1,6 +1,6 @@
 import { statSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { credentialsDir, type GatewayConfig } from "../config.js";
 import { instancePaths } from "../dataDir.js";
 import { PACKAGE_DIR } from "../packageDir.js";
@@ -29,18 +29,28 @@ export function protectedPathsFor(config: GatewayConfig, options: { instance?: s
 
 /**
  * Protected names matched wherever they appear in a resolved path, so a base the gateway does not know (an upstream's
- * own notion of its root) cannot hide them: the credential and ledger file names, and the data dir's own entries
- * under its name (`atlas-gateway/ledgers`).
+ * own notion of its root) cannot hide them: the credential and ledger file names, the data dir's own entries under
+ * its name (`atlas-gateway/ledgers`), and the config files under their directory's name. The files that grant
+ * approval power (reviewers, public keys, the halt fact, the config's `webhook.publicKeys` and `notify`) are among
+ * them: after a plain `move_file` of a directory that holds the data dir (a destructive call a reviewer may approve
+ * without seeing what it holds), a write to `<moved>/data/reviewers.json` must still be held as critical.
  */
 export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
   const dataDirName = basename(resolve(config.dataDir));
+  const parentAndName = (path: string) => `${basename(dirname(resolve(path)))}/${basename(path)}`;
   return [
     { path: "webhook-secret", label: "the gateway's approval credentials (by name)" },
-    { path: "approval-keys.json", label: "the gateway's approval credentials (by name)" },
+    // bare names too: `find ~ -name reviewers.json -exec cp evil.json {} \;` names no directory at all
+    ...["reviewers.json", "approval-keys.json", "halt.json"].map((path) => ({ path, label: "the gateway's reviewers, keys or halt state (by name)" })),
     { path: "atlas-gateway/credentials", label: "the gateway's approval credentials (by name)" },
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
-    // who may sign in to the review page, and the stop button's state: writing either would approve or resume
-    ...["ledgers", "run", "webhook-secret", "reviewers.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
+    // a shell upstream's $PPID is the gateway: its environ keeps what the gateway started with (an exported
+    // ATLAS_REVIEWER_TOKEN, model and Inngest keys), which scrubbing the upstreams' env cannot take back
+    // where MCP clients list their servers: a server the agent adds there reaches it without the gateway
+    ...[".mcp.json", ".cursor/mcp.json", ".vscode/mcp.json", "claude_desktop_config.json"].map((path) => ({ path, label: "an MCP client's server list (a server added there bypasses the gateway)" })),
+    { path: "proc/*/environ", label: "a process's environment (the gateway's keys and a reviewer's token)" },
+    ...["ledgers", "run", "webhook-secret", "reviewers.json", "approval-keys.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
+    ...[...new Set(["atlas-gateway/config.json", ...(config.configFiles ?? []).map(parentAndName)])].map((path) => ({ path, label: "the gateway's config (by name)" })),
   ];
 }
 

@@ -1,5 +1,6 @@
-import type { Server } from "node:http";
+import { createHash } from "node:crypto";
 import fc from "fast-check";
+import type { Server } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
 import { readHaltFile } from "../../src/governance/halt.js";
@@ -103,7 +104,23 @@ describe("review page", () => {
     const again = await fetch(`${harness.base}/review/api/signin`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: auth.token }) });
     expect(again.status).toBe(401);
     const session = await jsonOf(fetch(`${harness.base}/review/api/session`, { headers: { cookie: auth.cookie } }));
-    expect(session).toMatchObject({ signedIn: true, reviewer: { id: "alice", role: "approver" }, csrf: auth.csrf });
+    expect(session).toMatchObject({ signedIn: true, reviewer: { id: "alice", role: "approver" } });
+  });
+
+  it("the session cookie alone cannot decide: the CSRF token is handed out once, at sign-in, and not derived from it", async () => {
+    // red team: cookies ignore ports, so a server the agent runs on 127.0.0.1:<other port> receives the session cookie
+    // when the reviewer opens it; the CSRF token was sha256 of the cookie and /review/api/session returned it too
+    const harness = await start();
+    const ref = await held(harness);
+    const auth = await signInAs(harness, "alice");
+    const secret = decodeURIComponent(auth.cookie.split("=")[1]!);
+    const session = await jsonOf(fetch(`${harness.base}/review/api/session`, { headers: { cookie: auth.cookie } }));
+    expect(session.csrf).toBeUndefined();
+    expect(JSON.stringify(session)).not.toContain(auth.csrf);
+    const derived = createHash("sha256").update(`atlas-csrf-v1\n${secret}`).digest("base64url");
+    expect((await post(harness, "/review/api/decide", { ref, decision: "approved" }, { cookie: auth.cookie, csrf: derived })).status).toBe(403);
+    expect(harness.engine.get(ref)?.status).toBe("pending");
+    expect((await post(harness, "/review/api/decide", { ref, decision: "approved" }, auth)).status).toBe(200);
   });
 
   it("approves through the page: the decision names the signed-in reviewer and the call runs once", async () => {
@@ -197,6 +214,35 @@ describe("review page", () => {
     expect(harness.executor.calls[0]?.args).toEqual({ path: "/tmp/a", api_key: "sk-live-0123456789abcdef", amount: 50 });
   });
 
+  it("a two-person call cannot be approved with edits (400), and a second approval by the same reviewer is refused (409)", async () => {
+    // red team: the first approver's edits were dropped silently (200, "edited": true) and the second approval ran
+    // the agent's original arguments; a repeated approval answered 200 as if it had counted
+    const harness = await start({
+      evaluator: createRulesEvaluator({ threshold: 70, overrides: {}, rules: [{ id: "two", tool: "write_file", effect: "review", approvals: 2 }] }),
+    });
+    const ref = await held(harness, { path: "/payments/evil" });
+    const ana = await signInAs(harness, "ana");
+    const ben = await signInAs(harness, "ben");
+    const edited = await post(harness, "/review/api/decide", { ref, decision: "approved", args: { path: "/payments/safe" } }, ana);
+    expect(edited.status).toBe(400);
+    expect((await jsonOf(edited)).error).toMatch(/needs 2 approvers, who must approve the same arguments/);
+    expect(harness.engine.get(ref)?.approvals ?? []).toEqual([]);
+
+    expect(await jsonOf(post(harness, "/review/api/decide", { ref, decision: "approved" }, ana))).toMatchObject({ status: "pending" });
+    const twice = await post(harness, "/review/api/decide", { ref, decision: "approved" }, ana);
+    expect(twice.status).toBe(409);
+    expect((await jsonOf(twice)).error).toMatch(/ana has already approved/);
+
+    expect(await jsonOf(post(harness, "/review/api/decide", { ref, decision: "approved" }, ben))).toMatchObject({ status: expect.stringMatching(/approved|executing|executed/) });
+    expect((await harness.engine.waitForOutcome(ref, 5000))?.status).toBe("executed");
+    expect(harness.executor.calls.map((call) => call.args)).toEqual([{ path: "/payments/evil" }]);
+    const approvals = scanLedger(instancePaths(harness.dataDir, "main").ledger).records.filter((record) => record.type === "approval.recorded");
+    expect(approvals.map((record) => record.data)).toEqual([
+      { reviewer: "ana", count: 1, required: 2, auth_method: "review-page" },
+      { reviewer: "ben", count: 2, required: 2, auth_method: "review-page" },
+    ]);
+  });
+
   it("revealing masked values is recorded before they are shown; history and search find the call", async () => {
     const harness = await start();
     const auth = await signInAs(harness, "alice");
@@ -258,6 +304,34 @@ describe("review page", () => {
       controller.abort();
       await other.close();
     }
+  });
+});
+
+describe("review API under bad input", () => {
+  it("random cookies, headers, methods and bodies on every review route answer 2xx-4xx, never 5xx, and decide nothing", async () => {
+    // red team: a cookie with a malformed %-escape made decodeURIComponent throw: 500 on every route that reads it
+    const harness = await start();
+    const ref = await held(harness);
+    const ana = await signInAs(harness, "ana");
+    const name = sessionCookieName(harness.dataDir);
+    const routes = ["/review", "/review/api/session", "/review/api/signin", "/review/api/signout", "/review/api/pending", "/review/api/decide", "/review/api/reveal", "/review/api/history?ref=%", "/review/api/search?q=%E0%A4", "/api/pending"];
+    const text = fc.string({ unit: "binary", maxLength: 80 }).map((value) => value.replace(/[^\x20-\x7e]/g, "%"));
+    const cookie = fc.oneof(text.map((value) => `${name}=${value}`), fc.constant(`${name}=%E0%A4%A`), fc.constant(`${name}=%`), fc.constant(ana.cookie), text);
+    const body = fc.oneof(fc.json(), text, fc.constant(JSON.stringify({ ref, decision: "approved", args: "x" })), fc.constant(JSON.stringify({ ref, decision: "denied" })));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...routes), fc.constantFrom("GET", "POST", "PUT", "DELETE"), cookie, fc.option(fc.constantFrom(ana.csrf, "x", "")), fc.constantFrom("application/json", "text/plain", "application/x-www-form-urlencoded"), body, async (route, method, cookieHeader, csrf, type, payload) => {
+          const res = await fetch(`${harness.base}${route}`, {
+            method,
+            headers: { cookie: cookieHeader, "content-type": type, ...(csrf !== null ? { "x-atlas-csrf": csrf } : {}), ...(route === "/api/pending" ? { authorization: `Bearer ${cookieHeader}` } : {}) },
+            ...(method === "GET" ? {} : { body: payload }),
+          });
+          await res.arrayBuffer();
+          expect(res.status, `${method} ${route} cookie=${cookieHeader}`).toBeLessThan(500);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    expect(harness.engine.get(ref)?.status).toBe("pending");
   });
 });
 

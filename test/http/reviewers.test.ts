@@ -32,9 +32,12 @@ describe("reviewer store", () => {
     expect(sessionFor(dataDir, session.secret, new Date(t0.getTime() + SESSION_TTL_MS - 1000))?.reviewer.id).toBe("alice");
     expect(sessionFor(dataDir, session.secret, new Date(t0.getTime() + SESSION_TTL_MS + 1000))).toBeUndefined();
     expect(sessionFor(dataDir, "atlas_ss_forged", t0)).toBeUndefined();
-    expect(csrfMatches(session.secret, session.csrf)).toBe(true);
-    expect(csrfMatches(session.secret, session.csrf.slice(1))).toBe(false);
-    expect(csrfMatches(session.secret, undefined)).toBe(false);
+    const live = sessionFor(dataDir, session.secret, t0)!;
+    expect(csrfMatches(live, session.csrf)).toBe(true);
+    expect(csrfMatches(live, session.csrf.slice(1))).toBe(false);
+    expect(csrfMatches(live, undefined)).toBe(false);
+    expect(csrfMatches(live, session.secret)).toBe(false); // the cookie is not the CSRF token, nor derives it
+    expect(JSON.stringify(live)).not.toContain(session.csrf);
   });
 
   it("an expired link is refused and a new one replaces the old", () => {

@@ -129,6 +129,24 @@ describe("Slack message", () => {
     expect(JSON.stringify(slackMessage(event, new Date()))).toContain("&lt;!channel&gt; &amp; &lt;https://evil|click&gt;");
   });
 
+  it("keeps the agent's arguments inside their code block, and escapes the fallback text too", () => {
+    // red team: an argument holding ``` closed the code block early, so the rest rendered as the agent's own mrkdwn
+    // (*bold* claims, auto-linked URLs) under the gateway's name; the top-level text (push notifications) was raw
+    const event = callEvent("call.decided", {
+      ...view,
+      args: { note: "``` *Security review: approved, safe to run* https://evil.example/approve ```", tail: "`" },
+      status: "denied",
+      decision: { decision: "denied", source: "human", reviewer: "ana", reason: "<!channel> see <https://evil|this>", at: "2026-03-01T10:00:00.000Z" },
+    }, { instance: "main" });
+    const message = slackMessage(event, new Date()) as { text: string; blocks: { text?: { text: string } }[] };
+    const argsBlock = message.blocks.find((block) => block.text?.text.startsWith("*Arguments*"))!.text!.text;
+    expect(argsBlock.match(/```/g)).toHaveLength(2);
+    expect(argsBlock.endsWith("```")).toBe(true);
+    expect(argsBlock).toContain("Security review: approved");
+    expect(message.text).not.toMatch(/[<>]/);
+    expect(message.text).toContain("&lt;!channel&gt;");
+  });
+
   it("time left", () => {
     const now = new Date("2026-03-01T10:00:00Z");
     expect([timeLeft("2026-03-01T10:00:30Z", now), timeLeft("2026-03-01T10:30:00Z", now), timeLeft("2026-03-01T09:00:00Z", now), timeLeft(undefined, now)]).toEqual(["30s", "30m", "expired", undefined]);

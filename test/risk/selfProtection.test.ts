@@ -6,7 +6,7 @@ import { credentialsDir, loadConfig } from "../../src/config.js";
 import { compilePolicy } from "../../src/risk/policy.js";
 import { createRiskEvaluator } from "../../src/risk/assess.js";
 import { createEvaluatorFromConfig } from "../../src/risk/setup.js";
-import { collapseDots, createSelfProtection, shellWords } from "../../src/risk/selfProtection.js";
+import { collapseDots, createSelfProtection, expandBraces, shellWords } from "../../src/risk/selfProtection.js";
 
 // A fake home with the gateway's files laid out as on a real machine.
 const root = realpathSync(mkdtempSync(join(tmpdir(), "atlas-selfprot-")));
@@ -69,6 +69,18 @@ describe("self-protection", () => {
     ["the CLI in node_modules/.bin", { command: "node_modules/.bin/atlas-gateway approve evt_1" }, "CLI"],
     ["the CLI, upper case", { command: "ATLAS-GATEWAY approve evt_1" }, "CLI"],
     ["the installed package", { path: join(packageDir, "dist", "cli.js") }, "CLI"],
+    // red team: the shell expands what the check read literally
+    ["a glob in a directory name", { command: "cp evil.json ~/.local/share/atlas-g*/reviewers.json" }, "data dir"],
+    ["a ? glob", { command: "cat ~/.local/share/atlas-gatewa?/approval-keys.json" }, "data dir"],
+    ["a bracket glob", { command: "cat ~/.local/share/atlas-[f-h]ateway/halt.json" }, "data dir"],
+    ["a glob for the whole directory", { command: "echo {} > ~/.local/share/*/halt.json" }, "data dir"],
+    ["a glob for the data dir itself", { command: "rm -rf ~/.local/share/*" }, "data dir"],
+    ["globbed socket in a command substitution", { command: "socat - UNIX-CONNECT:$(ls ~/.local/share/atlas*/run/*.sock)" }, "data dir"],
+    ["a ** glob", { command: "cat ~/**/reviewers.json" }, "data dir"],
+    ["a backslash the shell drops", { command: "cat ~/.local/share/atlas-gate\\way/reviewers.json" }, "data dir"],
+    ["a string literal in inline code", { command: `python3 -c "open('${dataDir}/reviewers.json','w').write('{}')"` }, "data dir"],
+    ["brace expansion", { command: "cp x ~/.local/share/{notes,atlas-gateway}/reviewers.json" }, "data dir"],
+    ["brace expansion of a path's tail", { command: "cat ~/.local/share/atlas-gate{way,keeper}/webhook-secret" }, "data dir"],
   ];
   it.each(reached)("holds %s", (_label, args, target) => {
     const hit = check(args);
@@ -83,6 +95,9 @@ describe("self-protection", () => {
     ["a repository that shares the CLI's name", { command: `cd ${join(home, "src", "atlas-gateway")} && git status` }],
     ["a word that contains the name", { query: "my-atlas-gateway-notes" }],
     ["plain values", { citizen_id: "C-1001", days: 30, ok: true, none: null }],
+    ["a glob that can only match an ancestor or a sibling", { command: "ls ~/.local/* ~/.local/share/atlas-gateway-*/x" }],
+    ["a glob elsewhere", { command: "rm -f ~/work/build/*.o ./*.tmp" }],
+    ["braces elsewhere", { command: "mkdir -p ~/work/{src,test}" }],
     ["no arguments", {}],
   ];
   it.each(clear)("lets through %s", (_label, args) => {
@@ -231,6 +246,45 @@ describe("self-protection in the risk evaluator", () => {
       expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
     }
   });
+
+  it("protects the files that grant approval power by name, after the agent moved a directory holding them", async () => {
+    // red team: `move_file <project> <p2>` (a plain destructive call a reviewer may approve), then a write to
+    // <p2>/data/reviewers.json adds the agent as a reviewer, and a move back puts it in force
+    const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, ".config", "atlas-gateway") };
+    const config = loadConfig({ env, userConfig: false, flags: { dataDir: join(work, "data"), config: configFile }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env, cwd: work, packageDir });
+    for (const path of ["/tmp/p2/data/reviewers.json", "/tmp/p2/data/approval-keys.json", "/tmp/p2/data/halt.json", "/tmp/moved/atlas-gateway/config.json", "/tmp/moved/work/atlas.json"]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
+    }
+    // a bare file name the shell resolves by itself (find, xargs) names them too
+    for (const command of ["find ~ -name reviewers.json -exec cp evil.json {} \\;", "find / -name approval-keys.json | xargs rm", "locate halt.json"]) {
+      expect((await evaluator({ ...input, args: { command } })).rules?.map((rule) => rule.id), command).toContain("self-protection");
+    }
+    for (const path of ["/tmp/p2/other/config.json", "/proc/cpuinfo", "/tmp/p2/reviewers.yaml"]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id) ?? [], path).not.toContain("self-protection");
+    }
+  });
+
+  it("protects MCP clients' server lists by name: an agent that adds a server there routes around the gateway", async () => {
+    const config = loadConfig({ env: {}, userConfig: false, flags: { dataDir }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env: { HOME: home }, cwd: work, packageDir });
+    for (const path of ["./.mcp.json", "/srv/app/.cursor/mcp.json", "~/.vscode/mcp.json", "~/.config/Claude/claude_desktop_config.json"]) {
+      expect((await evaluator({ ...input, args: { path } })).rules?.map((rule) => rule.id), path).toContain("self-protection");
+    }
+    expect((await evaluator({ ...input, args: { path: "./docs/mcp.json" } })).rules?.map((rule) => rule.id) ?? []).not.toContain("self-protection");
+  });
+
+  it("protects a process's environment (/proc/<pid>/environ), where the gateway's own keys are readable", async () => {
+    const env = { HOME: home, ATLAS_CONFIG_DIR: join(home, ".config", "atlas-gateway") };
+    const config = loadConfig({ env, userConfig: false, flags: { dataDir }, cwd: work });
+    const { evaluator } = createEvaluatorFromConfig(config, { env, cwd: work, packageDir });
+    // a shell upstream is the gateway's child: /proc/$PPID/environ is the gateway's own environment, which keeps a
+    // reviewer's exported ATLAS_REVIEWER_TOKEN (scrubbed from upstreams' env, not from the gateway's) and model keys
+    for (const command of ["cat /proc/$PPID/environ", "tr '\\0' '\\n' < /proc/1234/environ", "xxd /proc/self/../$PPID/environ"]) {
+      expect((await evaluator({ ...input, args: { command } })).rules?.map((rule) => rule.id), command).toContain("self-protection");
+    }
+    expect((await evaluator({ ...input, args: { command: "cat /proc/cpuinfo" } })).rules?.map((rule) => rule.id) ?? []).not.toContain("self-protection");
+  });
 });
 
 describe("self-protection on odd input", () => {
@@ -239,6 +293,18 @@ describe("self-protection on odd input", () => {
     expect(guard({ blob: "y".repeat(5 * 1024 * 1024) })).toBeUndefined();
     expect(guard({ path: `./${"a/".repeat(3000)}x` })).toBeUndefined();
     expect(guard({ path: `${"./".repeat(5000)}${dataDir.slice(1)}`.replace(/^/, "/") })?.target).toContain("data dir");
+  });
+});
+
+describe("expandBraces", () => {
+  it("expands as a shell does, nested, and stays bounded on hostile words", () => {
+    expect(expandBraces("a{b,c}d")).toEqual(["abd", "acd"]);
+    expect(expandBraces("x/{a,b{1,2}}/y")).toEqual(["x/a/y", "x/b1/y", "x/b2/y"]);
+    expect(expandBraces("{}{a,b}")).toEqual(["{}a", "{}b"]);
+    expect(expandBraces("{a,b")).toEqual(["{a,b"]);
+    expect(expandBraces("{a,b}".repeat(40))).toHaveLength(64);
+    expect(expandBraces("{}".repeat(500_000))).toHaveLength(1);
+    expect(expandBraces(`${"{".repeat(5000)}a,b${"}".repeat(5000)}`)).toHaveLength(1);
   });
 });
 
