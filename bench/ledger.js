@@ -7,23 +7,24 @@ import { formatMB, formatMs, formatRate, median } from "./lib/stats.js";
 const hex64 = (i, salt) => (salt + i.toString(16)).padStart(64, "0");
 
 /**
- * The records one governed call leaves, shaped like the gateway's: most calls auto-approved (5 records, result kept
- * as a digest), one in 20 held, approved by a human and executed (6 records, result kept whole).
+ * The records one governed call leaves, shaped like the gateway's: most calls auto-approved (2 records since 0.2:
+ * `request.admitted`, then `execution.finished` with the result kept as a digest), one in 20 held, approved by a
+ * human and executed (6 records, result kept whole).
  */
 export function* callRecords(i) {
   const ref = `evt_${i.toString(16).padStart(8, "0")}`;
   const held = i % 20 === 19;
-  yield ["request.created", ref, {
+  const created = {
     upstream: "bench", tool: held ? "hold_me" : "echo", name: held ? "hold_me" : "echo",
     args: { n: i, text: "hello from the benchmark" }, args_digest: hex64(i, "a"), client: { name: "claude-ai", version: "0.1.0" },
-  }];
+  };
   if (!held) {
-    yield ["request.assessed", ref, { score: 10, classification: "low", reasons: ["upstream declares the tool read-only (readOnlyHint)"], evaluator: "rules" }];
-    yield ["request.auto_approved", ref, { threshold: 70 }];
-    yield ["execution.started", ref, {}];
+    const assessment = { score: 10, classification: "low", reasons: ["upstream declares the tool read-only (readOnlyHint)"], evaluator: "rules" };
+    yield ["request.admitted", ref, { ...created, assessment, threshold: 70 }];
     yield ["execution.finished", ref, { outcome: "ok", result_sha256: hex64(i, "b") }];
     return;
   }
+  yield ["request.created", ref, created];
   yield ["request.assessed", ref, { score: 80, classification: "high", reasons: ["tool has no annotations: treated as state-changing until a policy says otherwise"], evaluator: "rules" }];
   yield ["request.held", ref, { deadline: "2026-11-25T12:00:00.000Z", threshold: 70 }];
   yield ["decision.recorded", ref, { decision: "approved", source: "human", reviewer: "bench" }];
@@ -134,7 +135,8 @@ export async function benchLedger(ctx) {
   closeSync(plainFd);
   ctx.log(`append: ${appended} records, ledger ${formatRate(ledgerRate)}, plain JSONL ${formatRate(plainRate)} (fdatasync every ${group})`);
   rows.push({ section: "4 ledger", measure: `append, group commit (fsync / ${group} records)`, value: formatRate(ledgerRate, " rec/s"), baseline: `${formatRate(plainRate, " rec/s")} plain JSONL`, ratio: ledgerRate / plainRate, target: "info" });
-  rows.push({ section: "4 ledger", measure: "  = auto-approved calls/s the ledger sustains", value: formatRate(ledgerRate / 5), baseline: "—", target: "info" });
+  const autoRecords = [...callRecords(0)].length; // records per auto-approved call
+  rows.push({ section: "4 ledger", measure: "  = auto-approved calls/s the ledger sustains", value: formatRate(ledgerRate / autoRecords), baseline: "—", target: "info" });
 
   // replay and verify at each size
   const perRecord = {};

@@ -3,7 +3,7 @@ import canonicalize from "canonicalize";
 import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
 import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
 import { LedgerError } from "../errors.js";
-import { RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
+import { CREATING_TYPES, RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
 import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "../risk/assess.js";
 
 export const REF_PATTERN = /^evt_[0-9a-f]{8}$/;
@@ -25,7 +25,11 @@ export interface AdmitOptions {
   threshold: number;
   reviewTimeoutMs: number;
   now: () => Date;
-  /** Record `execution.started` with the approval (the engine runs the call itself, right away). */
+  /**
+   * The engine runs an auto-approved call itself, right away: it is recorded as one `request.admitted` record.
+   * Otherwise (the Inngest engine, whose run records `execution.started`) it keeps the separate
+   * created / assessed / auto_approved records.
+   */
   startAutoApproved: boolean;
 }
 
@@ -69,7 +73,7 @@ export class GovernanceLog {
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
       onRecord: (record) => {
-        if (record.type === "request.created" && record.ref) refs.add(refValue(record.ref));
+        if (record.ref && CREATING_TYPES.has(record.type)) refs.add(refValue(record.ref));
         table.apply(record);
         options.onRecord?.(record);
       },
@@ -84,14 +88,17 @@ export class GovernanceLog {
   newRef(): string {
     for (;;) {
       const ref = `evt_${randomUUID().slice(0, 8)}`;
-      if (!this.refs.has(refValue(ref))) return ref;
+      const value = refValue(ref);
+      if (this.refs.has(value)) continue;
+      this.refs.add(value); // reserved now: the call's first record is written only after its assessment
+      return ref;
     }
   }
 
   /** Appends and applies one record. Throws `LedgerError` when it cannot be written (callers fail closed). */
   record(type: string, ref: string | undefined, data: Record<string, unknown>, durability: Durability): LedgerRecord {
     const record = this.ledger.append(type, ref, data, durability);
-    if (type === "request.created" && ref) this.refs.add(refValue(ref));
+    if (ref && CREATING_TYPES.has(type)) this.refs.add(refValue(ref));
     const view = this.table.apply(record);
     this.onRecord?.(record);
     if (view && ref) for (const listener of this.listeners.get(ref) ?? []) listener(view);
@@ -134,19 +141,27 @@ export class GovernanceLog {
     if (open && open.status === "pending") return { kind: "duplicate", view: open };
 
     const ref = this.newRef();
+    const created: Record<string, unknown> = {
+      upstream: call.upstream,
+      tool: call.tool,
+      name: call.name,
+      args: call.args,
+      args_digest: digest,
+      ...(call.annotations ? { annotations: call.annotations } : {}),
+      ...(call.client ? { client: call.client } : {}),
+    };
     try {
-      this.record("request.created", ref, {
-        upstream: call.upstream,
-        tool: call.tool,
-        name: call.name,
-        args: call.args,
-        args_digest: digest,
-        ...(call.annotations ? { annotations: call.annotations } : {}),
-        ...(call.client ? { client: call.client } : {}),
-      }, "batch");
       const assessment = await assessRisk(options.evaluator, call);
-      this.record("request.assessed", ref, { ...assessment }, "batch");
       const route = routeAssessment(assessment, options.threshold);
+      if (route === "run" && options.startAutoApproved) {
+        // One record for created + assessed + auto_approved + started (issue 12): written, not fsynced, before the
+        // upstream sees the call, so an unwritable ledger still stops it.
+        this.record("request.admitted", ref, { ...created, assessment: { ...assessment }, threshold: options.threshold }, "batch");
+        await this.whenWritten(); // one write shared by the burst of calls in this event-loop turn
+        return { kind: "run", ref };
+      }
+      this.record("request.created", ref, created, "batch");
+      this.record("request.assessed", ref, { ...assessment }, "batch");
       if (route === "deny") {
         const reason = denialReason(assessment);
         this.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
@@ -155,8 +170,7 @@ export class GovernanceLog {
       }
       if (route === "run") {
         this.record("request.auto_approved", ref, { threshold: options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
-        if (options.startAutoApproved) this.record("execution.started", ref, {}, "batch");
-        await this.whenWritten(); // one write shared by the burst of calls in this event-loop turn
+        await this.whenWritten();
         return { kind: "run", ref };
       }
       const deadline = new Date(options.now().getTime() + options.reviewTimeoutMs).toISOString();

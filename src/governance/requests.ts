@@ -48,6 +48,25 @@ export interface RequestView {
   history: LedgerRecord[];
 }
 
+/**
+ * The record types that open a request. `request.created` starts the separate-records shape (held, denied, and
+ * every call of a 0.1 ledger); `request.admitted` is an auto-approved call's created + assessed + auto_approved +
+ * execution.started in one record (issue 12), followed only by `execution.finished`.
+ */
+export const CREATING_TYPES: ReadonlySet<string> = new Set(["request.created", "request.admitted"]);
+
+/** An assessment as a record carries it (`request.assessed`'s data, or `request.admitted`'s `assessment`). */
+export function assessmentFromData(data: Record<string, unknown>): Assessment {
+  return {
+    score: Number(data.score),
+    classification: String(data.classification),
+    reasons: (data.reasons ?? []) as string[],
+    evaluator: String(data.evaluator),
+    ...(Array.isArray(data.rules) ? { rules: data.rules as FiredRule[] } : {}),
+    ...(data.verdict === "allow" || data.verdict === "review" || data.verdict === "deny" ? { verdict: data.verdict } : {}),
+  };
+}
+
 /** The request table: a pure fold over ledger records. */
 export class RequestTable {
   readonly byRef = new Map<string, RequestView>();
@@ -72,10 +91,11 @@ export class RequestTable {
     const ref = record.ref;
     if (!ref) return undefined;
     const data = record.data;
-    if (record.type === "request.created") {
+    if (CREATING_TYPES.has(record.type)) {
+      const admitted = record.type === "request.admitted";
       const view: RequestView = {
         ref,
-        status: "assessing",
+        status: admitted ? "executing" : "assessing",
         upstream: String(data.upstream),
         tool: String(data.tool),
         name: String(data.name ?? data.tool),
@@ -84,7 +104,8 @@ export class RequestTable {
         ...(data.client ? { client: data.client as RequestView["client"] } : {}),
         createdAt: record.ts,
         updatedAt: record.ts,
-        autoApproved: false,
+        ...(admitted && typeof data.assessment === "object" && data.assessment !== null ? { assessment: assessmentFromData(data.assessment as Record<string, unknown>) } : {}),
+        autoApproved: admitted,
         history: this.keepHistory ? [record] : [],
       };
       this.byRef.set(ref, view);
@@ -96,14 +117,7 @@ export class RequestTable {
     if (this.keepHistory) view.history.push(record);
     switch (record.type) {
       case "request.assessed":
-        view.assessment = {
-          score: Number(data.score),
-          classification: String(data.classification),
-          reasons: (data.reasons ?? []) as string[],
-          evaluator: String(data.evaluator),
-          ...(Array.isArray(data.rules) ? { rules: data.rules as FiredRule[] } : {}),
-          ...(data.verdict === "allow" || data.verdict === "review" || data.verdict === "deny" ? { verdict: data.verdict } : {}),
-        };
+        view.assessment = assessmentFromData(data);
         break;
       case "request.auto_approved":
         view.status = "approved";
