@@ -4,6 +4,7 @@ import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { scanLedger } from "../src/ledger/ledger.js";
 import { StreamTransport } from "../src/mcp/stdioTransport.js";
 import { tempDir } from "./helpers.js";
 
@@ -79,8 +80,7 @@ function cli(args: string[], dataDir: string, withDataDir = true): Promise<{ cod
 
 const refOf = (result: CallToolResult) => /Ref: (evt_[0-9a-f]{8})/.exec(JSON.stringify(result.content))?.[1] ?? "";
 const ledgerTypes = (dataDir: string, ref: string) =>
-  readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; ref?: string })
-    .filter((record) => record.ref === ref).map((record) => record.type);
+  scanLedger(join(dataDir, "ledgers", "main")).records.filter((record) => record.ref === ref).map((record) => record.type);
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
@@ -276,7 +276,7 @@ describe("signals", () => {
     gateway.child.kill("SIGTERM");
     expect(await gateway.exited).toBe(0);
     await untilGone(pid);
-    const records = readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { type: string; data: { reason?: string } });
+    const records = scanLedger(join(dataDir, "ledgers", "main")).records;
     expect(records.at(-1)).toMatchObject({ type: "gateway.stopped", data: { reason: "SIGTERM" } });
     expect(gateway.stderr).toMatch(/shutting down \(SIGTERM\)/);
   });

@@ -5,7 +5,7 @@ import { registerPolicyCommands, registerToolCommands } from "./policy.js";
 import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
-import { scanLedger } from "../ledger/ledger.js";
+import { loadVerifierKey, verifyLedger } from "../ledger/verify.js";
 import { maskSecrets } from "../mask.js";
 import type { RequestView } from "../governance/requests.js";
 import { assertApplied, decideRef, findRef, readAllInstances } from "../governance/review.js";
@@ -188,27 +188,39 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
 
   const audit = program.command("audit").description("audit ledger commands");
   withCommonOptions(audit.command("verify"))
-    .description("recompute every ledger's hash chain; names the first bad record and why. Exit 0 only when all are whole")
+    .description("check every ledger: each segment's hash chain, each checkpoint's signature, and the signed head (a cut tail or rewritten chain is tampering); names the first bad record and why. Exit 0 only when all are whole")
     .option("--instance <name>", "verify only this instance's ledger")
-    .action((flags: ConfigFlags & { instance?: string }) => {
+    .option("--public-key <key>", "verify signatures with this key (a file with the verifier key or PEM public key, or the key itself), e.g. an auditor's copy; default: the data dir's keys/ledger.pub")
+    .action((flags: ConfigFlags & { instance?: string; publicKey?: string }) => {
       const { dataDir } = config(flags);
       const instances = flags.instance ? [flags.instance] : listInstances(dataDir);
       if (instances.length === 0) {
         throw new NotFoundError(`no ledgers in ${dataDir}: nothing to verify (check --data-dir)`);
       }
+      let verifier;
+      try {
+        verifier = flags.publicKey ? loadVerifierKey(flags.publicKey) : undefined;
+      } catch (error) {
+        throw new ConfigError([`--public-key: ${(error as Error).message}`]);
+      }
       let bad = 0;
       for (const instance of instances) {
         const path = instancePaths(dataDir, instance).ledger;
-        const scan = scanLedger(path, () => {});
-        const count = scan.last ? scan.last.seq + 1 : 0;
+        const result = verifyLedger(path, verifier);
+        const { scan, records } = result;
+        for (const warning of result.warnings) io.err(`warning: ledger '${instance}': ${warning}`);
         if (scan.problem) {
           bad += 1;
-          io.out(`✗ ledger '${instance}' (${path}): ${scan.problem.message}. The ${count} record(s) before it are intact.`);
+          io.out(`✗ ledger '${instance}' (${path}): ${scan.problem.message}. The ${records} record(s) before it are intact.`);
+        } else if (result.tampering) {
+          bad += 1;
+          io.out(`✗ ledger '${instance}' (${path}): tampering: ${result.tampering}`);
         } else if (!scan.last) {
           bad += 1;
           io.out(`✗ ledger '${instance}' (${path}): missing or empty`);
         } else {
-          io.out(`✓ ledger '${instance}': ${count} records, hash chain intact (head ${scan.last.hash.slice(0, 16)}…)`);
+          const signed = `${result.checkpoints} signed checkpoint(s)${result.headSize !== undefined ? `, signed head at ${result.headSize} records` : ""}`;
+          io.out(`✓ ledger '${instance}': ${records} records in ${result.segments} segment(s), hash chain intact, ${signed} (head ${scan.last.hash.slice(0, 16)}…)`);
         }
       }
       if (bad) throw new AtlasError(`${bad} ledger(s) failed verification`, 5);

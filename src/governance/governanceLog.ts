@@ -3,7 +3,8 @@ import canonicalize from "canonicalize";
 import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
 import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
 import { LedgerError } from "../errors.js";
-import { CREATING_TYPES, RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
+import { CheckpointCarry, refValue } from "./checkpointCarry.js";
+import { RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
 import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "../risk/assess.js";
 
 export const REF_PATTERN = /^evt_[0-9a-f]{8}$/;
@@ -41,6 +42,8 @@ export interface GovernanceLogOptions {
   log?: (line: string) => void;
   /** Told about every record, replayed or new, after the request table (tool pins fold the ledger this way). */
   onRecord?: (record: LedgerRecord) => void;
+  /** Records per ledger segment (tests use small ones). */
+  segmentRecords?: number;
 }
 
 /**
@@ -50,56 +53,76 @@ export interface GovernanceLogOptions {
 export class GovernanceLog {
   readonly ledger: Ledger;
   readonly table: RequestTable;
-  /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
-  private readonly refs = new Set<number>();
+  /** What the next checkpoint carries, and the window of refs a new ref must not repeat. */
+  private readonly carry: CheckpointCarry;
   private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
   /** The latest admission in progress per call digest: an identical call waits for it, so it can find it pending. */
   private readonly admitting = new Map<string, Promise<unknown>>();
   private readonly onRecord: ((record: LedgerRecord) => void) | undefined;
 
-  private constructor(ledger: Ledger, table: RequestTable, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
+  private constructor(ledger: Ledger, table: RequestTable, carry: CheckpointCarry, onRecord: ((record: LedgerRecord) => void) | undefined) {
     this.ledger = ledger;
     this.table = table;
-    this.refs = refs;
+    this.carry = carry;
     this.onRecord = onRecord;
   }
 
+  /**
+   * Opens the ledger (replaying from its last checkpoint) and refuses to act on approvals it cannot prove: an approval
+   * recorded after the last signed head (written but never covered by a signature, e.g. just before a crash, or in a
+   * ledger whose head file is gone) is recorded as `decision.unproven` and the request waits for a reviewer again.
+   */
   static open(path: string, options: GovernanceLogOptions): GovernanceLog {
     const table = new RequestTable({ keepHistory: options.keepHistory ?? false });
-    const refs = new Set<number>();
+    const carry = new CheckpointCarry(table, options.now ?? (() => new Date()));
     const ledger = Ledger.open(path, {
       instance: options.instance,
       ...(options.now ? { now: options.now } : {}),
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
+      ...(options.segmentRecords ? { segmentRecords: options.segmentRecords } : {}),
+      checkpointState: () => carry.snapshot(),
       onRecord: (record) => {
-        if (record.ref && CREATING_TYPES.has(record.type)) refs.add(refValue(record.ref));
         table.apply(record);
+        carry.observe(record);
         options.onRecord?.(record);
       },
     });
-    return new GovernanceLog(ledger, table, refs, options.onRecord);
+    const log = new GovernanceLog(ledger, table, carry, options.onRecord);
+    log.settleUnproven();
+    return log;
+  }
+
+  private settleUnproven(): void {
+    for (const view of [...this.table.byRef.values()]) {
+      const decision = view.decision;
+      if (view.status !== "approved" || view.autoApproved || !decision || decision.seq === undefined || decision.seq < this.ledger.provenSize) continue;
+      this.record("decision.unproven", view.ref, {
+        decision_seq: decision.seq,
+        reviewer: decision.reviewer ?? null,
+        reason: `the approval (seq ${decision.seq}) is not covered by the ledger's signed head (${this.ledger.provenSize} records), so it cannot be proven and is not acted on; a reviewer must decide again`,
+      }, "sync");
+    }
   }
 
   /**
-   * A fresh `evt_` + 8 hex ref, unique in this ledger. The hex is the first 8 (fully random) digits of a v4 UUID:
-   * `randomUUID` draws from a cached entropy pool, where `randomBytes(4)` costs a trip into OpenSSL on every call.
+   * A fresh `evt_` + 8 hex ref, unique among the refs in `CheckpointCarry`'s window (see there). The hex is the first
+   * 8 (fully random) digits of a v4 UUID: `randomUUID` draws from a cached entropy pool, where `randomBytes(4)` costs
+   * a trip into OpenSSL on every call.
    */
   newRef(): string {
     for (;;) {
       const ref = `evt_${randomUUID().slice(0, 8)}`;
-      const value = refValue(ref);
-      if (this.refs.has(value)) continue;
-      this.refs.add(value); // reserved now: the call's first record is written only after its assessment
-      return ref;
+      // reserved now: the call's first record is written only after its assessment
+      if (this.carry.reserve(refValue(ref))) return ref;
     }
   }
 
   /** Appends and applies one record. Throws `LedgerError` when it cannot be written (callers fail closed). */
   record(type: string, ref: string | undefined, data: Record<string, unknown>, durability: Durability): LedgerRecord {
     const record = this.ledger.append(type, ref, data, durability);
-    if (ref && CREATING_TYPES.has(type)) this.refs.add(refValue(ref));
     const view = this.table.apply(record);
+    this.carry.observe(record);
     this.onRecord?.(record);
     if (view && ref) for (const listener of this.listeners.get(ref) ?? []) listener(view);
     return record;
@@ -248,6 +271,3 @@ export function isPastDeadline(view: RequestView, now: Date): boolean {
   return view.status === "pending" && view.deadline !== undefined && Date.parse(view.deadline) <= now.getTime();
 }
 
-function refValue(ref: string): number {
-  return Number.parseInt(ref.slice(4), 16) | 0;
-}

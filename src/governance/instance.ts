@@ -1,13 +1,18 @@
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
-import { instancePaths } from "../dataDir.js";
+import { instanceOfLedgerEntry, instancePaths, ledgersDir } from "../dataDir.js";
 
-/** Instances that have a ledger in this data dir. */
+/** Instances that have a ledger in this data dir (a 0.2 ledger directory, or a 0.1 file not yet migrated). */
 export function listInstances(dataDir: string): string[] {
-  const dir = join(dataDir, "ledgers");
+  const dir = ledgersDir(dataDir);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((file) => file.endsWith(".jsonl")).map((file) => file.slice(0, -".jsonl".length)).sort();
+  const names = new Set<string>();
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const instance = instanceOfLedgerEntry(entry.name, entry.isDirectory());
+    if (instance) names.add(instance);
+  }
+  return [...names].sort();
 }
 
 export interface LockInfo {

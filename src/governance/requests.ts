@@ -25,6 +25,8 @@ export interface RecordedDecision {
   reviewer?: string;
   reason?: string;
   at: string;
+  /** The seq of the `decision.recorded` record (an approval is acted on only if a signed head covers it). */
+  seq?: number;
 }
 
 /** Everything known about one request, rebuilt from the ledger. */
@@ -44,6 +46,8 @@ export interface RequestView {
   deadline?: string;
   decision?: RecordedDecision;
   outcome?: "ok" | "error" | "unknown";
+  /** Why an earlier approval of this request was not acted on (`decision.unproven`). */
+  unproven?: string;
   result?: unknown;
   history: LedgerRecord[];
 }
@@ -135,8 +139,18 @@ export class RequestTable {
           ...(data.reviewer !== undefined ? { reviewer: String(data.reviewer) } : {}),
           ...(data.reason !== undefined ? { reason: String(data.reason) } : {}),
           at: record.ts,
+          seq: record.seq,
         };
         view.status = view.decision.decision === "approved" ? "approved" : view.decision.source === "timeout" ? "expired" : "denied";
+        break;
+      case "decision.unproven":
+        // an approval the gateway cannot prove (issue 12): back to the reviewer, never run on its strength
+        if (view.status === "approved") {
+          view.status = "pending";
+          delete view.decision;
+          view.unproven = String(data.reason ?? "the approval cannot be proven");
+          this.openByDigest.set(view.argsDigest, ref);
+        }
         break;
       case "execution.started":
         view.status = "executing";

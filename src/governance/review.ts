@@ -1,7 +1,7 @@
 import type { DecideOutcome, DecisionInput } from "./engine.js";
 import { ConflictError, NotFoundError, AtlasError } from "../errors.js";
 import { GovernanceLog, REF_PATTERN } from "./governanceLog.js";
-import { scanLedger, type LedgerProblem } from "../ledger/ledger.js";
+import { replayLedger, scanLedger, type LedgerProblem, type LedgerRecord } from "../ledger/ledger.js";
 import { instancePaths } from "../dataDir.js";
 import { callControl, listInstances, lockWhenFree, readLock } from "./instance.js";
 import { RequestTable, type RequestView } from "./requests.js";
@@ -12,10 +12,16 @@ export interface InstanceState {
   problem?: LedgerProblem;
 }
 
-/** A read-only replay of one instance's ledger (a running gateway may be appending; a torn last line is skipped). */
+/**
+ * A read-only replay of one instance's ledger (a running gateway may be appending; a torn last line is skipped).
+ * Without history, only from the last checkpoint (open requests, recent held ones): cheap whatever the ledger's age.
+ * With history (`show`), every segment.
+ */
 export function readInstance(dataDir: string, instance: string, keepHistory = false): InstanceState {
   const table = new RequestTable({ keepHistory });
-  const scan = scanLedger(instancePaths(dataDir, instance).ledger, (record) => table.apply(record));
+  const path = instancePaths(dataDir, instance).ledger;
+  const apply = (record: LedgerRecord) => table.apply(record);
+  const scan = keepHistory ? scanLedger(path, apply) : replayLedger(path, apply);
   return { instance, table, ...(scan.problem && scan.problem.kind !== "torn" ? { problem: scan.problem } : {}) };
 }
 

@@ -51,7 +51,7 @@ describe("stored lines", () => {
     ledger.append("request.created", "evt_0000abcd", { z: 1, a: { y: [3, "é", null], b: 1e21 }, s: "line\nbreak" }, "batch");
     ledger.append("gateway.started", undefined, {}, "sync");
     await ledger.close();
-    const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+    const lines = readFileSync(join(path.replace(/\.jsonl$/, ""), "000000000000.jsonl"), "utf8").trimEnd().split("\n");
     expect(lines).toHaveLength(3);
     for (const line of lines) expect(line).toBe(canonicalizeJson(JSON.parse(line)));
   });
