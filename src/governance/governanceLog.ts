@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import canonicalize from "canonicalize";
-import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
+import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink, type OpenLedgerOptions } from "../ledger/ledger.js";
 import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
 import { LedgerError } from "../errors.js";
 import { CheckpointCarry, refValue } from "./checkpointCarry.js";
@@ -42,9 +42,11 @@ export interface GovernanceLogOptions {
   log?: (line: string) => void;
   /** Told about every record, replayed or new, after the request table (tool pins fold the ledger this way). */
   onRecord?: (record: LedgerRecord) => void;
-  /** Records per ledger segment (tests use small ones). */
-  segmentRecords?: number;
+  /** Ledger tuning and test hooks (segment size, checkpoint interval, rollover crash points). */
+  ledger?: LedgerTuning;
 }
+
+export type LedgerTuning = Pick<OpenLedgerOptions, "segmentRecords" | "checkpointEveryMs" | "onRolloverStep">;
 
 /**
  * A ledger and the request table folded from it, kept in step: every record is applied the moment it is written,
@@ -80,7 +82,7 @@ export class GovernanceLog {
       ...(options.now ? { now: options.now } : {}),
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
-      ...(options.segmentRecords ? { segmentRecords: options.segmentRecords } : {}),
+      ...options.ledger,
       checkpointState: () => carry.snapshot(),
       onRecord: (record) => {
         table.apply(record);

@@ -72,6 +72,9 @@ export function verifyLedger(path: string, verifier?: NoteVerifier): LedgerVerif
     else if (head.size > records && !scan.problem) tampering = `the ledger ends at seq ${records - 1}, but its signed head covers ${head.size} records: ${head.size - records} record(s) were removed from the end`;
     else if (head.size <= records && scan.watchedHash !== head.head) tampering = `record ${head.size - 1} is not the record the signed head names: the chain was rewritten`;
   }
+  if (head && !tampering && head.size < records) {
+    warnings.push(`${records - head.size} record(s) after the signed head are covered by no signature (written after the last fsync, e.g. just before a crash, or appended by someone else); the gateway does not act on approvals among them`);
+  }
   if (unsigned || (headNote !== undefined && !key)) warnings.push(`no public key (${files.publicKey}): signatures not checked; pass --public-key`);
   if (headNote === undefined && records > 0 && segments.length > 0 && existsSync(files.ledger)) warnings.push(`no head file (${files.head}): a cut tail after the last checkpoint cannot be detected`);
   return { scan, records, segments: segments.length, checkpoints, ...(head ? { headSize: head.size } : {}), ...(tampering ? { tampering } : {}), warnings };

@@ -54,6 +54,34 @@ describe("CLI", () => {
     expect(await run(["tools", "show", "no_such_tool"], empty)).toMatchObject({ code: 4, err: expect.stringMatching(/no pinned tool 'no_such_tool'/) });
   });
 
+  it("audit verify checks signatures with the data dir's key or an auditor's --public-key, on a copy", async () => {
+    const { cpSync, writeFileSync } = await import("node:fs");
+    const { openEngine, recordingExecutor, heldCall } = await import("../helpers.js");
+    const { loadOrCreateSigner, formatVerifierKey } = await import("../../src/ledger/signedNote.js");
+    const own = tempDir();
+    const engine = openEngine(own, recordingExecutor());
+    await engine.submit(heldCall());
+    await engine.close();
+    const ok = await run(["audit", "verify"], { ...env, ATLAS_DATA_DIR: own });
+    expect(ok).toMatchObject({ code: 0, out: expect.stringMatching(/✓ ledger 'main': \d+ records in 1 segment\(s\), hash chain intact, 0 signed checkpoint\(s\), signed head at \d+ records/) });
+
+    // an auditor's copy: the ledgers only, and the public key given on the command line
+    const copy = tempDir();
+    cpSync(join(own, "ledgers"), join(copy, "ledgers"), { recursive: true });
+    const publicKey = readFileSync(join(own, "keys", "ledger.pub"), "utf8").trim();
+    const unsigned = await run(["audit", "verify"], { ...env, ATLAS_DATA_DIR: copy });
+    expect(unsigned.err).toMatch(/signatures not checked; pass --public-key/);
+    expect(await run(["audit", "verify", "--public-key", publicKey], { ...env, ATLAS_DATA_DIR: copy })).toMatchObject({ code: 0, out: expect.stringMatching(/signed head at \d+ records/) });
+    const keyFile = join(tempDir(), "auditor.pub");
+    writeFileSync(keyFile, `${publicKey}\n`);
+    expect((await run(["audit", "verify", "--public-key", keyFile], { ...env, ATLAS_DATA_DIR: copy })).code).toBe(0);
+
+    const stranger = loadOrCreateSigner(join(tempDir(), "k"), join(tempDir(), "k.pub"));
+    const wrong = await run(["audit", "verify", "--public-key", formatVerifierKey(stranger.verifier)], { ...env, ATLAS_DATA_DIR: copy });
+    expect(wrong).toMatchObject({ code: 5, out: expect.stringMatching(/✗ ledger 'main' .*tampering: the head file .* not signed by key/) });
+    expect(await run(["audit", "verify", "--public-key", "not-a-key"], { ...env, ATLAS_DATA_DIR: copy })).toMatchObject({ code: 2, err: expect.stringMatching(/--public-key: not a verifier key/) });
+  });
+
   it("--version and --help work, an unknown command is a usage error", async () => {
     expect((await run(["--version"], env)).out.trim()).toBe(VERSION);
     expect((await run(["--help"], env)).out).toMatch(/approve \[options\] <ref>/);
