@@ -6,9 +6,10 @@ import { LedgerError } from "../errors.js";
 import { buildRecord, genesisHash, type LedgerRecord } from "./record.js";
 import { CHECKPOINT_TYPE, checkCheckpointRecord, checkpointOrigin, EMPTY_CHECKPOINT_STATE, scanSegments, stateDigest, type CheckpointState, type LedgerScan } from "./scan.js";
 import { listSegments, migrateLegacyLedger, readLastLine, readLines, removeLeftovers, segmentName, segmentOf, syncDirectory, type Segment } from "./segments.js";
-import { loadOrCreateSigner, signCheckpoint, verifyCheckpoint, type NoteSigner } from "./signedNote.js";
+import { HeadWriter, readHead, type HeadRead } from "./headFile.js";
+import { loadOrCreateSigner, signCheckpoint, type NoteSigner } from "./signedNote.js";
 
-export { LEDGER_VERSION, canonicalRecord, genesisHash, hashRecord, sha256Hex, type LedgerRecord, type UnsignedRecord } from "./record.js";
+export { LEDGER_VERSION, canonicalJson, canonicalRecord, genesisHash, hashRecord, sha256Hex, type LedgerRecord, type UnsignedRecord } from "./record.js";
 export { CHECKPOINT_TYPE, replayLedger, scanLedger, type CheckpointState, type DamageKind, type LedgerProblem, type LedgerScan } from "./scan.js";
 export { readLines } from "./segments.js";
 
@@ -90,6 +91,8 @@ export class Ledger {
   private segmentFirstSeq: number;
   private segmentStartedMs: number;
   private headSize = 0;
+  private readonly headSlot: number | undefined;
+  private headWriter: HeadWriter | undefined;
   private written = 0;
   private synced = 0;
   private syncing: Promise<void> | undefined;
@@ -102,8 +105,9 @@ export class Ledger {
 
   private constructor(init: {
     files: LedgerFiles; sink: LedgerSink; makeSink: (path: string) => LedgerSink; now: () => Date; signer: NoteSigner; options: OpenLedgerOptions;
-    ledgerId: string; seq: number; lastHash: string; segment: { path: string; firstSeq: number; startedMs: number }; provenSize: number; recordsRead: number; headSize: number;
+    ledgerId: string; seq: number; lastHash: string; segment: { path: string; firstSeq: number; startedMs: number }; provenSize: number; recordsRead: number; headSize: number; headSlot: number | undefined;
   }) {
+    this.headSlot = init.headSlot;
     this.files = init.files;
     this.path = init.files.ledger;
     this.sink = init.sink;
@@ -145,7 +149,7 @@ export class Ledger {
     } catch (error) {
       throw new LedgerError(`cannot open ledger ${files.ledger}: ${(error as Error).message}`);
     }
-    const head = readSignedHead(files, signer, tampered);
+    const head = readSignedHead(files, signer, tampered, options.log);
     const segments = listSegments(files.ledger);
     const lastSegment = segments.at(-1);
     const watchSeq = head ? head.size - 1 : undefined;
@@ -187,7 +191,7 @@ export class Ledger {
         ledgerId: scan.ledgerId ?? `${options.instance}-${randomUUID()}`,
         seq: count, lastHash: scan.last?.hash ?? "",
         segment: { path: segment.path, firstSeq: segment.firstSeq, startedMs: Number.isFinite(startedAt) ? startedAt : now().getTime() },
-        provenSize, recordsRead: scan.recordsRead, headSize: head?.size ?? 0,
+        provenSize, recordsRead: scan.recordsRead, headSize: head?.size ?? 0, headSlot: head?.slot,
       });
     } catch (error) {
       throw new LedgerError(`cannot open ledger ${files.ledger}: ${(error as Error).message}`);
@@ -353,17 +357,17 @@ export class Ledger {
   }
 
   /**
-   * Rewrites the head file with a signed note for the first `size` records (whose last hash is `head`). Written after
-   * the fsync that made them durable, so the head never names a record the disk may not have. Not fsynced itself:
-   * after a crash an older head may remain, which is shorter than the ledger — never a false alarm.
+   * Writes a signed note for the first `size` records (whose last hash is `head`) into the head file (see
+   * `headFile.ts`). Written after the fsync that made them durable, so the head never names a record the disk may
+   * not have. Not fsynced itself: after a crash an older head may remain, which is shorter than the ledger — never a
+   * false alarm.
    */
   private writeHead(size: number, head: string): void {
     if (size <= this.headSize) return;
     const note = signCheckpoint({ origin: checkpointOrigin(this.ledgerId), size, head, extensions: [`atlas-time ${this.now().toISOString()}`] }, this.signer);
-    const tmp = `${this.files.head}.tmp`;
     try {
-      writeFileSync(tmp, note, { mode: 0o600 });
-      renameSync(tmp, this.files.head);
+      this.headWriter ??= new HeadWriter(this.files.head, this.headSlot);
+      this.headWriter.write(note);
     } catch (error) {
       throw new LedgerError(`cannot write the ledger head ${this.files.head}: ${(error as Error).message}`);
     }
@@ -386,6 +390,7 @@ export class Ledger {
     this.closed = true;
     try {
       this.sink.close();
+      this.headWriter?.close();
     } catch {
       // already closed or failed: nothing more to flush
     }
@@ -396,20 +401,21 @@ interface SignedHead {
   origin: string;
   size: number;
   head: string;
+  slot: number | undefined;
 }
 
-/** The head file's signed note, checked; undefined when there is none. A bad signature is tampering. */
-function readSignedHead(files: LedgerFiles, signer: NoteSigner, tampered: (message: string) => LedgerError): SignedHead | undefined {
-  if (!existsSync(files.head)) return undefined;
-  let note: string;
+/** The head file's newest valid signed head; undefined when there is none. A head file with no valid slot is tampering. */
+function readSignedHead(files: LedgerFiles, signer: NoteSigner, tampered: (message: string) => LedgerError, log?: (line: string) => void): SignedHead | undefined {
+  let read: HeadRead | undefined;
   try {
-    note = readFileSync(files.head, "utf8");
+    read = readHead(files.head, signer.verifier);
   } catch (error) {
     throw new LedgerError(`cannot read the ledger head ${files.head}: ${(error as Error).message}`);
   }
-  const check = verifyCheckpoint(note, signer.verifier);
-  if (!check.ok) throw tampered(`its head file ${files.head} fails its signature check: ${check.reason}`);
-  return { origin: check.checkpoint.origin, size: check.checkpoint.size, head: check.checkpoint.head };
+  if (!read) return undefined;
+  if (!read.head) throw tampered(`its head file ${files.head} fails its signature check: ${read.invalid.join("; ") || "it holds no signed head"}`);
+  if (read.invalid.length) log?.(`ledger: ignoring a torn or altered slot of ${files.head} (${read.invalid.join("; ")}); using the other`);
+  return { origin: read.head.origin, size: read.head.size, head: read.head.head, slot: read.slot };
 }
 
 /** A checkpoint must link to the last record of the segment before it; returns why not, or undefined. */

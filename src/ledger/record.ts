@@ -65,12 +65,56 @@ export function envelopeParts(v: unknown, seq: unknown, ts: unknown, type: unkno
   ) {
     return undefined;
   }
-  const dataJson = canonicalize(data);
+  const dataJson = canonicalJson(data);
   if (dataJson === undefined) return undefined;
   return {
     data: dataJson,
     rest: `"prev":${JSON.stringify(prev)},${ref === undefined ? "" : `"ref":${JSON.stringify(ref)},`}"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"type":${JSON.stringify(type)},"v":${JSON.stringify(v)}}`,
   };
+}
+
+const INDEX_KEY = /^(?:0|[1-9][0-9]*)$/;
+const NOT_PLAIN = Symbol("not plain");
+
+/**
+ * RFC 8785 canonical JSON, the fast way: a copy of the value with every object's members inserted in sorted order
+ * (UTF-16 code units, RFC 8785 §3.2.3 — what `Array#sort` compares), serialised by the native `JSON.stringify`,
+ * whose number and string forms are the ones RFC 8785 adopts (§3.2.2). That holds only for plain JSON data, so
+ * anything else — integer-like keys (which V8 enumerates first, whatever the insertion order), `toJSON`, undefined
+ * members, non-finite numbers, lone surrogates, class instances — takes the `canonicalize` package, which decides
+ * (or throws) as before. About five times cheaper per call than `canonicalize` alone (notes/performance.md, item 3).
+ */
+export function canonicalJson(value: unknown): string | undefined {
+  const sorted = sortedCopy(value, 0);
+  return sorted === NOT_PLAIN ? canonicalize(value) : JSON.stringify(sorted);
+}
+
+function sortedCopy(value: unknown, depth: number): unknown {
+  if (value === null || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isFinite(value) ? value : NOT_PLAIN;
+  if (typeof value === "string") return isJsonString(value) ? value : NOT_PLAIN;
+  if (typeof value !== "object" || depth > 200) return NOT_PLAIN;
+  if (Array.isArray(value)) {
+    const copy = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value)) return NOT_PLAIN;
+      const item = sortedCopy(value[i], depth + 1);
+      if (item === NOT_PLAIN) return NOT_PLAIN;
+      copy[i] = item;
+    }
+    return copy;
+  }
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if ((proto !== Object.prototype && proto !== null) || "toJSON" in value) return NOT_PLAIN;
+  const keys = Object.keys(value).sort();
+  const copy: Record<string, unknown> = {};
+  for (const key of keys) {
+    if (INDEX_KEY.test(key)) return NOT_PLAIN;
+    const member = sortedCopy((value as Record<string, unknown>)[key], depth + 1);
+    if (member === NOT_PLAIN) return NOT_PLAIN;
+    copy[key] = member;
+  }
+  return copy;
 }
 
 /** The chain's anchor: the first record's `prev`. */

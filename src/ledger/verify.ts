@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { ledgerFiles } from "../dataDir.js";
 import { checkCheckpointRecord, checkpointOrigin, ledgerSegments, scanSegments, type LedgerScan } from "./scan.js";
-import { parseVerifierKey, verifyCheckpoint, type NoteVerifier } from "./signedNote.js";
+import { readHead } from "./headFile.js";
+import { parseVerifierKey, type Checkpoint, type NoteVerifier } from "./signedNote.js";
 
 export interface LedgerVerification {
   scan: LedgerScan;
@@ -42,13 +43,14 @@ export function verifyLedger(path: string, verifier?: NoteVerifier): LedgerVerif
       warnings.push(`the public key ${files.publicKey} cannot be read (${(error as Error).message})`);
     }
   }
-  const headNote = existsSync(files.head) ? readFileSync(files.head, "utf8") : undefined;
-  let head: { origin: string; size: number; head: string } | undefined;
+  const headExists = existsSync(files.head);
+  let head: Checkpoint | undefined;
   let tampering: string | undefined;
-  if (headNote !== undefined && key) {
-    const check = verifyCheckpoint(headNote, key);
-    if (check.ok) head = check.checkpoint;
-    else tampering = `the head file ${files.head} fails its signature check: ${check.reason}`;
+  if (headExists && key) {
+    const read = readHead(files.head, key);
+    if (read?.head) head = read.head;
+    else tampering = `the head file ${files.head} fails its signature check: ${read?.invalid.join("; ") || "it holds no signed head"}`;
+    if (read?.head && read.invalid.length) warnings.push(`a slot of the head file fails its signature (a torn write, or an edit): ${read.invalid.join("; ")}`);
   }
   let checkpoints = 0;
   let unsigned = 0;
@@ -75,7 +77,7 @@ export function verifyLedger(path: string, verifier?: NoteVerifier): LedgerVerif
   if (head && !tampering && head.size < records) {
     warnings.push(`${records - head.size} record(s) after the signed head are covered by no signature (written after the last fsync, e.g. just before a crash, or appended by someone else); the gateway does not act on approvals among them`);
   }
-  if (unsigned || (headNote !== undefined && !key)) warnings.push(`no public key (${files.publicKey}): signatures not checked; pass --public-key`);
-  if (headNote === undefined && records > 0 && segments.length > 0 && existsSync(files.ledger)) warnings.push(`no head file (${files.head}): a cut tail after the last checkpoint cannot be detected`);
+  if (unsigned || (headExists && !key)) warnings.push(`no public key (${files.publicKey}): signatures not checked; pass --public-key`);
+  if (!headExists && records > 0 && segments.length > 0 && existsSync(files.ledger)) warnings.push(`no head file (${files.head}): a cut tail after the last checkpoint cannot be detected`);
   return { scan, records, segments: segments.length, checkpoints, ...(head ? { headSize: head.size } : {}), ...(tampering ? { tampering } : {}), warnings };
 }

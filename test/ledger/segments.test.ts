@@ -8,6 +8,7 @@ import { GovernanceLog } from "../../src/governance/governanceLog.js";
 import { hashRecord, Ledger, scanLedger, type LedgerRecord, type RolloverStep } from "../../src/ledger/ledger.js";
 import { loadOrCreateSigner, formatVerifierKey } from "../../src/ledger/signedNote.js";
 import { verifyLedger } from "../../src/ledger/verify.js";
+import { HEAD_SLOT_BYTES } from "../../src/ledger/headFile.js";
 import { ToolPinTable } from "../../src/risk/toolPins.js";
 import { heldCall, lowCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
@@ -285,8 +286,23 @@ describe("tampering", () => {
   it("a head file or checkpoint signed by another key, or altered, fails; an auditor's public key verifies a good copy", async () => {
     const { dataDir } = await executedCall();
     const headPath = paths(dataDir).head;
-    const good = readFileSync(headPath, "utf8");
-    writeFileSync(headPath, good.replace(/\n(\d+)\n/, (_m, size: string) => `\n${Number(size) - 1}\n`));
+    const good = readFileSync(headPath);
+    expect(good.length).toBe(2 * HEAD_SLOT_BYTES);
+    const alter = (slots: number[]) => {
+      const bytes = Buffer.from(good);
+      for (const slot of slots) {
+        const text = bytes.subarray(slot * HEAD_SLOT_BYTES, (slot + 1) * HEAD_SLOT_BYTES).toString("latin1");
+        bytes.write(text.replace("atlas-time 20", "atlas-time 19"), slot * HEAD_SLOT_BYTES, "latin1"); // same length, signed text changed
+      }
+      writeFileSync(headPath, bytes);
+    };
+    // one slot torn or altered: the other still holds a signed head (what a crash mid-write leaves)
+    alter([0]);
+    const oneSlot = verifyLedger(paths(dataDir).ledger);
+    expect(oneSlot.tampering).toBeUndefined();
+    expect(oneSlot.warnings.join(" ")).toMatch(/slot of the head file fails its signature/);
+    // both: tampering
+    alter([0, 1]);
     expect(verifyLedger(paths(dataDir).ledger).tampering).toMatch(/head file .* fails its signature check/);
     expect(() => openEngine(dataDir, recordingExecutor())).toThrow(/head file .* fails its signature check/);
     writeFileSync(headPath, good);
