@@ -73,6 +73,16 @@ export const configSchema = z.strictObject({
   risk: riskConfigSchema.prefault({}),
   upstreams: z.record(z.string().min(1), upstream).default({}),
   inngest: inngestSettings,
+  /**
+   * Audit ledger retention (issue 12): how long closed segments are kept ("forever", the default, or a duration;
+   * anything under 183 days is raised to 183 days, EU AI Act Art. 26(6)), and whether closed segments are gzipped.
+   */
+  retention: z
+    .strictObject({
+      keep: z.union([z.literal("forever"), duration("duration such as 365d, or \"forever\"")]).default("forever"),
+      compress: z.boolean().default(false),
+    })
+    .prefault({}),
 });
 
 export type GatewayConfig = z.output<typeof configSchema> & {

@@ -45,7 +45,7 @@ export interface GovernanceLogOptions {
   ledger?: LedgerTuning;
 }
 
-export type LedgerTuning = Pick<OpenLedgerOptions, "segmentRecords" | "checkpointEveryMs" | "onRolloverStep">;
+export type LedgerTuning = Pick<OpenLedgerOptions, "segmentRecords" | "checkpointEveryMs" | "onRolloverStep" | "retention">;
 
 /**
  * A ledger and the request table folded from it, kept in step: every record is applied the moment it is written,

@@ -6,6 +6,7 @@ import { LedgerError } from "../errors.js";
 import { buildRecord, genesisHash, type LedgerRecord } from "./record.js";
 import { CHECKPOINT_TYPE, checkCheckpointRecord, checkpointOrigin, EMPTY_CHECKPOINT_STATE, scanSegments, stateDigest, type CheckpointState, type LedgerScan } from "./scan.js";
 import { listSegments, migrateLegacyLedger, readLastLine, readLines, removeLeftovers, segmentName, segmentOf, syncDirectory, type Segment } from "./segments.js";
+import { applyRetention, type RetentionPolicy } from "./retention.js";
 import { HeadWriter, readHead, type HeadRead } from "./headFile.js";
 import { loadOrCreateSigner, signCheckpoint, type NoteSigner } from "./signedNote.js";
 
@@ -52,6 +53,8 @@ export interface OpenLedgerOptions {
   checkpointEveryMs?: number;
   /** The signing key; by default loaded (or created) where `ledgerFiles` puts it, outside the ledger directory. */
   signer?: NoteSigner;
+  /** Which closed segments to compress or delete (default: keep everything as is). Applied at open and after each rollover. */
+  retention?: RetentionPolicy;
   /** Test hook: called at each step of a rollover; throwing there stands for a crash. */
   onRolloverStep?: (step: RolloverStep) => void;
 }
@@ -100,6 +103,8 @@ export class Ledger {
   /** Serialised `batch` records not yet handed to the OS, in seq order. */
   private unwritten: string[] = [];
   private writing: Promise<void> | undefined;
+  private retaining: Promise<void> | undefined;
+  private retainAgain = false;
   private failure: LedgerError | undefined;
   private closed = false;
 
@@ -206,6 +211,7 @@ export class Ledger {
       options.onRecord?.(repaired);
     }
     if (migrated || ledger.seq - ledger.segmentFirstSeq >= ledger.segmentLimit) ledger.rollover(migrated ? "migration" : "size");
+    else ledger.retain();
     return ledger;
   }
 
@@ -283,6 +289,38 @@ export class Ledger {
       this.failure = error instanceof LedgerError ? error : new LedgerError(`cannot roll the ledger ${this.path} over to a new segment: ${(error as Error).message}`);
       throw this.failure;
     }
+    this.retain();
+  }
+
+  /**
+   * Applies the retention policy in the background (compression runs on the thread pool); deletions are recorded
+   * in the ledger as `ledger.retention`, naming each deleted segment's seq range and last hash.
+   */
+  retain(): Promise<void> {
+    const policy = this.options.retention;
+    if (!policy || (policy.keepMs === undefined && !policy.compress) || this.closed) return Promise.resolve();
+    if (this.retaining) {
+      this.retainAgain = true; // a segment closed while the last pass ran: one more pass after it
+      return this.retaining;
+    }
+    this.retaining = applyRetention(this.path, policy, this.now())
+      .then((result) => {
+        if (result.keepMs !== undefined && policy.keepMs !== undefined && result.keepMs > policy.keepMs) {
+          this.options.log?.(`ledger: retention ${Math.round(policy.keepMs / 86_400_000)} days is below the minimum; keeping segments ${Math.round(result.keepMs / 86_400_000)} days`);
+        }
+        if (result.deleted.length && !this.closed && !this.failure) {
+          this.append("ledger.retention", undefined, { keep_ms: result.keepMs ?? null, deleted: result.deleted }, "sync");
+        }
+      })
+      .catch((error: Error) => this.options.log?.(`ledger: retention could not be applied: ${error.message}`))
+      .finally(() => {
+        this.retaining = undefined;
+        if (this.retainAgain && !this.closed) {
+          this.retainAgain = false;
+          void this.retain();
+        }
+      });
+    return this.retaining;
   }
 
   /** Hands every buffered record to the OS now (not fsynced). Throws `LedgerError` if it cannot; the ledger then stays failed. */
@@ -386,6 +424,7 @@ export class Ledger {
   async close(): Promise<void> {
     if (this.closed) return;
     clearTimeout(this.batchTimer);
+    while (this.retaining) await this.retaining;
     await this.commit().catch(() => {});
     this.closed = true;
     try {

@@ -28,7 +28,13 @@ export function listSegments(dir: string): Segment[] {
     const match = SEGMENT_NAME.exec(name);
     if (match) segments.push({ name, path: join(dir, name), firstSeq: Number(match[1]), compressed: match[2] !== undefined });
   }
-  return segments.sort((a, b) => a.firstSeq - b.firstSeq || Number(a.compressed) - Number(b.compressed));
+  // a crash between compressing a segment and removing its plain file leaves both: the plain one counts
+  const unique = new Map<number, Segment>();
+  for (const segment of segments) {
+    const other = unique.get(segment.firstSeq);
+    if (!other || (other.compressed && !segment.compressed)) unique.set(segment.firstSeq, segment);
+  }
+  return [...unique.values()].sort((a, b) => a.firstSeq - b.firstSeq);
 }
 
 /** Streams a file's lines without holding it whole in memory (a big segment is tens of MB); gzip files are inflated whole. */

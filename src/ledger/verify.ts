@@ -55,8 +55,11 @@ export function verifyLedger(path: string, verifier?: NoteVerifier): LedgerVerif
   let checkpoints = 0;
   let unsigned = 0;
   const segments = ledgerSegments(path);
+  const retentionCovers: number[] = [];
   const scan = scanSegments(segments, {
-    onRecord: () => {},
+    onRecord: (record) => {
+      if (record.type === "ledger.retention") for (const gone of (record.data.deleted ?? []) as { last_seq?: number }[]) if (typeof gone.last_seq === "number") retentionCovers.push(gone.last_seq);
+    },
     onCheckpoint: (record) => {
       if (!key) {
         unsigned += 1;
@@ -76,6 +79,11 @@ export function verifyLedger(path: string, verifier?: NoteVerifier): LedgerVerif
   }
   if (head && !tampering && head.size < records) {
     warnings.push(`${records - head.size} record(s) after the signed head are covered by no signature (written after the last fsync, e.g. just before a crash, or appended by someone else); the gateway does not act on approvals among them`);
+  }
+  const first = segments[0];
+  if (first && first.firstSeq > 0 && !scan.problem) {
+    const explained = retentionCovers.some((end) => end === first.firstSeq - 1);
+    if (!explained) warnings.push(`the ledger starts at seq ${first.firstSeq} (segment ${first.name}) and no ledger.retention record names the deleted segments before it`);
   }
   if (unsigned || (headExists && !key)) warnings.push(`no public key (${files.publicKey}): signatures not checked; pass --public-key`);
   if (!headExists && records > 0 && segments.length > 0 && existsSync(files.ledger)) warnings.push(`no head file (${files.head}): a cut tail after the last checkpoint cannot be detected`);

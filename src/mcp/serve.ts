@@ -101,6 +101,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       version,
       log,
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
+      ledger: { retention: { ...(config.retention.keep === "forever" ? {} : { keepMs: config.retention.keep }), compress: config.retention.compress } },
       onHeld: (view: RequestView) => {
         const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
         log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
