@@ -1,10 +1,12 @@
 import { Command, CommanderError, Option } from "commander";
+import { readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
-import { registerPolicyCommands, registerToolCommands } from "./policy.js";
-import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
+import { parseSince, registerPolicyCommands, registerToolCommands } from "./policy.js";
+import { AtlasError, ConfigError, LedgerError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
+import { buildExcerpt, formatExcerptCsv, formatExcerptJsonl, verifyExcerpt } from "../ledger/excerpt.js";
 import { loadVerifierKey, verifyLedger } from "../ledger/verify.js";
 import { maskSecrets } from "../mask.js";
 import type { RequestView } from "../governance/requests.js";
@@ -191,8 +193,30 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
     .description("check every ledger: each segment's hash chain, each checkpoint's signature, and the signed head (a cut tail or rewritten chain is tampering); names the first bad record and why. Exit 0 only when all are whole")
     .option("--instance <name>", "verify only this instance's ledger")
     .option("--public-key <key>", "verify signatures with this key (a file with the verifier key or PEM public key, or the key itself), e.g. an auditor's copy; default: the data dir's keys/ledger.pub")
-    .action((flags: ConfigFlags & { instance?: string; publicKey?: string }) => {
+    .option("--excerpt <file>", "verify an excerpt written by 'audit export --format jsonl' on its own (needs --public-key, or the data dir's key)")
+    .action((flags: ConfigFlags & { instance?: string; publicKey?: string; excerpt?: string }) => {
       const { dataDir } = config(flags);
+      if (flags.excerpt) {
+        let key;
+        try {
+          key = loadVerifierKey(flags.publicKey ?? instancePaths(dataDir, flags.instance ?? "main").publicKey);
+        } catch (error) {
+          throw new ConfigError([`--public-key: ${(error as Error).message} (an excerpt is verified with the ledger's public key)`]);
+        }
+        let text: string;
+        try {
+          text = readFileSync(flags.excerpt, "utf8");
+        } catch (error) {
+          throw new ConfigError([`--excerpt: ${(error as Error).message}`]);
+        }
+        const result = verifyExcerpt(text, key);
+        if (result.problem) {
+          io.out(`✗ excerpt ${flags.excerpt}: ${result.problem}`);
+          throw new AtlasError("the excerpt failed verification", 5);
+        }
+        io.out(`✓ excerpt ${flags.excerpt}: ${result.records} record(s) in one unbroken chain between ${result.signed} verified signature(s)${result.masked ? `; ${result.masked} record(s) had secrets masked, so their content is checked by position in the chain, not re-hashed` : ""}`);
+        return;
+      }
       const instances = flags.instance ? [flags.instance] : listInstances(dataDir);
       if (instances.length === 0) {
         throw new NotFoundError(`no ledgers in ${dataDir}: nothing to verify (check --data-dir)`);
@@ -224,6 +248,33 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         }
       }
       if (bad) throw new AtlasError(`${bad} ledger(s) failed verification`, 5);
+    });
+
+  withCommonOptions(audit.command("export"))
+    .description("write the records of a period (secrets masked) with the signed checkpoints that cover them, so an auditor can verify the excerpt alone ('audit verify --excerpt')")
+    .requiredOption("--since <when>", "start: a duration ago (30d, 12h) or a date (2026-11-01)")
+    .option("--until <when>", "end: a duration ago or a date (default: now)")
+    .option("--format <format>", "jsonl (verifiable) or csv (for spreadsheets)", "jsonl")
+    .option("--instance <name>", "the instance's ledger (default: the configured instance)")
+    .option("--output <file>", "write to this file (default: stdout)")
+    .action((flags: ConfigFlags & { since: string; until?: string; format: string; instance?: string; output?: string }) => {
+      const resolved = config(flags);
+      if (flags.format !== "jsonl" && flags.format !== "csv") throw new ConfigError([`--format: expected jsonl or csv, got ${JSON.stringify(flags.format)}`]);
+      const since = parseSince(flags.since);
+      const until = flags.until ? parseSince(flags.until) : new Date();
+      const instance = flags.instance ?? resolved.instance;
+      if (!listInstances(resolved.dataDir).includes(instance)) throw new NotFoundError(`no ledger for instance '${instance}' in ${resolved.dataDir}`);
+      let excerpt;
+      try {
+        excerpt = buildExcerpt(instancePaths(resolved.dataDir, instance).ledger, since, until);
+      } catch (error) {
+        throw new LedgerError((error as Error).message);
+      }
+      const text = flags.format === "csv" ? formatExcerptCsv(excerpt) : formatExcerptJsonl(excerpt);
+      if (flags.output) {
+        writeFileSync(flags.output, text, { mode: 0o600 });
+        io.err(`wrote ${excerpt.header.records} record(s) of '${instance}' from ${since.toISOString()} to ${until.toISOString()} to ${flags.output}`);
+      } else io.out(text.trimEnd());
     });
 
   const configCommand = program.command("config").description("read and change the user config file");

@@ -82,6 +82,51 @@ describe("CLI", () => {
     expect(await run(["audit", "verify", "--public-key", "not-a-key"], { ...env, ATLAS_DATA_DIR: copy })).toMatchObject({ code: 2, err: expect.stringMatching(/--public-key: not a verifier key/) });
   });
 
+  it("audit export writes a period with secrets masked and the signed checkpoints around it; the excerpt verifies alone", async () => {
+    const { writeFileSync } = await import("node:fs");
+    const { openEngine, recordingExecutor, lowCall } = await import("../helpers.js");
+    const own = tempDir();
+    let clock = Date.parse("2026-06-01T00:00:00Z");
+    const engine = openEngine(own, recordingExecutor(), { now: () => new Date(clock), ledger: { segmentRecords: 8 } });
+    for (let i = 0; i < 30; i++) {
+      await engine.submit(lowCall({ path: `/tmp/${i}`, api_key: "sk-live-0123456789abcdefghij" }));
+      clock += 60_000;
+    }
+    await engine.close();
+    const ownEnv = { ...env, ATLAS_DATA_DIR: own };
+    const since = new Date(Date.parse("2026-06-01T00:10:00Z")).toISOString();
+    const until = new Date(Date.parse("2026-06-01T00:14:30Z")).toISOString();
+    const file = join(tempDir(), "excerpt.jsonl");
+    expect((await run(["audit", "export", "--since", since, "--until", until, "--output", file], ownEnv)).code).toBe(0);
+    const text = readFileSync(file, "utf8");
+    expect(text).not.toContain("sk-live-0123456789abcdefghij");
+    const lines = text.trim().split("\n").map((line) => JSON.parse(line) as { kind?: string; records?: number; masked?: boolean });
+    expect(lines[0]).toMatchObject({ atlas_excerpt: 1, records: 10 });
+    expect(lines.filter((line) => line.kind === "record" && line.masked)).toHaveLength(5); // request.admitted carries the key
+    expect(lines.filter((line) => line.kind === "checkpoint").length).toBeGreaterThanOrEqual(2);
+
+    // the auditor: the excerpt and the public key, nothing else
+    const auditor = { ...env, ATLAS_DATA_DIR: tempDir() };
+    const publicKey = readFileSync(join(own, "keys", "ledger.pub"), "utf8").trim();
+    const ok = await run(["audit", "verify", "--excerpt", file, "--public-key", publicKey], auditor);
+    expect(ok).toMatchObject({ code: 0, out: expect.stringMatching(/✓ excerpt .*: 10 record\(s\) in one unbroken chain between \d+ verified signature\(s\); 5 record\(s\) had secrets masked/) });
+
+    const rows = text.trim().split("\n");
+    const unmasked = rows.findIndex((row) => row.includes('"kind":"record"') && row.includes('"masked":false') && row.includes("execution.finished"));
+    const edited = [...rows];
+    edited[unmasked] = edited[unmasked]!.replace('"outcome":"ok"', '"outcome":"error"');
+    writeFileSync(file, `${edited.join("\n")}\n`);
+    expect(await run(["audit", "verify", "--excerpt", file, "--public-key", publicKey], auditor)).toMatchObject({ code: 5, out: expect.stringMatching(/was edited/) });
+    writeFileSync(file, `${rows.filter((_, i) => i !== unmasked).join("\n")}\n`);
+    expect(await run(["audit", "verify", "--excerpt", file, "--public-key", publicKey], auditor)).toMatchObject({ code: 5, out: expect.stringMatching(/missing or reordered/) });
+
+    const csv = await run(["audit", "export", "--since", since, "--until", until, "--format", "csv"], ownEnv);
+    expect(csv.out.split("\n")[0]).toBe("seq,ts,type,ref,data,hash,prev,masked");
+    expect(csv.out).not.toContain("sk-live-0123456789abcdefghij");
+    expect(csv.out).toContain("[masked]");
+    expect((await run(["audit", "export", "--since", "1d", "--format", "xml"], ownEnv)).code).toBe(2);
+  });
+
   it("--version and --help work, an unknown command is a usage error", async () => {
     expect((await run(["--version"], env)).out.trim()).toBe(VERSION);
     expect((await run(["--help"], env)).out).toMatch(/approve \[options\] <ref>/);
