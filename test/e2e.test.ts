@@ -203,7 +203,8 @@ describe("two gateways on one data dir", () => {
     const { dataDir, root, upstream } = filesystemSetup();
     const first = await GatewayProcess.start(dataDir, upstream);
     const second = await GatewayProcess.start(dataDir, upstream);
-    expect(second.stderr).toMatch(/uses instance 'main-2'/);
+    // initialize is answered before the instance lock is taken (cold start): the choice is logged just after
+    await until(() => /uses instance 'main-2'/.test(second.stderr), "the second gateway's instance");
     const target = join(root, "second.txt");
     const ref = refOf(await second.call("write_file", { path: target, content: "from the second gateway" }));
     expect(JSON.parse((await cli(["pending", "--json"], dataDir)).stdout)).toEqual([expect.objectContaining({ ref, instance: "main-2", tool: "write_file" })]);

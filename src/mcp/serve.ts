@@ -9,12 +9,14 @@ import { createGateway, type Gateway } from "./gateway.js";
 import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
+import { DeferredEngine } from "../governance/deferredEngine.js";
 import { LocalEngine } from "../governance/localEngine.js";
 import { maskSecrets } from "../mask.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
 import { createEvaluatorFromConfig } from "../risk/setup.js";
+import { holdToolCallsUntil } from "./callGate.js";
 import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
@@ -54,22 +56,25 @@ async function claimInstance(config: GatewayConfig, log: (line: string) => void)
 }
 
 /**
- * Starts the whole gateway on the given streams: upstreams, engine (ledger replay), MCP server, control socket and
- * HTTP listener. Signals are the caller's business.
+ * Starts the whole gateway on the given streams: upstreams, MCP server, then (behind one ready-promise that every
+ * tool call awaits, so `initialize` and `tools/list` are answered first) the instance lock, the engine (ledger
+ * replay) and the evaluator, then the control socket and HTTP listener. Signals are the caller's business.
  */
 export async function runGateway(config: GatewayConfig, io: ServeIO, version: string): Promise<RunningGateway> {
   const log = (line: string) => void io.stderr.write(`atlas-gateway: ${line}\n`);
-  const lock = await claimInstance(config, log);
-  const instance = lock.info.instance;
-  const paths = instancePaths(config.dataDir, instance);
-  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanups: (() => Promise<void> | void)[] = [];
   let stopReason = "shutdown";
   const cleanUp = async () => {
     for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
   };
 
+  let openEngine!: (engine: GovernanceEngine) => void;
+  let failEngine!: (error: unknown) => void;
+  const engine = new DeferredEngine(config.engine, new Promise<GovernanceEngine>((resolve, reject) => {
+    openEngine = resolve;
+    failEngine = reject;
+  }));
   try {
-    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir));
     const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
     if (config.demo) sources.unshift(demoUpstream(version));
     if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
@@ -87,55 +92,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       },
     });
     cleanups.push(() => upstreams.close());
-
     const pins = new ToolPinTable();
-    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
-    const engineOptions = {
-      ledgerPath: paths.ledger,
-      instance,
-      evaluator,
-      onRecord: (record: LedgerRecord) => pins.apply(record),
-      threshold: config.risk.threshold,
-      reviewTimeoutMs: config.reviewTimeout,
-      executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
-      version,
-      log,
-      startInfo: { instance, upstreams: sources.map((source) => source.name) },
-      ledger: { retention: { ...(config.retention.keep === "forever" ? {} : { keepMs: config.retention.keep }), compress: config.retention.compress } },
-      onHeld: (view: RequestView) => {
-        const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
-        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
-      },
-    };
-    let engine: GovernanceEngine;
-    let routes: Record<string, RequestListener> | undefined;
-    let describeInngest: ((port: number | undefined) => string) | undefined;
-    if (config.engine === "inngest") {
-      // Imported only here: the local engine's start-up never loads the Inngest SDK.
-      const { startInngestEngine } = await import("../inngest/index.js");
-      const started = await startInngestEngine({ ...engineOptions, config });
-      ({ engine, routes, describe: describeInngest } = started);
-    } else {
-      engine = LocalEngine.open(engineOptions);
-    }
-    cleanups.push(() => engine.close(stopReason));
-
-    /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
-    function observePins(): void {
-      for (const entry of upstreams.catalogue()) {
-        for (const record of pins.observe(entry.upstream, entry.tool, pinnableDefinition(entry.definition, entry.tool))) {
-          if (record.type === "tool.changed") {
-            log(`tool ${entry.name} (upstream ${entry.upstream}) changed since it was pinned (${(record.data.changed as string[]).join(", ")}): every call to it is held until a human runs 'atlas-gateway tools trust ${entry.name}'`);
-          }
-          try {
-            void engine.recordEvent(record.type, record.data).catch((error: Error) => log(`ledger: ${error.message}`));
-          } catch (error) {
-            log(`ledger: could not record ${record.type} for ${entry.name}: ${(error as Error).message}`);
-          }
-        }
-      }
-    }
-
     gateway = createGateway({ upstreams, engine, version });
 
     let resolveClosed!: () => void;
@@ -155,14 +112,76 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     gateway.server.onclose = () => void close("client disconnected");
 
     // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
-    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
-    // sockets below start.
-    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
+    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the lock, the ledger
+    // and the reviewer-facing sockets below. Tool calls wait for the engine (fail closed: none reaches an upstream
+    // before the lock is held and the ledger replayed).
+    await gateway.server.connect(holdToolCallsUntil(new StreamTransport(io.stdin, io.stdout), engine.ready));
+    await new Promise((resolve) => setImmediate(resolve));
+
+    const lock = await claimInstance(config, log);
+    cleanups.unshift(() => lock.release()); // released last, after the engine has closed its ledger
+    if (closing) {
+      // stdin closed while the lock was being taken: nothing more to start
+      lock.release();
+      failEngine(new AtlasError("the gateway shut down before it was ready"));
+      await closing;
+      return { ...gateway, instance: lock.info.instance, port: undefined, closed, close };
+    }
+    const instance = lock.info.instance;
+    const paths = instancePaths(config.dataDir, instance);
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir));
+    const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins });
+    const engineOptions = {
+      ledgerPath: paths.ledger,
+      instance,
+      evaluator,
+      onRecord: (record: LedgerRecord) => pins.apply(record),
+      threshold: config.risk.threshold,
+      reviewTimeoutMs: config.reviewTimeout,
+      executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
+      version,
+      log,
+      startInfo: { instance, upstreams: sources.map((source) => source.name) },
+      ledger: { retention: { ...(config.retention.keep === "forever" ? {} : { keepMs: config.retention.keep }), compress: config.retention.compress } },
+      onHeld: (view: RequestView) => {
+        const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
+        log(`HELD ${view.ref}: ${view.name} ${JSON.stringify(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${view.assessment?.reasons.join("; ")}).${fired} Approve: atlas-gateway approve ${view.ref}  Deny: atlas-gateway deny ${view.ref} --reason "..."`);
+      },
+    };
+    let opened: GovernanceEngine;
+    let routes: Record<string, RequestListener> | undefined;
+    let describeInngest: ((port: number | undefined) => string) | undefined;
+    if (config.engine === "inngest") {
+      // Imported only here: the local engine's start-up never loads the Inngest SDK.
+      const { startInngestEngine } = await import("../inngest/index.js");
+      const started = await startInngestEngine({ ...engineOptions, config });
+      ({ engine: opened, routes, describe: describeInngest } = started);
+    } else {
+      opened = LocalEngine.open(engineOptions);
+    }
+    cleanups.push(() => engine.close(stopReason));
+    openEngine(opened);
+    await engine.ready;
+    /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
+    function observePins(): void {
+      for (const entry of upstreams.catalogue()) {
+        for (const record of pins.observe(entry.upstream, entry.tool, pinnableDefinition(entry.definition, entry.tool))) {
+          if (record.type === "tool.changed") {
+            log(`tool ${entry.name} (upstream ${entry.upstream}) changed since it was pinned (${(record.data.changed as string[]).join(", ")}): every call to it is held until a human runs 'atlas-gateway tools trust ${entry.name}'`);
+          }
+          try {
+            void engine.recordEvent(record.type, record.data).catch((error: Error) => log(`ledger: ${error.message}`));
+          } catch (error) {
+            log(`ledger: could not record ${record.type} for ${entry.name}: ${(error as Error).message}`);
+          }
+        }
+      }
+    }
+
     void upstreams.ready.then(() => {
       observePins();
       engine.resume();
     });
-    await new Promise((resolve) => setImmediate(resolve));
     /** Registers shutdown work; runs it at once if shutdown began while it was starting (stdin closed early). */
     const onShutdown = (step: () => Promise<void> | void) => {
       if (closing) void Promise.resolve(step()).catch(() => {});
@@ -200,6 +219,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     if (describeInngest) log(describeInngest(listening?.port));
     return { ...gateway, instance, port: listening?.port, closed, close };
   } catch (error) {
+    failEngine(error);
     await cleanUp();
     throw error;
   }
