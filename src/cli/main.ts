@@ -141,6 +141,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         io.out(JSON.stringify(pending.map(({ instance, view }) => ({
           ref: view.ref, instance, tool: view.name, upstream: view.upstream, created_at: view.createdAt, deadline: view.deadline,
           expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: view.assessment,
+          ...(view.unproven ? { unproven_approval: view.unproven } : {}),
         })), null, 2));
         return;
       }
@@ -162,6 +163,8 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
           (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",
         ]),
       ));
+      // approvals the gateway could not prove (issue 12): the reviewer must decide again, and should know why
+      for (const { view } of pending) if (view.unproven) io.out(`note: ${view.ref} was approved before, but ${view.unproven.replace(/^the approval /, "that approval ")}`);
     });
 
   withCommonOptions(program.command("show <ref>"))

@@ -251,6 +251,11 @@ describe("tampering", () => {
     await engine.close();
     expect(executor.calls).toEqual([]);
     expect(scanLedger(paths(dataDir).ledger).records.filter((record) => record.ref === ref).map((record) => record.type)).toContain("decision.unproven");
+    // surfaced to the reviewer
+    const out: string[] = [];
+    const { main } = await import("../../src/cli/main.js");
+    await main(["pending"], { out: (text) => out.push(text), err: () => {}, env: { HOME: dataDir, ATLAS_CONFIG_DIR: tempDir(), ATLAS_DATA_DIR: dataDir } });
+    expect(out.join("\n")).toMatch(new RegExp(`note: ${ref} was approved before, but that approval \\(seq \\d+\\) is not covered by the ledger's signed head`));
   });
 
   it("a rebuilt chain (an edit with every hash recomputed) fails the head's and the checkpoints' signatures", async () => {
