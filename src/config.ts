@@ -83,6 +83,13 @@ export const configSchema = z.strictObject({
       compress: z.boolean().default(false),
     })
     .prefault({}),
+  /** Where `audit anchor` posts the ledger's signed head (a witness), and headers to send (e.g. a token). */
+  anchor: z
+    .strictObject({
+      url: z.url({ protocol: /^https?$/, error: "anchor.url must be an http(s) URL" }).optional(),
+      headers: stringMap.default({}),
+    })
+    .prefault({}),
 });
 
 export type GatewayConfig = z.output<typeof configSchema> & {

@@ -14,6 +14,8 @@ export interface InstancePaths {
   signingKey: string;
   /** Its public half, for auditors (`audit verify --public-key`). */
   publicKey: string;
+  /** Receipts of `audit anchor`, one JSON line each. */
+  anchors: string;
   lock: string;
   socket: string;
 }
@@ -39,6 +41,7 @@ export interface LedgerFiles {
   head: string;
   signingKey: string;
   publicKey: string;
+  anchors: string;
 }
 
 /**
@@ -57,11 +60,13 @@ export function ledgerFiles(path: string): LedgerFiles {
     head: `${dir}.head`,
     signingKey: join(keys, "ledger.key"),
     publicKey: join(keys, "ledger.pub"),
+    anchors: `${dir}.anchors.jsonl`,
   };
 }
 
 /** The instance a name in `ledgersDir` belongs to: a ledger directory, or a 0.1 `.jsonl` file not yet migrated. */
 export function instanceOfLedgerEntry(name: string, isDirectory: boolean): string | undefined {
   if (isDirectory) return name.includes(".") ? undefined : name;
-  return name.endsWith(".jsonl") ? name.slice(0, -".jsonl".length) : undefined;
+  const base = name.endsWith(".jsonl") ? name.slice(0, -".jsonl".length) : undefined;
+  return base && !base.includes(".") ? base : undefined; // not `<instance>.anchors.jsonl`
 }

@@ -6,6 +6,7 @@ import { parseSince, registerPolicyCommands, registerToolCommands } from "./poli
 import { AtlasError, ConfigError, LedgerError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
+import { anchorHead } from "../ledger/anchor.js";
 import { buildExcerpt, formatExcerptCsv, formatExcerptJsonl, verifyExcerpt } from "../ledger/excerpt.js";
 import { loadVerifierKey, verifyLedger } from "../ledger/verify.js";
 import { maskSecrets } from "../mask.js";
@@ -278,6 +279,25 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         writeFileSync(flags.output, text, { mode: 0o600 });
         io.err(`wrote ${excerpt.header.records} record(s) of '${instance}' from ${since.toISOString()} to ${until.toISOString()} to ${flags.output}`);
       } else io.out(text.trimEnd());
+    });
+
+  withCommonOptions(audit.command("anchor"))
+    .description("post the ledger's latest signed head to a witness (config anchor.url, or --url) and keep its receipt in <instance>.anchors.jsonl")
+    .option("--url <url>", "the witness URL (default: config anchor.url)")
+    .option("--instance <name>", "the instance's ledger (default: the configured instance)")
+    .action(async (flags: ConfigFlags & { url?: string; instance?: string }) => {
+      const resolved = config(flags);
+      const url = flags.url ?? resolved.anchor.url;
+      if (!url) throw new ConfigError(["anchor.url: no witness configured (set anchor.url, or pass --url)"]);
+      const instance = flags.instance ?? resolved.instance;
+      const paths = instancePaths(resolved.dataDir, instance);
+      let receipt;
+      try {
+        receipt = await anchorHead(paths.ledger, url, loadVerifierKey(paths.publicKey), { headers: resolved.anchor.headers });
+      } catch (error) {
+        throw new LedgerError(`audit anchor: ${(error as Error).message}`);
+      }
+      io.out(`anchored '${instance}' at ${receipt.size} records (head ${receipt.head.slice(0, 16)}…) with ${url}: HTTP ${receipt.status}, receipt sha256 ${receipt.receipt_sha256.slice(0, 16)}… kept in ${paths.anchors}`);
     });
 
   const configCommand = program.command("config").description("read and change the user config file");

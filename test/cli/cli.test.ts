@@ -127,6 +127,39 @@ describe("CLI", () => {
     expect((await run(["audit", "export", "--since", "1d", "--format", "xml"], ownEnv)).code).toBe(2);
   });
 
+  it("audit anchor posts the signed head to a witness and keeps the receipt", async () => {
+    const { createServer } = await import("node:http");
+    const { openEngine, recordingExecutor, heldCall } = await import("../helpers.js");
+    const own = tempDir();
+    const engine = openEngine(own, recordingExecutor());
+    await engine.submit(heldCall());
+    await engine.close();
+    const received: string[] = [];
+    const witness = createServer((request, response) => {
+      let body = "";
+      request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      request.on("end", () => {
+        received.push(body);
+        response.end(`witnessed ${body.split("\n")[1]}`);
+      });
+    });
+    await new Promise<void>((resolve) => witness.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(witness.address() as { port: number }).port}/witness`;
+    try {
+      const ownEnv = { ...env, ATLAS_DATA_DIR: own };
+      expect(await run(["audit", "anchor"], ownEnv)).toMatchObject({ code: 2, err: expect.stringMatching(/anchor.url: no witness configured/) });
+      const anchored = await run(["audit", "anchor", "--url", url], ownEnv);
+      expect(anchored).toMatchObject({ code: 0, out: expect.stringMatching(/anchored 'main' at \d+ records .* HTTP 200/) });
+      expect(received).toHaveLength(1);
+      expect(received[0]).toMatch(/^atlas-gateway\/main-[0-9a-f-]+\n\d+\n[A-Za-z0-9+/=]{44}\n/);
+      const receipts = readFileSync(join(own, "ledgers", "main.anchors.jsonl"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { receipt: string; size: number });
+      expect(receipts[0]!.receipt).toBe(`witnessed ${receipts[0]!.size}`);
+      expect((await run(["audit", "verify"], ownEnv)).code).toBe(0); // the receipts file is not taken for a ledger
+    } finally {
+      witness.close();
+    }
+  });
+
   it("--version and --help work, an unknown command is a usage error", async () => {
     expect((await run(["--version"], env)).out.trim()).toBe(VERSION);
     expect((await run(["--help"], env)).out).toMatch(/approve \[options\] <ref>/);
