@@ -62,6 +62,28 @@ describe("segments and checkpoints", () => {
     expect(readAtStart[1]).toBeLessThanOrEqual(12);
   });
 
+  it("rolls over under concurrent calls: every call's records land in the chain once, in order, and verify", async () => {
+    const dataDir = tempDir();
+    const executor = recordingExecutor();
+    const engine = openEngine(dataDir, executor, { ledger: { segmentRecords: 7 } });
+    const held = await Promise.all(Array.from({ length: 4 }, (_, i) => engine.submit(heldCall({ path: `/held/${i}` }))));
+    for (let round = 0; round < 5; round++) {
+      const decisions = await Promise.all(Array.from({ length: 16 }, (_, i) => engine.submit(lowCall({ path: `/tmp/${round}-${i}` }))));
+      expect(decisions.every((decision) => decision.kind === "allow")).toBe(true);
+    }
+    await Promise.all(held.map((decision) => engine.decide({ ref: decision.ref!, decision: "approved", reviewer: "erin" })));
+    for (const decision of held) expect((await engine.waitForOutcome(decision.ref!, 5000))?.status).toBe("executed");
+    await engine.close();
+    const verification = verifyLedger(paths(dataDir).ledger);
+    expect(verification.scan.problem).toBeUndefined();
+    expect(verification.tampering).toBeUndefined();
+    expect(verification.segments).toBeGreaterThan(10);
+    const records = scanLedger(paths(dataDir).ledger).records;
+    expect(records.filter((record) => record.type === "request.admitted")).toHaveLength(80);
+    expect(records.filter((record) => record.type === "execution.finished")).toHaveLength(84);
+    expect(executor.calls).toHaveLength(84);
+  });
+
   it("pending and reviewer decisions without a gateway read from the last checkpoint", async () => {
     const dataDir = tempDir();
     const engine = openEngine(dataDir, recordingExecutor(), small);
