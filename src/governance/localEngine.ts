@@ -1,7 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
 import { DeadlineTimers } from "./deadlines.js";
-import { GovernanceLog } from "./governanceLog.js";
+import { GovernanceLog, type LedgerTuning } from "./governanceLog.js";
 import { sha256Hex, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
 import type { RequestView } from "./requests.js";
 import type { HaltFact } from "./haltState.js";
@@ -24,6 +24,8 @@ export interface LocalEngineOptions {
   startInfo?: Record<string, unknown>;
   /** Told about every ledger record, replayed or new (tool pins fold the ledger this way). */
   onRecord?: (record: LedgerRecord) => void;
+  /** Ledger tuning and test hooks. */
+  ledger?: LedgerTuning;
 }
 
 /**
@@ -57,6 +59,7 @@ export class LocalEngine implements GovernanceEngine {
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
       ...(options.onRecord ? { onRecord: options.onRecord } : {}),
+      ...(options.ledger ? { ledger: options.ledger } : {}),
     });
     const engine = new LocalEngine(log, options);
     engine.settleReplay();

@@ -12,6 +12,7 @@ import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
 import { DeferredEngine } from "../governance/deferredEngine.js";
+import { LazyEngine } from "../governance/lazyEngine.js";
 import { createReviewRoutes } from "../http/reviewRoutes.js";
 import { LocalEngine } from "../governance/localEngine.js";
 import { maskSecrets, maskText } from "../mask.js";
@@ -20,12 +21,13 @@ import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
 import { createEvaluatorFromConfig } from "../risk/setup.js";
+import { holdToolCallsUntil } from "./callGate.js";
 import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
 import { approvalKeysFor } from "../http/approvalKeys.js";
-import { watchHaltFile } from "../governance/halt.js";
+import { readHaltFile, watchHaltFile } from "../governance/halt.js";
 import { Notifier } from "../notify/notifier.js";
 import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
 import { describeHalt, isHaltFact, isNewerHalt, type HaltFact } from "../governance/haltState.js";
@@ -64,20 +66,24 @@ async function claimInstance(config: GatewayConfig, log: (line: string) => void)
 }
 
 /**
- * Starts the whole gateway on the given streams: upstreams, engine (ledger replay), MCP server, control socket and
- * HTTP listener. Signals are the caller's business.
+ * Starts the whole gateway on the given streams: upstreams, MCP server, then (behind one ready-promise that every
+ * tool call awaits, so `initialize` and `tools/list` are answered first) the instance lock, the engine (ledger
+ * replay) and the evaluator, then the control socket and HTTP listener. Signals are the caller's business.
  */
 export async function runGateway(config: GatewayConfig, io: ServeIO, version: string): Promise<RunningGateway> {
   const log = (line: string) => void io.stderr.write(`atlas-gateway: ${line}\n`);
-  const lock = await claimInstance(config, log);
-  const instance = lock.info.instance;
-  const paths = instancePaths(config.dataDir, instance);
-  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanups: (() => Promise<void> | void)[] = [];
   let stopReason = "shutdown";
   const cleanUp = async () => {
     for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
   };
 
+  let openEngine!: (engine: GovernanceEngine) => void;
+  let failEngine!: (error: unknown) => void;
+  const engine = new LazyEngine(config.engine, new Promise<GovernanceEngine>((resolve, reject) => {
+    openEngine = resolve;
+    failEngine = reject;
+  }));
   try {
     const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir, io.env), {
       hmac: config.webhook.hmac,
@@ -98,25 +104,73 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       startupTimeoutMs: config.startupTimeout,
       version,
       onToolsChanged: () => {
-        observePins();
+        if (engineOpened) observePins();
         void gateway?.server.sendToolListChanged().catch(() => {});
       },
     });
     cleanups.push(() => upstreams.close());
-
     const pins = new ToolPinTable();
+    let engineOpened = false;
+    gateway = createGateway({ upstreams, engine, version, limits: config.limits });
+
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    let closing: Promise<void> | undefined;
+    const close = (reason = "shutdown") => {
+      // Assigned before the body runs: closing the MCP server re-enters close() through onclose, synchronously.
+      closing ??= Promise.resolve().then(async () => {
+        stopReason = reason;
+        log(`shutting down (${reason})`);
+        await gateway.server.close().catch(() => {});
+        await cleanUp();
+        resolveClosed();
+      });
+      return closing;
+    };
+    gateway.server.onclose = () => void close("client disconnected");
+    // The agent's MCP roots: a filesystem upstream may take them as its allowed dirs, so self-protection resolves
+    // relative paths against them too (issue 11).
+    let clientRoots: string[] = [];
+    const server = gateway.server;
+    const refreshRoots = () => {
+      if (!server.getClientCapabilities()?.roots) return;
+      void server.listRoots()
+        .then(({ roots }) => void (clientRoots = roots.flatMap((root) => (root.uri.startsWith("file:") ? [fileURLToPath(root.uri)] : []))))
+        .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
+    };
+    server.oninitialized = refreshRoots;
+    server.setNotificationHandler(RootsListChangedNotificationSchema, async () => refreshRoots());
+
+    // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
+    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the lock, the ledger
+    // and the reviewer-facing sockets below. Tool calls wait for the engine (fail closed: none reaches an upstream
+    // before the lock is held and the ledger replayed).
+    await gateway.server.connect(holdToolCallsUntil(new StreamTransport(io.stdin, io.stdout), engine.ready));
+    await new Promise((resolve) => setImmediate(resolve));
+
+    const lock = await claimInstance(config, log);
+    cleanups.unshift(() => lock.release()); // released last, after the engine has closed its ledger
+    if (closing) {
+      // stdin closed while the lock was being taken: nothing more to start
+      lock.release();
+      failEngine(new AtlasError("the gateway shut down before it was ready"));
+      await closing;
+      return { ...gateway, instance: lock.info.instance, port: undefined, closed, close };
+    }
+    const instance = lock.info.instance;
+    const paths = instancePaths(config.dataDir, instance);
+
     // Reviewer notifications follow the ledger: every new record that moves a held call on is announced. Replayed
     // records are not (`live` turns on once the engine has opened).
     let live = false;
-    let engineRef: GovernanceEngine | undefined;
     const notifier = new Notifier({
       sinks: config.notify,
-      record: (outcome) => engineRef?.recordEvent(outcome.type, outcome.data, outcome.ref),
+      record: (outcome) => engine.recordEvent(outcome.type, outcome.data, outcome.ref),
       log,
     });
     const eventContext = { instance, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) };
     const announce = (record: LedgerRecord) => {
-      const view = record.ref ? engineRef?.get(record.ref) : undefined;
+      const view = record.ref ? engine.get(record.ref) : undefined;
       if (!view || view.autoApproved || !view.deadline) return; // only calls that were held for a human
       let type: NotificationType | undefined;
       if (record.type === "request.held") type = "call.held";
@@ -125,9 +179,6 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       else if (record.type === "execution.finished") type = "call.executed";
       if (type) notifier.notify(callEvent(type, view, eventContext));
     };
-    // The agent's MCP roots: a filesystem upstream may take them as its allowed dirs, so self-protection resolves
-    // relative paths against them too (issue 11).
-    let clientRoots: string[] = [];
     const { evaluator } = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
     const engineOptions = {
       ledgerPath: paths.ledger,
@@ -143,28 +194,49 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       version,
       log,
       startInfo: { instance, upstreams: sources.map((source) => source.name) },
+      ledger: { retention: { ...(config.retention.keep === "forever" ? {} : { keepMs: config.retention.keep }), compress: config.retention.compress } },
       onHeld: (view: RequestView) => {
         const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
         const reasons = maskText(view.assessment?.reasons.join("; ") ?? "");
         log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}${dataDirFlag}  Deny: atlas-gateway deny ${view.ref}${dataDirFlag} --reason "..."${reviewUrl ? `  Review page: ${reviewUrl}` : ""}`);
       },
     };
-    let engine: GovernanceEngine;
+    let opened: GovernanceEngine;
     let routes: Record<string, RequestListener> | undefined;
     let describeInngest: ((port: number | undefined) => string) | undefined;
     if (config.engine === "inngest") {
       // Imported only here: the local engine's start-up never loads the Inngest SDK.
       const { startInngestEngine } = await import("../inngest/index.js");
       const started = await startInngestEngine({ ...engineOptions, config });
-      ({ engine, routes, describe: describeInngest } = started);
+      ({ engine: opened, routes, describe: describeInngest } = started);
     } else {
       // an unwritable ledger leaves the gateway serving, refusing every call with the cause, until it can write
-      engine = DeferredEngine.start({ name: "local", open: () => LocalEngine.open(engineOptions), log, onOpen: () => observePins() });
+      opened = DeferredEngine.start({ name: "local", open: () => LocalEngine.open(engineOptions), log, onOpen: () => observePins() });
     }
     cleanups.push(() => engine.close(stopReason));
-    engineRef = engine;
-    live = true;
     cleanups.push(() => notifier.close()); // runs before the engine closes: no attempt records into a closed ledger
+    live = true;
+
+    /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
+    const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
+      if (!isNewerHalt(fact, opened.haltState())) return { changed: false, state: opened.haltState() };
+      const result = await opened.applyHalt(fact);
+      if (result.changed) {
+        log(fact.halted
+          ? `HALTED: ${describeHalt(fact)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`
+          : `RESUMED by ${fact.by} at ${fact.at}${fact.reason ? ` (reason: ${fact.reason})` : ""}: tool calls are routed by policy again.`);
+      }
+      return result;
+    };
+    // Before any call is let through: a halt pressed while this gateway was down holds now.
+    const pressed = readHaltFile(config.dataDir);
+    if (pressed) await adoptHalt(pressed).catch((error: Error) => log(`halt: ${error.message}`));
+    cleanups.push(watchHaltFile(config.dataDir, (fact) => void adoptHalt(fact).catch((error: Error) => log(`halt: ${error.message}`))));
+    if (opened.haltState()?.halted) log(`starting HALTED: ${describeHalt(opened.haltState()!)}; run 'atlas-gateway resume' to let calls through.`);
+
+    openEngine(opened);
+    await engine.ready;
+    engineOpened = true;
 
     /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
     function observePins(): void {
@@ -182,58 +254,10 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       }
     }
 
-    gateway = createGateway({ upstreams, engine, version, limits: config.limits });
-
-    /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
-    const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
-      if (!isNewerHalt(fact, engine.haltState())) return { changed: false, state: engine.haltState() };
-      const result = await engine.applyHalt(fact);
-      if (result.changed) {
-        log(fact.halted
-          ? `HALTED: ${describeHalt(fact)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`
-          : `RESUMED by ${fact.by} at ${fact.at}${fact.reason ? ` (reason: ${fact.reason})` : ""}: tool calls are routed by policy again.`);
-      }
-      return result;
-    };
-    // Before any call is routed or any approved call starts: a halt pressed while this gateway was down holds now.
-    const stopWatchingHalt = watchHaltFile(config.dataDir, (fact) => void adoptHalt(fact).catch((error: Error) => log(`halt: ${error.message}`)));
-    cleanups.push(stopWatchingHalt);
-    if (engine.haltState()?.halted) log(`starting HALTED: ${describeHalt(engine.haltState()!)}; run 'atlas-gateway resume' to let calls through.`);
-
-    let resolveClosed!: () => void;
-    const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
-    let closing: Promise<void> | undefined;
-    const close = (reason = "shutdown") => {
-      // Assigned before the body runs: closing the MCP server re-enters close() through onclose, synchronously.
-      closing ??= Promise.resolve().then(async () => {
-        stopReason = reason;
-        log(`shutting down (${reason})`);
-        await gateway.server.close().catch(() => {});
-        await cleanUp();
-        resolveClosed();
-      });
-      return closing;
-    };
-    gateway.server.onclose = () => void close("client disconnected");
-    const server = gateway.server;
-    const refreshRoots = () => {
-      if (!server.getClientCapabilities()?.roots) return;
-      void server.listRoots()
-        .then(({ roots }) => void (clientRoots = roots.flatMap((root) => (root.uri.startsWith("file:") ? [fileURLToPath(root.uri)] : []))))
-        .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
-    };
-    server.oninitialized = refreshRoots;
-    server.setNotificationHandler(RootsListChangedNotificationSchema, async () => refreshRoots());
-
-    // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
-    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
-    // sockets below start.
-    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout));
     void upstreams.ready.then(() => {
       observePins();
       engine.resume();
     });
-    await new Promise((resolve) => setImmediate(resolve));
     /** Registers shutdown work; runs it at once if shutdown began while it was starting (stdin closed early). */
     const onShutdown = (step: () => Promise<void> | void) => {
       if (closing) void Promise.resolve(step()).catch(() => {});
@@ -283,6 +307,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     if (describeInngest) log(describeInngest(listening?.port));
     return { ...gateway, instance, port: listening?.port, closed, close };
   } catch (error) {
+    failEngine(error);
     await cleanUp();
     throw error;
   }
