@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
 import { haltFilePath, newHaltFact, readHaltFile, recordHaltEverywhere } from "../../src/governance/halt.js";
@@ -6,9 +6,9 @@ import { HaltState, isHaltFact, isNewerHalt } from "../../src/governance/haltSta
 import { serveControl, tryLock } from "../../src/governance/instance.js";
 import { readAllInstances } from "../../src/governance/review.js";
 import { heldCall, lowCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
+import { ledgerRecords } from "../helpers/ledgerRecords.js";
 
-const records = (dataDir: string, instance = "main") =>
-  readFileSync(instancePaths(dataDir, instance).ledger, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; ref?: string; data: Record<string, unknown> });
+const records = ledgerRecords;
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
