@@ -64,9 +64,15 @@ export function ledgerFiles(path: string): LedgerFiles {
   };
 }
 
-/** The instance a name in `ledgersDir` belongs to: a ledger directory, or a 0.1 `.jsonl` file not yet migrated. */
+/**
+ * The instance a name in `ledgersDir` belongs to: a ledger directory, or a 0.1 `.jsonl` file not yet migrated. A
+ * plain file with an instance's name (no dot) is listed too: it sits where that instance's ledger directory belongs,
+ * so the gateway cannot open it (it refuses every call, issue 11), and `doctor`, `pending` and `audit verify` must
+ * say so rather than report no ledger at all.
+ */
 export function instanceOfLedgerEntry(name: string, isDirectory: boolean): string | undefined {
-  if (isDirectory) return name.includes(".") ? undefined : name;
+  if (!name.includes(".")) return name;
+  if (isDirectory) return undefined;
   const base = name.endsWith(".jsonl") ? name.slice(0, -".jsonl".length) : undefined;
   return base && !base.includes(".") ? base : undefined; // not `<instance>.anchors.jsonl`
 }

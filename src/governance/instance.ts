@@ -23,13 +23,18 @@ export function listInstances(dataDir: string): string[] {
 /**
  * The engine of the gateway that last started on this instance's ledger (its `gateway.started` record): the one that
  * owns the instance's calls, running or not. Reviewer commands and `doctor` act for it whatever their own flags say,
- * because `--engine` usually lives only in the MCP client's arguments (issue 14).
+ * because `--engine` usually lives only in the MCP client's arguments (issue 14). A ledger that cannot be read says
+ * nothing about it (undefined): the commands that read it report that themselves.
  */
 export function lastGatewayEngine(dataDir: string, instance: string): "local" | "inngest" | undefined {
   let engine: "local" | "inngest" | undefined;
-  scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
-    if (record.type === "gateway.started") engine = record.data.engine === "inngest" ? "inngest" : "local";
-  });
+  try {
+    scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
+      if (record.type === "gateway.started") engine = record.data.engine === "inngest" ? "inngest" : "local";
+    });
+  } catch {
+    return undefined;
+  }
   return engine;
 }
 
