@@ -1,4 +1,4 @@
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
@@ -32,7 +32,7 @@ describe("cold start: initialize first, the lock and the ledger behind one ready
     expect(types.indexOf("request.admitted")).toBeGreaterThan(types.indexOf("gateway.started"));
   });
 
-  it("fail closed: when the ledger cannot be opened, initialize is answered but no call reaches an upstream, and it says why", async () => {
+  it("fail closed: when the ledger cannot be opened, initialize is answered, no call reaches an upstream, each says why, and it keeps serving", async () => {
     const dataDir = tempDir();
     const first = gateway(dataDir);
     await first.request("initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } });
@@ -43,16 +43,23 @@ describe("cold start: initialize first, the lock and the ledger behind one ready
     const rows = readFileSync(segment, "utf8").split("\n").filter(Boolean);
     writeFileSync(segment, rows.slice(0, -1).map((row) => `${row}\n`).join(""));
     const before = readFileSync(segment, "utf8");
-    const copy = tempDir();
-    cpSync(dataDir, copy, { recursive: true });
 
     const second = gateway(dataDir);
     const init = await second.request("initialize", { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } });
-    expect(init.result).toBeDefined();
-    const call = second.request("tools/call", { name: "check_payment_status", arguments: { beneficiary_id: "C-1001" } }).catch((error: Error) => error);
-    expect(await second.exited).toBe(5);
-    expect(await call).toBeInstanceOf(Error); // never answered: the process stopped
+    expect(init.result).toMatchObject({ serverInfo: { name: "atlas-gateway" } });
+    second.notify("notifications/initialized");
+    // a low-risk call (would run at once) and a high-risk one (would be held): both refused with the cause
+    for (const [name, args] of [["check_payment_status", { beneficiary_id: "C-1001" }], ["modify_welfare_record", { beneficiary_id: "C-1001", changes: "x" }]] as const) {
+      const result = (await second.request("tools/call", { name, arguments: args })).result as { isError?: boolean; content: { text: string }[] };
+      expect(result.isError, name).toBe(true);
+      expect(result.content[0]?.text).toMatch(/refused and not run \(fail closed\).*shows tampering: it ends at seq \d+, but its signed head/);
+      expect(result.content[0]?.text).not.toContain("C-1001"); // the demo tool's own answer names the beneficiary
+    }
     expect(second.stderr).toMatch(/shows tampering: it ends at seq \d+, but its signed head/);
+    expect(second.child.exitCode).toBeNull(); // still serving (issue 11: refuse every call, do not exit)
+    expect((await second.request("tools/list")).result?.tools).toEqual(expect.arrayContaining([expect.objectContaining({ name: "check_payment_status" })]));
     expect(readFileSync(segment, "utf8")).toBe(before); // nothing written, nothing run
+    second.child.stdin!.end();
+    await second.exited;
   });
 });
