@@ -29,8 +29,8 @@ export function protectedPathsFor(config: GatewayConfig, options: { instance?: s
 
 /**
  * Protected names matched wherever they appear in a resolved path, so a base the gateway does not know (an upstream's
- * own notion of its root) cannot hide them: the credential and ledger file names, and the data dir's own entries
- * under its name (`atlas-gateway/ledgers`).
+ * own notion of its root) cannot hide them: the credential and ledger file names (segments, head, signing key), and
+ * the data dir's own entries under its name (`atlas-gateway/ledgers`).
  */
 export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
   const dataDirName = basename(resolve(config.dataDir));
@@ -38,7 +38,12 @@ export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
     { path: "webhook-secret", label: "the gateway's approval credentials (by name)" },
     { path: "atlas-gateway/credentials", label: "the gateway's approval credentials (by name)" },
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
-    ...["ledgers", "run", "webhook-secret"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
+    // ledger v2 (issue 12): a directory of segments, a signed head next to it, and the key that signs both
+    { path: "ledgers/*/*.jsonl", label: "a gateway ledger segment (by name)" },
+    { path: "ledgers/*/*.jsonl.gz", label: "a gateway ledger segment (by name)" },
+    { path: "ledgers/*.head", label: "a gateway ledger's signed head (by name)" },
+    { path: "keys/ledger.key", label: "the gateway's ledger signing key (by name)" },
+    ...["ledgers", "run", "keys", "webhook-secret"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
   ];
 }
 
