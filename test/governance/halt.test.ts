@@ -1,4 +1,5 @@
-import { statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
 import { haltFilePath, newHaltFact, readHaltFile, recordHaltEverywhere } from "../../src/governance/halt.js";
@@ -139,6 +140,30 @@ describe("a halted engine", () => {
     await restarted.applyHalt(newHaltFact(false, "dora", undefined, halt));
     expect((await restarted.waitForOutcome(ref, 5000))?.status).toBe("executed");
     expect(executor.calls).toHaveLength(1);
+    await restarted.close();
+  });
+
+  it("survives segment rollovers: the halt fact is carried from checkpoint to checkpoint (issue 12)", async () => {
+    const dataDir = tempDir();
+    const executor = recordingExecutor();
+    const ledger = { segmentRecords: 5 };
+    const engine = openEngine(dataDir, executor, { ledger });
+    await engine.applyHalt(newHaltFact(true, "ana", "incident"));
+    for (let i = 0; i < 8; i++) expect((await engine.submit(lowCall({ path: `/tmp/${i}` }))).kind).toBe("deny");
+    await engine.close();
+    // start-up reads the last segment only: the halt record itself is in an earlier one, only its checkpoint carries it
+    const dir = instancePaths(dataDir, "main").ledger;
+    const last = readdirSync(dir).filter((name) => name.endsWith(".jsonl")).sort().at(-1)!;
+    expect(last).not.toBe("000000000000.jsonl");
+    const lines = readFileSync(join(dir, last), "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string });
+    expect(lines[0]?.type).toBe("ledger.checkpoint");
+    expect(lines.map((record) => record.type)).not.toContain("gateway.halted");
+
+    const restarted = openEngine(dataDir, executor, { ledger });
+    restarted.resume();
+    expect(restarted.haltState()).toMatchObject({ halted: true, by: "ana", reason: "incident" });
+    expect((await restarted.submit(lowCall())).kind).toBe("deny");
+    expect(executor.calls).toHaveLength(0);
     await restarted.close();
   });
 });
