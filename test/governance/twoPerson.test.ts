@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { loadConfig } from "../../src/config.js";
-import { instancePaths } from "../../src/dataDir.js";
 import { ConfigError } from "../../src/errors.js";
 import { createRulesEvaluator } from "../../src/risk/assess.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
