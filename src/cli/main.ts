@@ -459,6 +459,13 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
       io.err(`atlas-gateway: ${error.message}`);
       return error.exitCode;
     }
+    const fsError = error as NodeJS.ErrnoException;
+    if (typeof fsError.code === "string" && typeof fsError.syscall === "string") {
+      // a file the command reads is missing, unreadable or in the wrong shape (say, a file where a ledger directory
+      // belongs, which the gateway itself answers by refusing every call): name it, not "unexpected error"
+      io.err(`atlas-gateway: ${fsError.message}: check that path ('atlas-gateway doctor' checks the data dir and its ledgers)`);
+      return 1;
+    }
     io.err(`atlas-gateway: unexpected error: ${(error as Error).message ?? String(error)}`);
     if (io.env.ATLAS_DEBUG) io.err(String((error as Error).stack));
     return 1;

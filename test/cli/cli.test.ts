@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
@@ -157,6 +157,20 @@ describe("CLI", () => {
       expect((await run(["audit", "verify"], ownEnv)).code).toBe(0); // the receipts file is not taken for a ledger
     } finally {
       witness.close();
+    }
+  });
+
+  it("a file where a ledger directory belongs: commands name it, never 'unexpected error' (issue 12 layout)", async () => {
+    const broken = tempDir("atlas-cli-broken-");
+    mkdirSync(join(broken, "ledgers"));
+    writeFileSync(join(broken, "ledgers", "main"), "not a ledger\n");
+    const brokenEnv = { HOME: broken, ATLAS_CONFIG_DIR: configDir, ATLAS_DATA_DIR: broken };
+    for (const args of [["tools", "list"], ["policy", "replay"]]) {
+      const result = await run(args, brokenEnv);
+      expect(result.code, args.join(" ")).toBe(1);
+      expect(result.err).toContain(`ENOTDIR: not a directory, scandir '${join(broken, "ledgers", "main")}'`);
+      expect(result.err).toContain("atlas-gateway doctor");
+      expect(result.err).not.toContain("unexpected error");
     }
   });
 

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
@@ -199,6 +199,16 @@ describe("recordHaltEverywhere", () => {
       lock.release();
       await engine.close();
     }
+  });
+
+  it("an unopenable ledger does not keep the halt from the other instances, and the command says which failed", async () => {
+    const dataDir = tempDir();
+    await openEngine(dataDir, recordingExecutor()).close();
+    writeFileSync(instancePaths(dataDir, "broken").ledger, "a file where a ledger directory belongs\n");
+    const fact = newHaltFact(true, "ana", "incident");
+    await expect(recordHaltEverywhere(dataDir, fact, "main")).rejects.toThrow(/halt written to .*halt\.json and instance\(s\) 'main', but not recorded for instance 'broken': .*ENOTDIR/);
+    expect(readHaltFile(dataDir)).toEqual(fact);
+    expect(records(dataDir, "main").find((record) => record.type === "gateway.halted")?.data).toMatchObject({ halt_id: fact.id });
   });
 
   it("with no ledger yet, creates the fallback instance's ledger so the halt holds at its first start", async () => {
