@@ -179,8 +179,8 @@ function checkSecret(dataDir: string, env: NodeJS.ProcessEnv): Check {
 }
 
 /**
- * Each ledger must verify and take appends (otherwise the gateway serves but refuses every call: it fails closed); with none yet,
- * the folder that will hold the configured instance's ledger must take a new file.
+ * Each ledger must verify and take appends (otherwise the gateway serves but refuses every call: it fails closed);
+ * with none yet, the folder that will hold the configured instance's ledger must take a new file.
  */
 function checkLedgers(dataDir: string, instance: string): Check[] {
   const folder = dirname(instancePaths(dataDir, instance).ledger);
