@@ -11,8 +11,8 @@ import { HeadWriter, readHead, type HeadRead } from "./headFile.js";
 import { loadOrCreateSigner, signCheckpoint, type NoteSigner } from "./signedNote.js";
 
 export { LEDGER_VERSION, canonicalJson, canonicalRecord, genesisHash, hashRecord, sha256Hex, type LedgerRecord, type UnsignedRecord } from "./record.js";
-export { CHECKPOINT_TYPE, replayLedger, scanLedger, type CheckpointState, type DamageKind, type LedgerProblem, type LedgerScan } from "./scan.js";
-export { readLines } from "./segments.js";
+export { CHECKPOINT_TYPE, carriedRecords, ledgerSegments, replayLedger, scanLedger, type CheckpointState, type DamageKind, type LedgerProblem, type LedgerScan } from "./scan.js";
+export { readLines, type Segment } from "./segments.js";
 
 /** Where the bytes go. The default writes to a file; tests pass one that fails to prove we fail closed. */
 export interface LedgerSink {
