@@ -1,29 +1,30 @@
 import { spawn } from "node:child_process";
-import { closeSync, fdatasyncSync, mkdirSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { closeSync, fdatasyncSync, openSync, readdirSync, readSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { BIN, NODE, freshDataDir } from "./lib/setup.js";
+import { BIN, NODE, freshDataDir, spawnGateway } from "./lib/setup.js";
 import { formatMB, formatMs, formatRate, median } from "./lib/stats.js";
 
 const hex64 = (i, salt) => (salt + i.toString(16)).padStart(64, "0");
 
 /**
- * The records one governed call leaves, shaped like the gateway's: most calls auto-approved (5 records, result kept
- * as a digest), one in 20 held, approved by a human and executed (6 records, result kept whole).
+ * The records one governed call leaves, shaped like the gateway's: most calls auto-approved (2 records since 0.2:
+ * `request.admitted`, then `execution.finished` with the result kept as a digest), one in 20 held, approved by a
+ * human and executed (6 records, result kept whole).
  */
 export function* callRecords(i) {
   const ref = `evt_${i.toString(16).padStart(8, "0")}`;
   const held = i % 20 === 19;
-  yield ["request.created", ref, {
+  const created = {
     upstream: "bench", tool: held ? "hold_me" : "echo", name: held ? "hold_me" : "echo",
     args: { n: i, text: "hello from the benchmark" }, args_digest: hex64(i, "a"), client: { name: "claude-ai", version: "0.1.0" },
-  }];
+  };
   if (!held) {
-    yield ["request.assessed", ref, { score: 10, classification: "low", reasons: ["upstream declares the tool read-only (readOnlyHint)"], evaluator: "rules" }];
-    yield ["request.auto_approved", ref, { threshold: 70 }];
-    yield ["execution.started", ref, {}];
+    const assessment = { score: 10, classification: "low", reasons: ["upstream declares the tool read-only (readOnlyHint)"], evaluator: "rules" };
+    yield ["request.admitted", ref, { ...created, assessment, threshold: 70 }];
     yield ["execution.finished", ref, { outcome: "ok", result_sha256: hex64(i, "b") }];
     return;
   }
+  yield ["request.created", ref, created];
   yield ["request.assessed", ref, { score: 80, classification: "high", reasons: ["tool has no annotations: treated as state-changing until a policy says otherwise"], evaluator: "rules" }];
   yield ["request.held", ref, { deadline: "2026-11-25T12:00:00.000Z", threshold: 70 }];
   yield ["decision.recorded", ref, { decision: "approved", source: "human", reviewer: "bench" }];
@@ -33,9 +34,20 @@ export function* callRecords(i) {
 
 /** Appends whole calls' records until at least `count` records are written; commits every `groupSize` records. */
 async function appendCalls(ledger, count, groupSize) {
+  const { records } = await appendWholeCalls(ledger, (written) => written < count, groupSize);
+  return records;
+}
+
+/** Appends the records of `calls` whole calls; commits every `groupSize` records. */
+async function appendCallCount(ledger, calls, groupSize) {
+  return appendWholeCalls(ledger, (_written, i) => i < calls, groupSize);
+}
+
+async function appendWholeCalls(ledger, more, groupSize) {
   let written = 0;
   let sinceCommit = 0;
-  for (let i = 0; written < count; i++) {
+  let i = 0;
+  for (; more(written, i); i++) {
     for (const [type, ref, data] of callRecords(i)) {
       ledger.append(type, ref, data, "batch");
       written += 1;
@@ -47,11 +59,17 @@ async function appendCalls(ledger, count, groupSize) {
     }
   }
   await ledger.commit();
-  return written;
+  return { records: written, calls: i };
 }
 
-/** The floor for any JSONL replay: read the file in 1 MiB chunks and JSON.parse every line. */
-function parseOnly(path) {
+/** The floor for any JSONL replay: read the files in 1 MiB chunks and JSON.parse every line. */
+function parseOnly(dir) {
+  let count = 0;
+  for (const name of readdirSync(dir).filter((file) => file.endsWith(".jsonl"))) count += parseFile(join(dir, name));
+  return count;
+}
+
+function parseFile(path) {
   const fd = openSync(path, "r");
   const chunk = Buffer.allocUnsafe(1 << 20);
   let carry = "";
@@ -100,8 +118,9 @@ function openEngine(ctx, path) {
 }
 
 /**
- * 4. Ledger: append throughput with group commit against a plain JSONL writer doing the same I/O; replay (what the
- * gateway does at start) and `audit verify` at three sizes, against reading and JSON-parsing the same file.
+ * 4. Ledger: append throughput with group commit against a plain JSONL writer doing the same I/O; start-up (engine
+ * open in process, and spawn → initialize of the CLI) with three sizes of history, against an empty data dir — flat,
+ * since start-up reads only the last segment — and `audit verify`, which reads everything.
  */
 export async function benchLedger(ctx) {
   const { Ledger } = ctx.lib;
@@ -134,54 +153,76 @@ export async function benchLedger(ctx) {
   closeSync(plainFd);
   ctx.log(`append: ${appended} records, ledger ${formatRate(ledgerRate)}, plain JSONL ${formatRate(plainRate)} (fdatasync every ${group})`);
   rows.push({ section: "4 ledger", measure: `append, group commit (fsync / ${group} records)`, value: formatRate(ledgerRate, " rec/s"), baseline: `${formatRate(plainRate, " rec/s")} plain JSONL`, ratio: ledgerRate / plainRate, target: "info" });
-  rows.push({ section: "4 ledger", measure: "  = auto-approved calls/s the ledger sustains", value: formatRate(ledgerRate / 5), baseline: "—", target: "info" });
+  const autoRecords = [...callRecords(0)].length; // records per auto-approved call
+  rows.push({ section: "4 ledger", measure: "  = auto-approved calls/s the ledger sustains", value: formatRate(ledgerRate / autoRecords), baseline: "—", target: "info" });
 
-  // replay and verify at each size
-  const perRecord = {};
-  for (const size of replaySizes) {
-    const dataDir = freshDataDir(ctx.workDir, `replay-${size}`);
-    const path = join(dataDir, "ledgers", "bench.jsonl");
-    mkdirSync(join(dataDir, "ledgers"), { recursive: true });
-    const generator = Ledger.open(path, { instance: "bench" });
-    const records = 1 + (await appendCalls(generator, size - 1, 10_000));
-    await generator.close();
-    const bytes = statSync(path).size;
-    const floor = [];
-    const replay = [];
-    const verify = [];
-    const repeats = size >= 1_000_000 ? 1 : replayRepeats;
-    for (let r = 0; r < repeats; r++) {
-      let t = performance.now();
-      parseOnly(path);
-      floor.push(performance.now() - t);
-      t = performance.now();
-      const engine = openEngine(ctx, path);
-      replay.push(performance.now() - t);
-      await engine.close();
-      verify.push(await runVerify(ctx, dataDir));
+  // start-up and verify with a history of each size (in calls: ~2.2 records per call)
+  const startup = {};
+  const emptyDir = freshDataDir(ctx.workDir, "startup-empty");
+  const initialize = async (dataDir) => {
+    const server = spawnGateway(ctx, dataDir, false);
+    try {
+      return (await server.initialize()) - server.spawnedAt;
+    } finally {
+      await server.close();
     }
-    const m = { floor: median(floor), replay: median(replay), verify: median(verify) };
-    perRecord[size] = { replay: m.replay / records, verify: m.verify / records };
-    const label = size >= 1_000_000 ? `${size / 1_000_000}M` : `${size / 1000}k`;
-    ctx.log(`ledger ${label}: ${records} records, ${formatMB(bytes)}; parse-only ${formatMs(m.floor)}, replay ${formatMs(m.replay)}, audit verify ${formatMs(m.verify)}`);
-    const isBudget = size === ctx.counts.ledger.budgetSize;
+  };
+  const openTimes = async (path) => {
+    const t = performance.now();
+    const engine = openEngine(ctx, path);
+    const ms = performance.now() - t;
+    await engine.close();
+    const ledger = Ledger.open(path, { instance: "bench", onRecord: () => {} });
+    const read = ledger.recordsRead;
+    await ledger.close();
+    return { ms, read };
+  };
+  const baseline = { init: [], open: [] };
+  for (let r = 0; r < replayRepeats; r++) {
+    baseline.init.push(await initialize(emptyDir));
+    baseline.open.push((await openTimes(join(freshDataDir(ctx.workDir, "startup-empty-open"), "ledgers", "bench"))).ms);
+  }
+  const base = { init: median(baseline.init), open: median(baseline.open) };
+  for (const calls of replaySizes) {
+    const dataDir = freshDataDir(ctx.workDir, `replay-${calls}`);
+    const path = join(dataDir, "ledgers", "bench");
+    const generator = Ledger.open(path, { instance: "bench" });
+    const { records } = await appendCallCount(generator, calls, 10_000);
+    await generator.close();
+    const bytes = readdirSync(path).reduce((sum, name) => sum + statSync(join(path, name)).size, 0);
+    const open = [];
+    const init = [];
+    let read = 0;
+    for (let r = 0; r < replayRepeats; r++) {
+      const times = await openTimes(path);
+      open.push(times.ms);
+      read = times.read;
+      init.push(await initialize(dataDir));
+    }
+    const label = calls >= 1_000_000 ? `${calls / 1_000_000}M` : `${calls / 1000}k`;
+    // audit verify reads every segment: linear in history, so it is timed up to 100k calls only (runtime)
+    const verifyMs = calls <= 100_000 ? await runVerify(ctx, dataDir) : undefined;
+    const floorStarted = performance.now();
+    if (calls <= 100_000) parseOnly(path);
+    const floorMs = performance.now() - floorStarted;
+    const m = { open: median(open), init: median(init) };
+    startup[calls] = m;
+    ctx.log(`history ${label} calls: ${records + 1} records, ${formatMB(bytes)}; engine open ${formatMs(m.open)} (${read} records read), spawn → initialize ${formatMs(m.init)}${verifyMs !== undefined ? `, audit verify ${formatMs(verifyMs)}` : ""}`);
+    rows.push({ section: "4 ledger", measure: `start-up replay, ${label} calls of history (${formatMB(bytes)})`, value: `${formatMs(m.open)}, ${read} rec read`, baseline: `${formatMs(base.open)} empty ledger`, ratio: m.open / base.open, target: "info" });
+    const isBudget = calls === ctx.counts.ledger.budgetSize;
     rows.push({
-      section: "4 ledger", measure: `replay at start, ${label} records (${formatMB(bytes)})`, value: formatMs(m.replay), baseline: `${formatMs(m.floor)} read+JSON.parse`, ratio: m.replay / m.floor,
-      target: isBudget ? "< 1 s" : "info", ...(isBudget ? { pass: m.replay < 1000 } : {}),
+      section: "4 ledger", measure: `spawn → initialize, ${label} calls of history`, value: formatMs(m.init), baseline: `${formatMs(base.init)} empty data dir`, ratio: m.init / base.init,
+      target: isBudget ? "≤ 1.30x" : "info", ...(isBudget ? { pass: m.init / base.init <= 1.3 } : {}),
     });
-    rows.push({ section: "4 ledger", measure: `audit verify (CLI), ${label} records`, value: formatMs(m.verify), baseline: `${formatMs(m.floor)} read+JSON.parse`, ratio: m.verify / m.floor, target: "info" });
+    if (verifyMs !== undefined) rows.push({ section: "4 ledger", measure: `audit verify (CLI), ${label} calls`, value: formatMs(verifyMs), baseline: `${formatMs(floorMs)} read+JSON.parse`, ratio: verifyMs / floorMs, target: "info" });
   }
   const sizes = [...replaySizes].sort((a, b) => a - b);
-  const mid = sizes[sizes.length - 2];
+  const low = sizes[0];
   const top = sizes[sizes.length - 1];
-  const growth = perRecord[top].replay / perRecord[mid].replay;
+  const growth = startup[top].open / startup[low].open;
   rows.push({
-    section: "4 ledger", measure: `replay time per record, ${top / 1000}k vs ${mid / 1000}k`, value: `${(perRecord[top].replay * 1000).toFixed(2)} µs`,
-    baseline: `${(perRecord[mid].replay * 1000).toFixed(2)} µs`, ratio: growth, target: "≤ 1.25x (linear)", pass: growth <= 1.25,
-  });
-  rows.push({
-    section: "4 ledger", measure: `verify time per record, ${top / 1000}k vs ${mid / 1000}k`, value: `${(perRecord[top].verify * 1000).toFixed(2)} µs`,
-    baseline: `${(perRecord[mid].verify * 1000).toFixed(2)} µs`, ratio: perRecord[top].verify / perRecord[mid].verify, target: "info",
+    section: "4 ledger", measure: `start-up replay, ${top / 1000}k vs ${low / 1000}k calls`, value: formatMs(startup[top].open),
+    baseline: formatMs(startup[low].open), ratio: growth, target: "≤ 1.30x (flat)", pass: growth <= 1.3,
   });
   return rows;
 }

@@ -23,7 +23,7 @@ const COUNTS = {
     coldStartRounds: 15,
     calls: { warmup: 1000, rounds: 5, sequentialPerRound: 2000, concurrentPerRound: 4000 },
     approvals: 10,
-    ledger: { appendRecords: 200_000, group: 256, replaySizes: [10_000, 100_000, 1_000_000], budgetSize: 100_000, replayRepeats: 3 },
+    ledger: { appendRecords: 200_000, group: 256, replaySizes: [10_000, 100_000, 1_000_000], budgetSize: 100_000, replayRepeats: 3 }, // replaySizes in calls
     memory: { checkpoint: 10_000, total: 100_000 },
     notifications: 20,
     large: { bytes: 20 * 1024 * 1024, rounds: 3, idleCalls: 50 },
@@ -32,7 +32,7 @@ const COUNTS = {
     coldStartRounds: 1,
     calls: { warmup: 10, rounds: 1, sequentialPerRound: 30, concurrentPerRound: 64 },
     approvals: 1,
-    ledger: { appendRecords: 1000, group: 256, replaySizes: [500, 1000, 2000], budgetSize: 1000, replayRepeats: 1 },
+    ledger: { appendRecords: 1000, group: 256, replaySizes: [200, 500, 1000], budgetSize: 500, replayRepeats: 1 },
     memory: { checkpoint: 100, total: 400 },
     notifications: 2,
     large: { bytes: 1024 * 1024, rounds: 1, idleCalls: 5 },

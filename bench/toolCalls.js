@@ -1,15 +1,17 @@
-import { drive, freshDataDir, spawnGateway, spawnProxy, spawnUpstream } from "./lib/setup.js";
+import { drive, freshDataDir, spawnGateway, spawnPipe, spawnProxy, spawnUpstream } from "./lib/setup.js";
 import { formatMs, formatRate, percentile } from "./lib/stats.js";
 
 /**
- * 2. Auto-approved tools/call through the gateway, directly to the upstream, and through a bare SDK proxy (the floor
- * for one hop). All three run side by side; each round measures them in rotating order, sequential then 16 at once.
+ * 2. Auto-approved tools/call through the gateway, directly to the upstream, through a bare SDK proxy (the baseline
+ * the targets name) and through a raw newline-JSON pipe (the floor for one stdio hop). All run side by side; each
+ * round measures them in rotating order, sequential then 16 at once.
  */
 export async function benchToolCalls(ctx) {
   const { sequentialPerRound, concurrentPerRound, rounds, warmup } = ctx.counts.calls;
   const concurrency = 16;
   const targets = {
     direct: spawnUpstream(ctx),
+    pipe: spawnPipe(ctx),
     proxy: spawnProxy(ctx),
     gateway: spawnGateway(ctx, freshDataDir(ctx.workDir, "calls")),
   };
@@ -22,10 +24,10 @@ export async function benchToolCalls(ctx) {
     if (first.isError || !String(first.content?.[0]?.text).startsWith("echo")) throw new Error(`the gateway did not auto-approve echo: ${JSON.stringify(first).slice(0, 300)}`);
     for (const server of Object.values(targets)) await drive(server, { total: warmup, concurrency: 4, collect: false });
 
-    const seq = { direct: [], proxy: [], gateway: [] };
-    const conc = { direct: [], proxy: [], gateway: [] };
-    const seqMs = { direct: 0, proxy: 0, gateway: 0 };
-    const concMs = { direct: 0, proxy: 0, gateway: 0 };
+    const seq = { direct: [], pipe: [], proxy: [], gateway: [] };
+    const conc = { direct: [], pipe: [], proxy: [], gateway: [] };
+    const seqMs = { direct: 0, pipe: 0, proxy: 0, gateway: 0 };
+    const concMs = { direct: 0, pipe: 0, proxy: 0, gateway: 0 };
     const names = Object.keys(targets);
     for (let round = 0; round < rounds; round++) {
       const order = names.map((_, i) => names[(i + round) % names.length]);
@@ -51,8 +53,9 @@ export async function benchToolCalls(ctx) {
     const g = stat("gateway");
     const p = stat("proxy");
     const d = stat("direct");
+    const f = stat("pipe");
     ctx.log(`tools/call: ${rounds} rounds x (${sequentialPerRound} sequential + ${concurrentPerRound} at ${concurrency}) per target`);
-    for (const [name, s] of [["direct", d], ["proxy", p], ["gateway", g]]) {
+    for (const [name, s] of [["direct", d], ["pipe", f], ["proxy", p], ["gateway", g]]) {
       ctx.log(`  ${name.padEnd(8)} seq p50 ${formatMs(s.p50)} p99 ${formatMs(s.p99)} ${formatRate(s.seqRate)} | x16 p50 ${formatMs(s.cp50)} p99 ${formatMs(s.cp99)} ${formatRate(s.concRate)}`);
     }
     const row = (measure, value, base, ratio, target, pass, fmt = formatMs) => ({
@@ -65,6 +68,9 @@ export async function benchToolCalls(ctx) {
       row("auto-approved p50, 16 concurrent", g.cp50, p.cp50, g.cp50 / p.cp50, "≤ 1.15x", g.cp50 / p.cp50 <= 1.15),
       row("auto-approved p99, 16 concurrent", g.cp99, p.cp99, g.cp99 / p.cp99, "info"),
       row("calls/s, 16 concurrent", g.concRate, p.concRate, g.concRate / p.concRate, "≥ 0.85x", g.concRate / p.concRate >= 0.85, formatRate),
+      { section: "2 tools/call", measure: "  raw newline-JSON pipe (the floor): p50 seq", value: formatMs(f.p50), baseline: `${formatMs(p.p50)} bare proxy`, ratio: f.p50 / p.p50, target: "info" },
+      { section: "2 tools/call", measure: "  raw pipe: calls/s, 16 concurrent", value: formatRate(f.concRate), baseline: `${formatRate(p.concRate)} bare proxy`, ratio: f.concRate / p.concRate, target: "info" },
+      { section: "2 tools/call", measure: "  gateway vs raw pipe: p50 seq / calls/s x16", value: `${(g.p50 / f.p50).toFixed(2)}x / ${(g.concRate / f.concRate).toFixed(2)}x`, baseline: "raw pipe", target: "info" },
       { section: "2 tools/call", measure: "  direct to upstream: p50 seq / calls/s x16", value: `${formatMs(d.p50)} / ${formatRate(d.concRate)}`, baseline: "—", target: "info" },
     ];
   } finally {

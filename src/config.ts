@@ -130,6 +130,23 @@ export const configSchema = z.strictObject({
   /** The address reviewers reach this gateway's listener at (e.g. through a tunnel): notifications link to `<publicUrl>/review`. */
   publicUrl: z.url({ protocol: /^https?$/, error: "publicUrl must be an http(s) URL" }).optional(),
   limits: limitsSettings,
+  /**
+   * Audit ledger retention (issue 12): how long closed segments are kept ("forever", the default, or a duration;
+   * anything under 183 days is raised to 183 days, EU AI Act Art. 26(6)), and whether closed segments are gzipped.
+   */
+  retention: z
+    .strictObject({
+      keep: z.union([z.literal("forever"), duration("duration such as 365d, or \"forever\"")]).default("forever"),
+      compress: z.boolean().default(false),
+    })
+    .prefault({}),
+  /** Where `audit anchor` posts the ledger's signed head (a witness), and headers to send (e.g. a token). */
+  anchor: z
+    .strictObject({
+      url: z.url({ protocol: /^https?$/, error: "anchor.url must be an http(s) URL" }).optional(),
+      headers: stringMap.default({}),
+    })
+    .prefault({}),
 });
 
 export type GatewayConfig = z.output<typeof configSchema> & {

@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkArgumentBounds } from "../src/argumentBounds.js";
 import { loadConfig } from "../src/config.js";
 import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { ledgerRecords } from "./helpers/ledgerRecords.js";
 import { tempDir } from "./helpers.js";
 
 const nested = (depth: number, leaf: unknown = 1): unknown => {
@@ -63,8 +64,8 @@ describe("the gateway refuses out-of-bounds arguments before recording them (bui
 
     const fine = await gateway.callTool("check_payment_status", { beneficiary_id: "C-1001" });
     expect(fine.result?.isError, JSON.stringify(fine)).toBeFalsy();
-    const created = readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").split("\n").filter(Boolean)
-      .map((line) => JSON.parse(line) as { type: string; data: { tool?: string } }).filter((record) => record.type === "request.created");
+    // a call opens with request.created, or request.admitted when auto-approved (issue 12): only the normal one is there
+    const created = ledgerRecords(dataDir).filter((record) => record.type === "request.created" || record.type === "request.admitted");
     expect(created.map((record) => record.data.tool)).toEqual(["check_payment_status"]);
 
     const pending = await new Promise<string>((done) => execFile(process.execPath, [BIN, "pending", "--data-dir", dataDir], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config") } }, (_error, stdout) => done(stdout)));

@@ -21,7 +21,7 @@ describe("npm run bench --smoke", () => {
     for (const section of ["== 1. cold start", "== 2. auto-approved tools/call", "== 3. approval latency", "== 4. ledger", "== 5. memory", "== 6. risk policy", "== 7. notifications", "== 8. large messages"]) {
       expect(stdout).toContain(section);
     }
-    for (const row of ["spawn → initialize", "auto-approved p50, sequential", "calls/s, 16 concurrent", "signed webhook → agent has result", "`approve` CLI", "replay at start", "audit verify (CLI)", "RSS growth", "1,000 rules", "webhook notification received", "MiB argument, median", "small call during a large one"]) {
+    for (const row of ["spawn → initialize", "auto-approved p50, sequential", "calls/s, 16 concurrent", "raw newline-JSON pipe (the floor)", "signed webhook → agent has result", "`approve` CLI", "start-up replay", "calls of history", "audit verify (CLI)", "RSS growth", "1,000 rules", "webhook notification received", "MiB argument, median", "small call during a large one"]) {
       expect(stdout).toContain(row);
     }
     expect(stdout).toMatch(/\| Section +\| Measure +\| Gateway +\| Baseline +\| Ratio +\| Target +\| Result +\|/);

@@ -3,7 +3,8 @@ import { CallToolResultSchema, type CallToolResult } from "@modelcontextprotocol
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { scanLedger } from "../src/ledger/ledger.js";
 import { StreamTransport } from "../src/mcp/stdioTransport.js";
 import { tempDir } from "./helpers.js";
 import { BIN } from "./helpers/rawMcpProcess.js";
@@ -75,8 +76,7 @@ function cli(args: string[], dataDir: string, withDataDir = true, env: NodeJS.Pr
 
 const refOf = (result: CallToolResult) => /Ref: (evt_[0-9a-f]{8})/.exec(JSON.stringify(result.content))?.[1] ?? "";
 const ledgerTypes = (dataDir: string, ref: string) =>
-  readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; ref?: string })
-    .filter((record) => record.ref === ref).map((record) => record.type);
+  scanLedger(join(dataDir, "ledgers", "main")).records.filter((record) => record.ref === ref).map((record) => record.type);
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
@@ -205,7 +205,8 @@ describe("two gateways on one data dir", () => {
     const { dataDir, root, upstream } = filesystemSetup();
     const first = await GatewayProcess.start(dataDir, upstream);
     const second = await GatewayProcess.start(dataDir, upstream);
-    expect(second.stderr).toMatch(/uses instance 'main-2'/);
+    // initialize is answered before the instance lock is taken (cold start): the choice is logged just after
+    await until(() => /uses instance 'main-2'/.test(second.stderr), "the second gateway's instance");
     const target = join(root, "second.txt");
     const ref = refOf(await second.call("write_file", { path: target, content: "from the second gateway" }));
     expect(JSON.parse((await cli(["pending", "--json"], dataDir)).stdout)).toEqual([expect.objectContaining({ ref, instance: "main-2", tool: "write_file" })]);
@@ -278,7 +279,7 @@ describe("signals", () => {
     gateway.child.kill("SIGTERM");
     expect(await gateway.exited).toBe(0);
     await untilGone(pid);
-    const records = readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").trim().split("\n").map((line) => JSON.parse(line) as { type: string; data: { reason?: string } });
+    const records = scanLedger(join(dataDir, "ledgers", "main")).records;
     expect(records.at(-1)).toMatchObject({ type: "gateway.stopped", data: { reason: "SIGTERM" } });
     expect(gateway.stderr).toMatch(/shutting down \(SIGTERM\)/);
   });

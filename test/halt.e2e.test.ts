@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { reviewerKeyPair, signV1a } from "./helpers/ed25519.js";
+import { ledgerRecords } from "./helpers/ledgerRecords.js";
 import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
 import { tempDir } from "./helpers.js";
 
@@ -56,7 +57,7 @@ const resultOf = (response: { result?: Record<string, unknown> }) => response.re
 const textOf = (result: ToolResult) => result.content.map((item) => item.text).join("\n");
 const refOf = (result: ToolResult) => /Ref: (evt_[0-9a-f]{8})/.exec(textOf(result))?.[1] ?? "";
 const ledgerTypes = (dataDir: string, instance: string) =>
-  readFileSync(join(dataDir, "ledgers", `${instance}.jsonl`), "utf8").split("\n").filter(Boolean).map((line) => (JSON.parse(line) as { type: string }).type);
+  ledgerRecords(dataDir, instance).map((record) => record.type);
 
 describe("halt / resume across two gateways on one data dir", () => {
   it("stops every call in both, holds approved calls, survives a restart, and resumes through the signed endpoint", async () => {

@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { ledgerRecords } from "./helpers/ledgerRecords.js";
 import { startReceiver } from "./helpers/webhookReceiver.js";
 import { tempDir } from "./helpers.js";
 
@@ -43,8 +44,7 @@ async function asReviewer(dataDir: string, config: string, id: string): Promise<
 
 type Notification = { type: string; data: { ref?: string; call?: { args: Record<string, unknown>; status: string }; halt?: { by: string } } };
 const types = (received: { json: unknown }[]) => received.map((request) => (request.json as Notification).type);
-const ledger = (dataDir: string) =>
-  readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; ref?: string; data: Record<string, unknown> });
+const ledger = (dataDir: string) => ledgerRecords(dataDir);
 
 describe("notifications from a running gateway", () => {
   it("tells every sink about a held call, its decision, execution and a halt; a hanging sink delays nothing", async () => {

@@ -16,7 +16,7 @@ export async function bundleFixtures(outDir) {
   const { build } = await import("tsup");
   await build({
     config: false,
-    entry: { upstream: join(ROOT, "bench/fixtures/upstream.js"), proxy: join(ROOT, "bench/fixtures/proxy.js") },
+    entry: { upstream: join(ROOT, "bench/fixtures/upstream.js"), proxy: join(ROOT, "bench/fixtures/proxy.js"), pipe: join(ROOT, "bench/fixtures/pipe.js") },
     outDir,
     format: ["esm"],
     target: "node22",
@@ -30,7 +30,7 @@ export async function bundleFixtures(outDir) {
     outExtension: () => ({ js: ".mjs" }), // ESM whatever package.json the scratch dir sits under
     banner: { js: "import { createRequire as __atlasCreateRequire } from 'node:module'; const require = __atlasCreateRequire(import.meta.url);" },
   });
-  return { upstream: join(outDir, "upstream.mjs"), proxy: join(outDir, "proxy.mjs") };
+  return { upstream: join(outDir, "upstream.mjs"), proxy: join(outDir, "proxy.mjs"), pipe: join(outDir, "pipe.mjs") };
 }
 
 /** A scratch area for one benchmark run (removed by the caller). */
@@ -66,6 +66,10 @@ export function spawnGateway(ctx, dataDir, withUpstream = true, extraEnv = {}) {
 }
 export function spawnUpstream(ctx, extraEnv = {}) {
   return spawnServer({ command: NODE, args: [ctx.fixtures.upstream], env: { ...ctx.env, ...extraEnv }, label: "upstream" });
+}
+/** The raw newline-JSON pipe: the floor for one stdio hop. */
+export function spawnPipe(ctx) {
+  return spawnServer({ command: NODE, args: [ctx.fixtures.pipe, "--", NODE, ctx.fixtures.upstream], env: ctx.env, label: "raw pipe" });
 }
 export function spawnProxy(ctx) {
   return spawnServer({ command: NODE, args: [ctx.fixtures.proxy, "--", NODE, ctx.fixtures.upstream], env: ctx.env, label: "bare proxy" });

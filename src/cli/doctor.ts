@@ -221,8 +221,8 @@ function checkSecret(dataDir: string, env: NodeJS.ProcessEnv): Check {
 }
 
 /**
- * Each ledger must verify and take appends (the gateway refuses to start otherwise: it fails closed); with none yet,
- * the folder that will hold the configured instance's ledger must take a new file.
+ * Each ledger must verify and take appends (otherwise the gateway serves but refuses every call: it fails closed);
+ * with none yet, the folder that will hold the configured instance's ledger must take a new file.
  */
 function checkLedgers(dataDir: string, instance: string): Check[] {
   const folder = dirname(instancePaths(dataDir, instance).ledger);
@@ -243,26 +243,35 @@ function checkLedgers(dataDir: string, instance: string): Check[] {
       return [{ ok: false, line: `ledger folder ${folder} not writable (${fsMessage(error)}): the gateway refuses every call until it can`, fix: fsFix(error, folder) }];
     }
   }
-  return instances.map((name): Check => {
-    const path = instancePaths(dataDir, name).ledger;
-    try {
-      if (statSync(path).isDirectory() && path.endsWith(".jsonl")) {
-        return { ok: false, line: `ledger '${name}': ${path} is a directory, not a ledger file; the gateway refuses every call until it is fixed`, fix: "move the directory aside; the gateway starts a new ledger (or put the ledger file back)" };
-      }
-      if (statSync(path).isDirectory()) {
-        // a ledger kept as a folder of segment files: the next segment must be creatable there
-        const probe = join(path, `.doctor-${process.pid}`);
-        writeFileSync(probe, "");
-        rmSync(probe);
-      } else closeSync(openSync(path, "a")); // opening for append writes nothing, and fails as the gateway's append would
-    } catch (error) {
-      return { ok: false, line: `ledger '${name}' not writable: ${path} (${fsMessage(error)}): the gateway refuses every call until it can`, fix: fsFix(error, path) };
+  return instances.map((name) => checkLedger(name, instancePaths(dataDir, name).ledger));
+}
+
+/**
+ * One ledger (issue 12: a directory of segment files): it must be a directory that takes a new segment, its last
+ * segment must take appends, and its chain must verify. A 0.1 ledger file not yet migrated is checked in place (the
+ * start moves it into a new directory next to it). A file where the directory belongs gets its own ✗: the gateway
+ * cannot open the ledger and refuses every call (issue 11), and the fix is to move that file, not to change modes.
+ */
+function checkLedger(name: string, path: string): Check {
+  let scan: ReturnType<typeof scanLedger>;
+  try {
+    const stat = statSync(path, { throwIfNoEntry: false });
+    if (stat && !stat.isDirectory()) {
+      return { ok: false, line: `ledger '${name}': ${path} is a file where the ledger's directory belongs; the gateway refuses every call until it is fixed`, fix: "move the file aside; the gateway starts a new ledger in its place (a 0.1 ledger file, named <instance>.jsonl, is migrated by itself)" };
     }
-    const scan = scanLedger(path, () => {});
-    return scan.problem
-      ? { ok: false, line: `ledger '${name}' damaged: ${scan.problem.message}`, fix: "run 'atlas-gateway audit verify' to see where, and restore the ledger from a backup; a torn last line is repaired at the next start" }
-      : { ok: true, line: `ledger '${name}': ${scan.last ? scan.last.seq + 1 : 0} records, chain intact, writable` };
-  });
+    // the next segment (or, for a 0.1 file, the new directory) must be creatable there
+    const folder = stat ? path : dirname(path);
+    const probe = join(folder, `.doctor-${process.pid}`);
+    writeFileSync(probe, "");
+    rmSync(probe);
+    scan = scanLedger(path, () => {});
+    if (scan.segment && !scan.segment.compressed) closeSync(openSync(scan.segment.path, "a")); // opening for append writes nothing, and fails as the gateway's append would
+  } catch (error) {
+    return { ok: false, line: `ledger '${name}' not writable: ${path} (${fsMessage(error)}): the gateway refuses every call until it can`, fix: fsFix(error, path) };
+  }
+  return scan.problem
+    ? { ok: false, line: `ledger '${name}' damaged: ${scan.problem.message}`, fix: "run 'atlas-gateway audit verify' to see where, and restore the ledger from a backup; a torn last line is repaired at the next start" }
+    : { ok: true, line: `ledger '${name}': ${scan.last ? scan.last.seq + 1 : 0} records, chain intact, writable` };
 }
 
 /** What a user can do about a model evaluator's failure, read from the failure's cause. */

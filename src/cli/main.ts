@@ -1,15 +1,18 @@
 import { Command, CommanderError, Option } from "commander";
+import { readFileSync, writeFileSync } from "node:fs";
 import { userInfo } from "node:os";
 import { isPrototypeKey, loadConfig, openUserConfig, userConfigPath, type ConfigFlags } from "../config.js";
-import { registerPolicyCommands, registerToolCommands } from "./policy.js";
+import { parseSince, registerPolicyCommands, registerToolCommands } from "./policy.js";
 import { registerHaltCommands } from "./halt.js";
 import { registerKeyCommands } from "./keys.js";
 import { currentHalt, readHaltFile } from "../governance/halt.js";
 import { describeHalt } from "../governance/haltState.js";
-import { AtlasError, ConfigError, NotFoundError } from "../errors.js";
+import { AtlasError, ConfigError, LedgerError, NotFoundError } from "../errors.js";
 import { instancePaths } from "../dataDir.js";
 import { lastGatewayEngine, listInstances } from "../governance/instance.js";
-import { scanLedger } from "../ledger/ledger.js";
+import { anchorHead } from "../ledger/anchor.js";
+import { buildExcerpt, formatExcerptCsv, formatExcerptJsonl, verifyExcerpt } from "../ledger/excerpt.js";
+import { loadVerifierKey, verifyLedger } from "../ledger/verify.js";
 import { maskSecrets, maskText } from "../mask.js";
 import { renderJson } from "../renderJson.js";
 import type { RequestView } from "../governance/requests.js";
@@ -168,6 +171,7 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
         expired: view.deadline !== undefined && Date.parse(view.deadline) <= now, args: maskSecrets(view.args), assessment: maskSecrets(view.assessment),
         ...(view.approvalsRequired ? { approvals: { count: view.approvals?.length ?? 0, required: view.approvalsRequired, reviewers: (view.approvals ?? []).map((a) => a.reviewer) } } : {}),
         ...(view.problem ? { problem: view.problem } : {}),
+        ...(view.unproven ? { unproven_approval: view.unproven } : {}),
       }));
       io.out(compact ? renderJson(items) : renderJson(items, 2));
       return;
@@ -193,6 +197,8 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
       ]),
     ));
     for (const { view } of pending) if (view.problem) io.out(`warning: ${view.ref}: ${maskText(view.problem.cause)}`);
+    // approvals the gateway could not prove (issue 12): the reviewer must decide again, and should know why
+    for (const { view } of pending) if (view.unproven) io.out(`note: ${view.ref} was approved before, but ${view.unproven.replace(/^the approval /, "that approval ")}`);
   };
 
   withCommonOptions(program.command("pending"))
@@ -242,37 +248,117 @@ export function buildProgram(io: CliIO = defaultIO, argv: readonly string[] = pr
 
   const audit = program.command("audit").description("audit ledger commands");
   withCommonOptions(audit.command("verify"))
-    .description("recompute every ledger's hash chain; names the first bad record and why. Exit 0 only when all are whole")
+    .description("check every ledger: each segment's hash chain, each checkpoint's signature, and the signed head (a cut tail or rewritten chain is tampering); names the first bad record and why. Exit 0 only when all are whole")
     .option("--instance <name>", "verify only this instance's ledger")
-    .action((flags: ConfigFlags & { instance?: string }) => {
+    .option("--public-key <key>", "verify signatures with this key (a file with the verifier key or PEM public key, or the key itself), e.g. an auditor's copy; default: the data dir's keys/ledger.pub")
+    .option("--excerpt <file>", "verify an excerpt written by 'audit export --format jsonl' on its own (needs --public-key, or the data dir's key)")
+    .action((flags: ConfigFlags & { instance?: string; publicKey?: string; excerpt?: string }) => {
       const { dataDir } = config(flags);
+      if (flags.excerpt) {
+        let key;
+        try {
+          key = loadVerifierKey(flags.publicKey ?? instancePaths(dataDir, flags.instance ?? "main").publicKey);
+        } catch (error) {
+          throw new ConfigError([`--public-key: ${(error as Error).message} (an excerpt is verified with the ledger's public key)`]);
+        }
+        let text: string;
+        try {
+          text = readFileSync(flags.excerpt, "utf8");
+        } catch (error) {
+          throw new ConfigError([`--excerpt: ${(error as Error).message}`]);
+        }
+        const result = verifyExcerpt(text, key);
+        if (result.problem) {
+          io.out(`✗ excerpt ${flags.excerpt}: ${result.problem}`);
+          throw new AtlasError("the excerpt failed verification", 5);
+        }
+        io.out(`✓ excerpt ${flags.excerpt}: ${result.records} record(s) in one unbroken chain between ${result.signed} verified signature(s)${result.masked ? `; ${result.masked} record(s) had secrets masked, so their content is checked by position in the chain, not re-hashed` : ""}`);
+        return;
+      }
       const instances = flags.instance ? [flags.instance] : listInstances(dataDir);
       if (instances.length === 0) {
         throw new NotFoundError(`no ledgers in ${dataDir}: nothing to verify (check --data-dir)`);
       }
+      let verifier;
+      try {
+        verifier = flags.publicKey ? loadVerifierKey(flags.publicKey) : undefined;
+      } catch (error) {
+        throw new ConfigError([`--public-key: ${(error as Error).message}`]);
+      }
       let bad = 0;
       for (const instance of instances) {
         const path = instancePaths(dataDir, instance).ledger;
-        let scan: ReturnType<typeof scanLedger>;
+        let result: ReturnType<typeof verifyLedger>;
         try {
-          scan = scanLedger(path, () => {});
+          result = verifyLedger(path, verifier);
         } catch (error) {
           bad += 1;
           io.out(`✗ ledger '${instance}' (${path}): cannot be read: ${(error as Error).message}`);
           continue;
         }
-        const count = scan.last ? scan.last.seq + 1 : 0;
+        const { scan, records } = result;
+        for (const warning of result.warnings) io.err(`warning: ledger '${instance}': ${warning}`);
         if (scan.problem) {
           bad += 1;
-          io.out(`✗ ledger '${instance}' (${path}): ${scan.problem.message}. The ${count} record(s) before it are intact.`);
+          io.out(`✗ ledger '${instance}' (${path}): ${scan.problem.message}. The ${records} record(s) before it are intact.`);
+        } else if (result.tampering) {
+          bad += 1;
+          io.out(`✗ ledger '${instance}' (${path}): tampering: ${result.tampering}`);
         } else if (!scan.last) {
           bad += 1;
           io.out(`✗ ledger '${instance}' (${path}): missing or empty`);
         } else {
-          io.out(`✓ ledger '${instance}': ${count} records, hash chain intact (head ${scan.last.hash.slice(0, 16)}…)`);
+          const signed = `${result.checkpoints} signed checkpoint(s)${result.headSize !== undefined ? `, signed head at ${result.headSize} records` : ""}`;
+          io.out(`✓ ledger '${instance}': ${records} records in ${result.segments} segment(s), hash chain intact, ${signed} (head ${scan.last.hash.slice(0, 16)}…)`);
         }
       }
       if (bad) throw new AtlasError(`${bad} ledger(s) failed verification`, 5);
+    });
+
+  withCommonOptions(audit.command("export"))
+    .description("write the records of a period (secrets masked) with the signed checkpoints that cover them, so an auditor can verify the excerpt alone ('audit verify --excerpt')")
+    .requiredOption("--since <when>", "start: a duration ago (30d, 12h) or a date (2026-11-01)")
+    .option("--until <when>", "end: a duration ago or a date (default: now)")
+    .option("--format <format>", "jsonl (verifiable) or csv (for spreadsheets)", "jsonl")
+    .option("--instance <name>", "the instance's ledger (default: the configured instance)")
+    .option("--output <file>", "write to this file (default: stdout)")
+    .action((flags: ConfigFlags & { since: string; until?: string; format: string; instance?: string; output?: string }) => {
+      const resolved = config(flags);
+      if (flags.format !== "jsonl" && flags.format !== "csv") throw new ConfigError([`--format: expected jsonl or csv, got ${JSON.stringify(flags.format)}`]);
+      const since = parseSince(flags.since);
+      const until = flags.until ? parseSince(flags.until) : new Date();
+      const instance = flags.instance ?? resolved.instance;
+      if (!listInstances(resolved.dataDir).includes(instance)) throw new NotFoundError(`no ledger for instance '${instance}' in ${resolved.dataDir}`);
+      let excerpt;
+      try {
+        excerpt = buildExcerpt(instancePaths(resolved.dataDir, instance).ledger, since, until);
+      } catch (error) {
+        throw new LedgerError((error as Error).message);
+      }
+      const text = flags.format === "csv" ? formatExcerptCsv(excerpt) : formatExcerptJsonl(excerpt);
+      if (flags.output) {
+        writeFileSync(flags.output, text, { mode: 0o600 });
+        io.err(`wrote ${excerpt.header.records} record(s) of '${instance}' from ${since.toISOString()} to ${until.toISOString()} to ${flags.output}`);
+      } else io.out(text.trimEnd());
+    });
+
+  withCommonOptions(audit.command("anchor"))
+    .description("post the ledger's latest signed head to a witness (config anchor.url, or --url) and keep its receipt in <instance>.anchors.jsonl")
+    .option("--url <url>", "the witness URL (default: config anchor.url)")
+    .option("--instance <name>", "the instance's ledger (default: the configured instance)")
+    .action(async (flags: ConfigFlags & { url?: string; instance?: string }) => {
+      const resolved = config(flags);
+      const url = flags.url ?? resolved.anchor.url;
+      if (!url) throw new ConfigError(["anchor.url: no witness configured (set anchor.url, or pass --url)"]);
+      const instance = flags.instance ?? resolved.instance;
+      const paths = instancePaths(resolved.dataDir, instance);
+      let receipt;
+      try {
+        receipt = await anchorHead(paths.ledger, url, loadVerifierKey(paths.publicKey), { headers: resolved.anchor.headers });
+      } catch (error) {
+        throw new LedgerError(`audit anchor: ${(error as Error).message}`);
+      }
+      io.out(`anchored '${instance}' at ${receipt.size} records (head ${receipt.head.slice(0, 16)}…) with ${url}: HTTP ${receipt.status}, receipt sha256 ${receipt.receipt_sha256.slice(0, 16)}… kept in ${paths.anchors}`);
     });
 
   const configCommand = program.command("config").description("read and change the user config file");
@@ -372,6 +458,13 @@ export async function main(argv: string[], io: CliIO = defaultIO): Promise<numbe
     if (error instanceof AtlasError) {
       io.err(`atlas-gateway: ${error.message}`);
       return error.exitCode;
+    }
+    const fsError = error as NodeJS.ErrnoException;
+    if (typeof fsError.code === "string" && typeof fsError.syscall === "string") {
+      // a file the command reads is missing, unreadable or in the wrong shape (say, a file where a ledger directory
+      // belongs, which the gateway itself answers by refusing every call): name it, not "unexpected error"
+      io.err(`atlas-gateway: ${fsError.message}: check that path ('atlas-gateway doctor' checks the data dir and its ledgers)`);
+      return 1;
     }
     io.err(`atlas-gateway: unexpected error: ${(error as Error).message ?? String(error)}`);
     if (io.env.ATLAS_DEBUG) io.err(String((error as Error).stack));

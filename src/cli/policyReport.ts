@@ -2,6 +2,7 @@ import type { GatewayConfig } from "../config.js";
 import { DEMO_SCORES } from "../demo/scores.js";
 import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
+import { assessmentFromData } from "../governance/requests.js";
 import { scanLedger } from "../ledger/ledger.js";
 import type { AnnotationHints } from "../risk/policy.js";
 import { assessRisk, routeAssessment, type Assessment, type RiskEvaluator, type RiskInput, type Route } from "../risk/assess.js";
@@ -98,8 +99,9 @@ export function pastCalls(path: string, since?: Date): { calls: PastCall[]; pins
     pins.apply(record);
     if (!record.ref) return;
     const data = record.data;
-    if (record.type === "request.created") {
+    if (record.type === "request.created" || record.type === "request.admitted") {
       if (since && Date.parse(record.ts) < since.getTime()) return;
+      const assessment = record.type === "request.admitted" && typeof data.assessment === "object" && data.assessment !== null ? assessmentFromData(data.assessment as Record<string, unknown>) : undefined;
       byRef.set(record.ref, {
         ref: record.ref,
         at: record.ts,
@@ -108,12 +110,13 @@ export function pastCalls(path: string, since?: Date): { calls: PastCall[]; pins
         name: String(data.name ?? data.tool),
         args: (data.args ?? {}) as Record<string, unknown>,
         ...(data.annotations ? { annotations: data.annotations as AnnotationHints } : {}),
+        ...(assessment ? { assessment, route: "run" as const } : {}),
       });
       return;
     }
     const call = byRef.get(record.ref);
     if (!call) return;
-    if (record.type === "request.assessed") call.assessment = { score: Number(data.score), classification: String(data.classification), reasons: (data.reasons ?? []) as string[], evaluator: String(data.evaluator), ...(Array.isArray(data.rules) ? { rules: data.rules as Assessment["rules"] } : {}) };
+    if (record.type === "request.assessed") call.assessment = assessmentFromData(data);
     else if (record.type === "request.auto_approved") call.route = "run";
     else if (record.type === "request.held") call.route = "hold";
     else if (record.type === "decision.recorded" && data.source === "policy" && call.route === undefined) call.route = "deny";

@@ -2,14 +2,17 @@ import { AtlasError, ConflictError, NotFoundError } from "../errors.js";
 import { GovernanceLog } from "../governance/governanceLog.js";
 import { instancePaths } from "../dataDir.js";
 import { callControl, listInstances, lockWhenFree, readLock, type ControlRequest } from "../governance/instance.js";
-import { scanLedger } from "../ledger/ledger.js";
+import { replayLedger } from "../ledger/ledger.js";
 import { ToolPinTable, type PinEntry } from "../risk/toolPins.js";
 import { exposedToolName } from "../mcp/toolNames.js";
 
-/** One instance's tool pins, folded read-only from its ledger (a running gateway may be appending). */
+/**
+ * One instance's tool pins, folded read-only from its ledger (a running gateway may be appending); from the last
+ * checkpoint, which carries every tool's pin records.
+ */
 export function readPins(dataDir: string, instance: string): ToolPinTable {
   const pins = new ToolPinTable();
-  scanLedger(instancePaths(dataDir, instance).ledger, (record) => pins.apply(record));
+  replayLedger(instancePaths(dataDir, instance).ledger, (record) => pins.apply(record));
   return pins;
 }
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import canonicalize from "canonicalize";
-import { Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
+import { canonicalJson, Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink, type OpenLedgerOptions } from "../ledger/ledger.js";
+import { CheckpointCarry, refValue } from "./checkpointCarry.js";
 import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
 import { LedgerError } from "../errors.js";
 import { RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
@@ -9,9 +9,9 @@ import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from ".
 
 export const REF_PATTERN = /^evt_[0-9a-f]{8}$/;
 
-/** Digest identifying "the same call": upstream, tool and canonical arguments. */
+/** Digest identifying "the same call": upstream, tool and canonical arguments (RFC 8785 JSON of all three). */
 export function digestCall(upstream: string, tool: string, args: Record<string, unknown>): string {
-  return sha256Hex(canonicalize({ upstream, tool, args }) ?? "");
+  return sha256Hex(canonicalJson({ upstream, tool, args }) ?? "");
 }
 
 /** How a new call was admitted: its records are written (and fsynced where a human depends on them). */
@@ -28,7 +28,11 @@ export interface AdmitOptions {
   threshold: number;
   reviewTimeoutMs: number;
   now: () => Date;
-  /** Record `execution.started` with the approval (the engine runs the call itself, right away). */
+  /**
+   * The engine runs an auto-approved call itself, right away: it is recorded as one `request.admitted` record.
+   * Otherwise (the Inngest engine, whose run records `execution.started`) it keeps the separate
+   * created / assessed / auto_approved records.
+   */
   startAutoApproved: boolean;
 }
 
@@ -40,7 +44,11 @@ export interface GovernanceLogOptions {
   log?: (line: string) => void;
   /** Told about every record, replayed or new, after the request table (tool pins fold the ledger this way). */
   onRecord?: (record: LedgerRecord) => void;
+  /** Ledger tuning and test hooks (segment size, checkpoint interval, rollover crash points). */
+  ledger?: LedgerTuning;
 }
+
+export type LedgerTuning = Pick<OpenLedgerOptions, "segmentRecords" | "checkpointEveryMs" | "onRolloverStep" | "retention">;
 
 /**
  * A ledger and the request table folded from it, kept in step: every record is applied the moment it is written,
@@ -51,56 +59,79 @@ export class GovernanceLog {
   readonly table: RequestTable;
   /** The stop button's state, folded from the same records as the table. */
   readonly halt: HaltState;
-  /** Every ref in this ledger, as the uint32 of its hex (refs stay unique without keeping whole records). */
-  private readonly refs = new Set<number>();
+  /** What the next checkpoint carries, and the window of refs a new ref must not repeat. */
+  private readonly carry: CheckpointCarry;
   private readonly listeners = new Map<string, Set<(view: RequestView) => void>>();
   /** The latest admission in progress per call digest: an identical call waits for it, so it can find it pending. */
   private readonly admitting = new Map<string, Promise<unknown>>();
   private readonly onRecord: ((record: LedgerRecord) => void) | undefined;
 
-  private constructor(ledger: Ledger, table: RequestTable, halt: HaltState, refs: Set<number>, onRecord: ((record: LedgerRecord) => void) | undefined) {
+  private constructor(ledger: Ledger, table: RequestTable, halt: HaltState, carry: CheckpointCarry, onRecord: ((record: LedgerRecord) => void) | undefined) {
     this.ledger = ledger;
     this.table = table;
     this.halt = halt;
-    this.refs = refs;
+    this.carry = carry;
     this.onRecord = onRecord;
   }
 
+  /**
+   * Opens the ledger (replaying from its last checkpoint) and refuses to act on approvals it cannot prove: an approval
+   * recorded after the last signed head (written but never covered by a signature, e.g. just before a crash, or in a
+   * ledger whose head file is gone) is recorded as `decision.unproven` and the request waits for a reviewer again.
+   */
   static open(path: string, options: GovernanceLogOptions): GovernanceLog {
     const table = new RequestTable({ keepHistory: options.keepHistory ?? false });
-    const refs = new Set<number>();
+    const carry = new CheckpointCarry(table, options.now ?? (() => new Date()));
     const halt = new HaltState();
     const ledger = Ledger.open(path, {
       instance: options.instance,
       ...(options.now ? { now: options.now } : {}),
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
+      ...options.ledger,
+      checkpointState: () => carry.snapshot(),
       onRecord: (record) => {
-        if (record.type === "request.created" && record.ref) refs.add(refValue(record.ref));
         table.apply(record);
+        carry.observe(record);
         halt.apply(record);
         options.onRecord?.(record);
       },
     });
-    return new GovernanceLog(ledger, table, halt, refs, options.onRecord);
+    const log = new GovernanceLog(ledger, table, halt, carry, options.onRecord);
+    log.settleUnproven();
+    return log;
+  }
+
+  private settleUnproven(): void {
+    for (const view of [...this.table.byRef.values()]) {
+      const decision = view.decision;
+      if (view.status !== "approved" || view.autoApproved || !decision || decision.seq === undefined || decision.seq < this.ledger.provenSize) continue;
+      this.record("decision.unproven", view.ref, {
+        decision_seq: decision.seq,
+        reviewer: decision.reviewer ?? null,
+        reason: `the approval (seq ${decision.seq}) is not covered by the ledger's signed head (${this.ledger.provenSize} records), so it cannot be proven and is not acted on; a reviewer must decide again`,
+      }, "sync");
+    }
   }
 
   /**
-   * A fresh `evt_` + 8 hex ref, unique in this ledger. The hex is the first 8 (fully random) digits of a v4 UUID:
-   * `randomUUID` draws from a cached entropy pool, where `randomBytes(4)` costs a trip into OpenSSL on every call.
+   * A fresh `evt_` + 8 hex ref, unique among the refs in `CheckpointCarry`'s window (see there). The hex is the first
+   * 8 (fully random) digits of a v4 UUID: `randomUUID` draws from a cached entropy pool, where `randomBytes(4)` costs
+   * a trip into OpenSSL on every call.
    */
   newRef(): string {
     for (;;) {
       const ref = `evt_${randomUUID().slice(0, 8)}`;
-      if (!this.refs.has(refValue(ref))) return ref;
+      // reserved now: the call's first record is written only after its assessment
+      if (this.carry.reserve(refValue(ref))) return ref;
     }
   }
 
   /** Appends and applies one record. Throws `LedgerError` when it cannot be written (callers fail closed). */
   record(type: string, ref: string | undefined, data: Record<string, unknown>, durability: Durability): LedgerRecord {
     const record = this.ledger.append(type, ref, data, durability);
-    if (type === "request.created" && ref) this.refs.add(refValue(ref));
     const view = this.table.apply(record);
+    this.carry.observe(record);
     this.halt.apply(record);
     this.onRecord?.(record);
     if (view && ref) for (const listener of this.listeners.get(ref) ?? []) listener(view);
@@ -154,25 +185,33 @@ export class GovernanceLog {
     if (open && open.status === "pending") return { kind: "duplicate", view: open };
 
     const ref = this.newRef();
+    const created: Record<string, unknown> = {
+      upstream: call.upstream,
+      tool: call.tool,
+      name: call.name,
+      args: call.args,
+      args_digest: digest,
+      ...(call.annotations ? { annotations: call.annotations } : {}),
+      ...(call.client ? { client: call.client } : {}),
+    };
     try {
-      this.record("request.created", ref, {
-        upstream: call.upstream,
-        tool: call.tool,
-        name: call.name,
-        args: call.args,
-        args_digest: digest,
-        ...(call.annotations ? { annotations: call.annotations } : {}),
-        ...(call.client ? { client: call.client } : {}),
-      }, "batch");
       const assessment = await assessRisk(options.evaluator, call);
-      this.record("request.assessed", ref, { ...assessment }, "batch");
       const haltedMeanwhile = this.halt.active as HaltFact | undefined; // re-read: an await passed since the check above
       if (haltedMeanwhile) {
         // The stop button was pressed while a model assessed this call: it must not start now.
-        this.record("request.abandoned", ref, { reason: "the gateway was halted before this call started; it was never run", halt_id: haltedMeanwhile.id }, "batch");
+        this.record("request.refused", undefined, { upstream: call.upstream, tool: call.tool, name: call.name, args_digest: digest, halt_id: haltedMeanwhile.id, reason: "halted" }, "batch");
         return { kind: "halted", reason: haltRefusal(haltedMeanwhile) };
       }
       const route = routeAssessment(assessment, options.threshold);
+      if (route === "run" && options.startAutoApproved) {
+        // One record for created + assessed + auto_approved + started (issue 12): written, not fsynced, before the
+        // upstream sees the call, so an unwritable ledger still stops it.
+        this.record("request.admitted", ref, { ...created, assessment: { ...assessment }, threshold: options.threshold }, "batch");
+        await this.whenWritten(); // one write shared by the burst of calls in this event-loop turn
+        return { kind: "run", ref };
+      }
+      this.record("request.created", ref, created, "batch");
+      this.record("request.assessed", ref, { ...assessment }, "batch");
       if (route === "deny") {
         const reason = denialReason(assessment);
         this.record("decision.recorded", ref, { decision: "denied", source: "policy", reviewer: "policy", reason }, "sync");
@@ -181,8 +220,7 @@ export class GovernanceLog {
       }
       if (route === "run") {
         this.record("request.auto_approved", ref, { threshold: options.threshold, ...(assessment.verdict ? { verdict: assessment.verdict } : {}) }, "batch");
-        if (options.startAutoApproved) this.record("execution.started", ref, {}, "batch");
-        await this.whenWritten(); // one write shared by the burst of calls in this event-loop turn
+        await this.whenWritten();
         return { kind: "run", ref };
       }
       const deadline = new Date(options.now().getTime() + options.reviewTimeoutMs).toISOString();
@@ -294,8 +332,4 @@ export class GovernanceLog {
 
 export function isPastDeadline(view: RequestView, now: Date): boolean {
   return view.status === "pending" && view.deadline !== undefined && Date.parse(view.deadline) <= now.getTime();
-}
-
-function refValue(ref: string): number {
-  return Number.parseInt(ref.slice(4), 16) | 0;
 }

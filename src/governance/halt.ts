@@ -71,16 +71,26 @@ export async function recordHaltEverywhere(dataDir: string, fact: HaltFact, fall
   const delivery: HaltDelivery = { gateways: [], ledgers: [] };
   const instances = listInstances(dataDir);
   if (instances.length === 0) instances.push(fallbackInstance);
+  const failed: string[] = [];
   for (const instance of instances) {
-    if (await tellGateway(dataDir, instance, fact, delivery.gateways.length === 0)) {
-      delivery.gateways.push(instance);
-      continue;
+    try {
+      if (await tellGateway(dataDir, instance, fact, delivery.gateways.length === 0)) {
+        delivery.gateways.push(instance);
+        continue;
+      }
+      if (await writeIdleLedger(dataDir, instance, (log) => log.recordHalt(fact), now)) {
+        delivery.ledgers.push(instance);
+      } else if (await tellGateway(dataDir, instance, fact, delivery.gateways.length === 0)) {
+        delivery.gateways.push(instance); // a gateway took the instance meanwhile (it also reads halt.json as it starts)
+      }
+    } catch (error) {
+      // one unopenable ledger must not keep the stop button from the other instances
+      failed.push(`'${instance}': ${(error as Error).message}`);
     }
-    if (await writeIdleLedger(dataDir, instance, (log) => log.recordHalt(fact), now)) {
-      delivery.ledgers.push(instance);
-    } else if (await tellGateway(dataDir, instance, fact, delivery.gateways.length === 0)) {
-      delivery.gateways.push(instance); // a gateway took the instance meanwhile (it also reads halt.json as it starts)
-    }
+  }
+  if (failed.length > 0) {
+    const reached = [...delivery.gateways, ...delivery.ledgers];
+    throw new AtlasError(`${fact.halted ? "halt" : "resume"} written to ${haltFilePath(dataDir)}${reached.length ? ` and instance(s) ${reached.map((name) => `'${name}'`).join(", ")}` : ""}, but not recorded for instance ${failed.join("; ")}`);
   }
   return delivery;
 }

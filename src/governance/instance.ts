@@ -3,28 +3,38 @@ import { createConnection, createServer, type Server as NetServer, type Socket }
 import { join } from "node:path";
 import * as z from "zod";
 import { isWellFormedText } from "../argumentBounds.js";
-import { instancePaths } from "../dataDir.js";
+import { instanceOfLedgerEntry, instancePaths, ledgersDir } from "../dataDir.js";
 import { LedgerError } from "../errors.js";
 import type { HaltFact } from "./haltState.js";
 import { scanLedger } from "../ledger/ledger.js";
 
-/** Instances that have a ledger in this data dir. */
+/** Instances that have a ledger in this data dir (a 0.2 ledger directory, or a 0.1 file not yet migrated). */
 export function listInstances(dataDir: string): string[] {
-  const dir = join(dataDir, "ledgers");
+  const dir = ledgersDir(dataDir);
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((file) => file.endsWith(".jsonl")).map((file) => file.slice(0, -".jsonl".length)).sort();
+  const names = new Set<string>();
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const instance = instanceOfLedgerEntry(entry.name, entry.isDirectory());
+    if (instance) names.add(instance);
+  }
+  return [...names].sort();
 }
 
 /**
  * The engine of the gateway that last started on this instance's ledger (its `gateway.started` record): the one that
  * owns the instance's calls, running or not. Reviewer commands and `doctor` act for it whatever their own flags say,
- * because `--engine` usually lives only in the MCP client's arguments (issue 14).
+ * because `--engine` usually lives only in the MCP client's arguments (issue 14). A ledger that cannot be read says
+ * nothing about it (undefined): the commands that read it report that themselves.
  */
 export function lastGatewayEngine(dataDir: string, instance: string): "local" | "inngest" | undefined {
   let engine: "local" | "inngest" | undefined;
-  scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
-    if (record.type === "gateway.started") engine = record.data.engine === "inngest" ? "inngest" : "local";
-  });
+  try {
+    scanLedger(instancePaths(dataDir, instance).ledger, (record) => {
+      if (record.type === "gateway.started") engine = record.data.engine === "inngest" ? "inngest" : "local";
+    });
+  } catch {
+    return undefined;
+  }
   return engine;
 }
 

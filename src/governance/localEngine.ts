@@ -1,7 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
 import { DeadlineTimers } from "./deadlines.js";
-import { GovernanceLog } from "./governanceLog.js";
+import { GovernanceLog, type LedgerTuning } from "./governanceLog.js";
 import { sha256Hex, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
 import type { RequestView } from "./requests.js";
 import type { HaltFact } from "./haltState.js";
@@ -27,6 +27,8 @@ export interface LocalEngineOptions {
   onRecord?: (record: LedgerRecord) => void;
   /** Resolves when an upstream is connected (or will not be soon): an approved call waits for it before it starts. */
   awaitUpstream?: (upstream: string) => Promise<void>;
+  /** Ledger tuning and test hooks. */
+  ledger?: LedgerTuning;
 }
 
 /**
@@ -60,6 +62,7 @@ export class LocalEngine implements GovernanceEngine {
       ...(options.sink ? { sink: options.sink } : {}),
       ...(options.log ? { log: options.log } : {}),
       ...(options.onRecord ? { onRecord: options.onRecord } : {}),
+      ...(options.ledger ? { ledger: options.ledger } : {}),
     });
     const engine = new LocalEngine(log, options);
     engine.settleReplay();

@@ -27,6 +27,8 @@ export interface RecordedDecision {
   /** How the reviewer was authenticated (see `DecisionInput.auth`). */
   auth?: string;
   at: string;
+  /** The seq of the `decision.recorded` record (an approval is acted on only if a signed head covers it). */
+  seq?: number;
 }
 
 /** One reviewer's approval of a call that needs several (the two-person rule, EU AI Act Art. 14(5)). */
@@ -34,6 +36,8 @@ export interface RecordedApproval {
   reviewer: string;
   reason?: string;
   at: string;
+  /** The seq of the `decision.recorded` record (an approval is acted on only if a signed head covers it). */
+  seq?: number;
 }
 
 /** Everything known about one request, rebuilt from the ledger. */
@@ -63,6 +67,8 @@ export interface RequestView {
   outcome?: "ok" | "error" | "unknown";
   /** Why an `abandoned` call was never run (the gateway stopped before routing it, or a halt outlasted its deadline). */
   abandonedReason?: string;
+  /** Why an earlier approval of this request was not acted on (`decision.unproven`). */
+  unproven?: string;
   result?: unknown;
   /**
    * Why the durable engine cannot (yet) carry this call, when it cannot: the Inngest engine's request event was
@@ -78,6 +84,25 @@ const PROBLEM_RECORDS: Record<string, NonNullable<RequestView["problem"]>["kind"
   "workflow.stalled": "run_not_started",
   "workflow.run_ended": "run_ended",
 };
+
+/**
+ * The record types that open a request. `request.created` starts the separate-records shape (held, denied, and
+ * every call of a 0.1 ledger); `request.admitted` is an auto-approved call's created + assessed + auto_approved +
+ * execution.started in one record (issue 12), followed only by `execution.finished`.
+ */
+export const CREATING_TYPES: ReadonlySet<string> = new Set(["request.created", "request.admitted"]);
+
+/** An assessment as a record carries it (`request.assessed`'s data, or `request.admitted`'s `assessment`). */
+export function assessmentFromData(data: Record<string, unknown>): Assessment {
+  return {
+    score: Number(data.score),
+    classification: String(data.classification),
+    reasons: (data.reasons ?? []) as string[],
+    evaluator: String(data.evaluator),
+    ...(Array.isArray(data.rules) ? { rules: data.rules as FiredRule[] } : {}),
+    ...(data.verdict === "allow" || data.verdict === "review" || data.verdict === "deny" ? { verdict: data.verdict } : {}),
+  };
+}
 
 /** The request table: a pure fold over ledger records. */
 export class RequestTable {
@@ -103,10 +128,11 @@ export class RequestTable {
     const ref = record.ref;
     if (!ref) return undefined;
     const data = record.data;
-    if (record.type === "request.created") {
+    if (CREATING_TYPES.has(record.type)) {
+      const admitted = record.type === "request.admitted";
       const view: RequestView = {
         ref,
-        status: "assessing",
+        status: admitted ? "executing" : "assessing",
         upstream: String(data.upstream),
         tool: String(data.tool),
         name: String(data.name ?? data.tool),
@@ -116,7 +142,8 @@ export class RequestTable {
         ...(data.annotations && typeof data.annotations === "object" ? { annotations: data.annotations as Record<string, unknown> } : {}),
         createdAt: record.ts,
         updatedAt: record.ts,
-        autoApproved: false,
+        ...(admitted && typeof data.assessment === "object" && data.assessment !== null ? { assessment: assessmentFromData(data.assessment as Record<string, unknown>) } : {}),
+        autoApproved: admitted,
         history: this.keepHistory ? [record] : [],
       };
       this.byRef.set(ref, view);
@@ -128,14 +155,7 @@ export class RequestTable {
     if (this.keepHistory) view.history.push(record);
     switch (record.type) {
       case "request.assessed":
-        view.assessment = {
-          score: Number(data.score),
-          classification: String(data.classification),
-          reasons: (data.reasons ?? []) as string[],
-          evaluator: String(data.evaluator),
-          ...(Array.isArray(data.rules) ? { rules: data.rules as FiredRule[] } : {}),
-          ...(data.verdict === "allow" || data.verdict === "review" || data.verdict === "deny" ? { verdict: data.verdict } : {}),
-        };
+        view.assessment = assessmentFromData(data);
         break;
       case "request.auto_approved":
         view.status = "approved";
@@ -158,9 +178,20 @@ export class RequestTable {
           ...(data.reason !== undefined ? { reason: String(data.reason) } : {}),
           ...(data.auth_method !== undefined ? { auth: String(data.auth_method) } : data.auth !== undefined ? { auth: String(data.auth) } : {}),
           at: record.ts,
+          seq: record.seq,
         };
         if (view.decision.decision === "approved" && data.edited_args && typeof data.edited_args === "object") view.editedArgs = data.edited_args as Record<string, unknown>;
         view.status = view.decision.decision === "approved" ? "approved" : view.decision.source === "timeout" ? "expired" : "denied";
+        break;
+      case "decision.unproven":
+        // an approval the gateway cannot prove (issue 12): back to the reviewer, never run on its strength
+        if (view.status === "approved") {
+          view.status = "pending";
+          delete view.decision;
+          delete view.editedArgs;
+          view.unproven = String(data.reason ?? "the approval cannot be proven");
+          this.openByDigest.set(view.argsDigest, ref);
+        }
         break;
       case "execution.started":
         view.status = "executing";

@@ -1,7 +1,7 @@
 import type { DecideOutcome, DecisionInput } from "./engine.js";
 import { ConflictError, NotFoundError, AtlasError, LedgerError } from "../errors.js";
 import { GovernanceLog, REF_PATTERN } from "./governanceLog.js";
-import { scanLedger, type LedgerProblem } from "../ledger/ledger.js";
+import { replayLedger, scanLedger, type LedgerProblem, type LedgerRecord } from "../ledger/ledger.js";
 import { instancePaths } from "../dataDir.js";
 import { callControl, listInstances, lockWhenFree, readLock, type ControlErrorReply } from "./instance.js";
 import { RequestTable, type RequestView } from "./requests.js";
@@ -15,17 +15,22 @@ export interface InstanceState {
   problem?: LedgerProblem;
 }
 
-/** A read-only replay of one instance's ledger (a running gateway may be appending; a torn last line is skipped). */
+/**
+ * A read-only replay of one instance's ledger (a running gateway may be appending; a torn last line is skipped).
+ * Without history, only from the last checkpoint (open requests, recent held ones): cheap whatever the ledger's age.
+ * With history (`show`), every segment.
+ */
 export function readInstance(dataDir: string, instance: string, keepHistory = false): InstanceState {
   const table = new RequestTable({ keepHistory });
   const path = instancePaths(dataDir, instance).ledger;
   const halt = new HaltState();
+  const apply = (record: LedgerRecord) => {
+    table.apply(record);
+    halt.apply(record);
+  };
   let scan;
   try {
-    scan = scanLedger(path, (record) => {
-      table.apply(record);
-      halt.apply(record);
-    });
+    scan = keepHistory ? scanLedger(path, apply) : replayLedger(path, apply);
   } catch (error) {
     // unreadable (a directory in its place, no permission): reported like damage, so one bad ledger does not stop
     // reviewers from seeing the others

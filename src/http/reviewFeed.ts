@@ -3,7 +3,7 @@ import { instancePaths } from "../dataDir.js";
 import { listInstances } from "../governance/instance.js";
 import { haltFactFromRecord, isNewerHalt, type HaltFact } from "../governance/haltState.js";
 import { RequestTable, type RequestView } from "../governance/requests.js";
-import { scanLedger, type LedgerRecord } from "../ledger/ledger.js";
+import { carriedRecords, CHECKPOINT_TYPE, ledgerSegments, readLines, scanLedger, type LedgerRecord } from "../ledger/ledger.js";
 import { maskSecrets } from "../mask.js";
 import { ToolPinTable, type PinnedDefinition } from "../risk/toolPins.js";
 
@@ -170,38 +170,48 @@ export function searchRequests(dataDir: string, query: string, limit = 200): Sea
 }
 
 /**
- * One ledger followed from where it was last read: only appended bytes are parsed, so a live inbox costs a `stat`
- * per poll and a few lines per change, not a replay of the whole ledger. A view only (hashes are not rechecked:
- * `audit verify` does that); a line that does not parse is skipped. A ledger that shrank or was replaced is re-read.
+ * One instance's ledger followed from where it was last read: only the newest segment is read, and of it only the
+ * bytes appended since the last update, so a live inbox costs a directory listing and a `stat` per poll and a few
+ * lines per change, not a replay of the ledger (issue 12: a ledger is a directory of segments; a 0.1 file not yet
+ * migrated is read in place as its only segment). When a newer segment appears (a rollover, or the 0.1 file's
+ * migration), the view starts over from that segment: its opening `ledger.checkpoint` carries every open request,
+ * the pins and the halt fact, so nothing before it is needed, however many segments were written between two polls.
+ * A view only (hashes are not rechecked: `audit verify` does that); a line that does not parse is skipped. A segment
+ * that shrank or was replaced (a torn tail moved away at start) is re-read.
  */
 class LedgerTail {
   table = new RequestTable();
   pins = new ToolPinTable();
   halt: HaltFact | undefined;
+  private segment: string | undefined;
   private offset = 0;
   private carry: Buffer[] = [];
   private inode = -1;
+  /** No complete line of the segment read yet: a checkpoint there opens it and its carried records come first. */
+  private atStart = true;
 
   constructor(private readonly path: string) {}
 
   /** Reads what was appended since the last call; true when anything was. */
   update(): boolean {
+    const newest = ledgerSegments(this.path).at(-1);
+    if (!newest) return false;
     let stat;
     try {
-      stat = statSync(this.path);
+      stat = statSync(newest.path);
     } catch {
-      return false;
+      return false; // renamed away between the listing and the stat (a migration): the next poll sees the new name
     }
-    if (stat.ino !== this.inode || stat.size < this.offset) {
-      this.table = new RequestTable();
-      this.pins = new ToolPinTable();
-      this.halt = undefined;
-      this.offset = 0;
-      this.carry = [];
-      this.inode = stat.ino;
+    const restarted = newest.path !== this.segment || stat.ino !== this.inode || stat.size < this.offset;
+    if (restarted) this.restart(newest.path, stat.ino);
+    if (stat.size === this.offset) return restarted;
+    if (newest.compressed) {
+      // only closed segments are compressed, so this is never appended to: read it whole, once
+      for (const { line, complete } of readLines(newest.path)) if (complete) this.apply(line);
+      this.offset = stat.size;
+      return true;
     }
-    if (stat.size === this.offset) return false;
-    const fd = openSync(this.path, "r");
+    const fd = openSync(newest.path, "r");
     try {
       const chunk = Buffer.allocUnsafe(1 << 20);
       while (this.offset < stat.size) {
@@ -224,7 +234,20 @@ class LedgerTail {
     return true;
   }
 
+  private restart(segment: string, inode: number): void {
+    this.table = new RequestTable();
+    this.pins = new ToolPinTable();
+    this.halt = undefined;
+    this.segment = segment;
+    this.inode = inode;
+    this.offset = 0;
+    this.carry = [];
+    this.atStart = true;
+  }
+
   private apply(line: string): void {
+    const first = this.atStart;
+    this.atStart = false;
     let record: LedgerRecord;
     try {
       record = JSON.parse(line) as LedgerRecord;
@@ -232,6 +255,11 @@ class LedgerTail {
       return;
     }
     if (!record || typeof record.type !== "string" || typeof record.data !== "object" || record.data === null) return;
+    if (first && record.type === CHECKPOINT_TYPE) for (const carried of carriedRecords(record)) this.fold(carried);
+    this.fold(record);
+  }
+
+  private fold(record: LedgerRecord): void {
     this.table.apply(record);
     this.pins.apply(record);
     const fact = haltFactFromRecord(record);

@@ -1,85 +1,18 @@
-import { createHash, hash, randomUUID } from "node:crypto";
-import { closeSync, existsSync, fdatasync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
-import canonicalize from "canonicalize";
+import { createHash, randomUUID } from "node:crypto";
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { ledgerFiles, type LedgerFiles } from "../dataDir.js";
 import { LedgerError } from "../errors.js";
+import { buildRecord, genesisHash, type LedgerRecord } from "./record.js";
+import { CHECKPOINT_TYPE, checkCheckpointRecord, checkpointOrigin, EMPTY_CHECKPOINT_STATE, scanSegments, stateDigest, type CheckpointState, type LedgerScan } from "./scan.js";
+import { listSegments, migrateLegacyLedger, readLastLine, readLines, removeLeftovers, segmentName, segmentOf, syncDirectory, type Segment } from "./segments.js";
+import { applyRetention, type RetentionPolicy } from "./retention.js";
+import { HeadWriter, readHead, type HeadRead } from "./headFile.js";
+import { loadOrCreateSigner, signCheckpoint, type NoteSigner } from "./signedNote.js";
 
-export const LEDGER_VERSION = 1;
-const HASH_PREFIX = "atlas-ledger-v1\n";
-
-/** One line of the ledger. `hash` covers every other field (RFC 8785 canonical JSON). */
-export interface LedgerRecord {
-  v: number;
-  seq: number;
-  ts: string;
-  type: string;
-  ref?: string;
-  data: Record<string, unknown>;
-  prev: string;
-  hash: string;
-}
-
-export type UnsignedRecord = Omit<LedgerRecord, "hash">;
-
-/** One-shot `crypto.hash`: about half the cost of createHash().update().digest() on the small inputs hashed per call. */
-export function sha256Hex(text: string): string {
-  return hash("sha256", text, "hex");
-}
-
-export function hashRecord(record: UnsignedRecord): string {
-  return sha256Hex(HASH_PREFIX + canonicalRecord(record));
-}
-
-const ENVELOPE_KEYS = new Set(["v", "seq", "ts", "type", "ref", "data", "prev"]);
-// String#isWellFormed is ES2024 (Node 20+); canonicalize refuses lone surrogates, and so does the fast path.
-const isJsonString = (value: unknown): value is string => typeof value === "string" && (value as string & { isWellFormed(): boolean }).isWellFormed();
-
-/**
- * RFC 8785 JSON of a record without its hash. A record has a fixed envelope whose canonical member order is known
- * (data, prev, ref, seq, ts, type, v), so only `data` needs the general canonicalizer: the same bytes for a third of
- * the work, and hashing runs five times per auto-approved call and once per record at replay. Anything else — an
- * edited line with extra members or odd types — takes the general path, which decides (or throws) as before.
- */
-export function canonicalRecord(record: UnsignedRecord): string {
-  let members = 0;
-  for (const key in record) {
-    if (!ENVELOPE_KEYS.has(key)) return canonicalize(record) ?? "";
-    members += 1;
-  }
-  if (members !== Object.keys(record).length) return canonicalize(record) ?? "";
-  return canonicalEnvelope(record.v, record.seq, record.ts, record.type, record.ref, record.data, record.prev) ?? canonicalize(record) ?? "";
-}
-
-/** The fast path of `canonicalRecord`; undefined when a member is not of the envelope's plain types. */
-function canonicalEnvelope(v: unknown, seq: unknown, ts: unknown, type: unknown, ref: unknown, data: unknown, prev: unknown): string | undefined {
-  const parts = envelopeParts(v, seq, ts, type, ref, data, prev);
-  return parts && `{"data":${parts.data},${parts.rest}`;
-}
-
-/**
- * The canonical JSON of a record's `data`, and of the members after it (`prev` … `v`, closing brace). Canonical
- * member order puts `hash` between the two, so one serialisation yields both the hashed text and the stored line.
- */
-function envelopeParts(v: unknown, seq: unknown, ts: unknown, type: unknown, ref: unknown, data: unknown, prev: unknown): { data: string; rest: string } | undefined {
-  if (
-    typeof v !== "number" || !Number.isFinite(v) || typeof seq !== "number" || !Number.isFinite(seq) ||
-    !isJsonString(ts) || !isJsonString(type) || !isJsonString(prev) || (ref !== undefined && !isJsonString(ref)) ||
-    typeof data !== "object" || data === null
-  ) {
-    return undefined;
-  }
-  const dataJson = canonicalize(data);
-  if (dataJson === undefined) return undefined;
-  return {
-    data: dataJson,
-    rest: `"prev":${JSON.stringify(prev)},${ref === undefined ? "" : `"ref":${JSON.stringify(ref)},`}"seq":${JSON.stringify(seq)},"ts":${JSON.stringify(ts)},"type":${JSON.stringify(type)},"v":${JSON.stringify(v)}}`,
-  };
-}
-
-/** The chain's anchor: the first record's `prev`. */
-export function genesisHash(ledgerId: string): string {
-  return sha256Hex(ledgerId);
-}
+export { LEDGER_VERSION, canonicalJson, canonicalRecord, genesisHash, hashRecord, sha256Hex, type LedgerRecord, type UnsignedRecord } from "./record.js";
+export { CHECKPOINT_TYPE, carriedRecords, ledgerSegments, replayLedger, scanLedger, type CheckpointState, type DamageKind, type LedgerProblem, type LedgerScan } from "./scan.js";
+export { readLines, type Segment } from "./segments.js";
 
 /** Where the bytes go. The default writes to a file; tests pass one that fails to prove we fail closed. */
 export interface LedgerSink {
@@ -102,125 +35,67 @@ export function openFileSink(path: string): LedgerSink {
   };
 }
 
-/** Streams a file's lines without holding it whole in memory (a 1M-record ledger is hundreds of MB). */
-export function* readLines(path: string): Generator<{ line: string; complete: boolean; lineNo: number }> {
-  const fd = openSync(path, "r");
-  try {
-    const chunk = Buffer.allocUnsafe(1 << 20);
-    let carry: Buffer[] = [];
-    let lineNo = 0;
-    for (;;) {
-      const read = readSync(fd, chunk, 0, chunk.length, null);
-      if (read === 0) break;
-      let start = 0;
-      for (let nl = chunk.indexOf(10, start); nl !== -1 && nl < read; nl = chunk.indexOf(10, start)) {
-        const piece = chunk.subarray(start, nl);
-        const line = carry.length ? Buffer.concat([...carry, piece]).toString("utf8") : piece.toString("utf8");
-        carry = [];
-        lineNo += 1;
-        yield { line, complete: true, lineNo };
-        start = nl + 1;
-      }
-      if (start < read) carry.push(Buffer.from(chunk.subarray(start, read)));
-    }
-    if (carry.length) yield { line: Buffer.concat(carry).toString("utf8"), complete: false, lineNo: lineNo + 1 };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-export type DamageKind = "torn" | "malformed" | "edited" | "missing" | "reordered" | "broken-chain";
-
-export interface LedgerProblem {
-  kind: DamageKind;
-  line: number;
-  seq?: number;
-  message: string;
-}
-
-export interface LedgerScan {
-  records: LedgerRecord[];
-  /** First problem found; records before it are intact. */
-  problem?: LedgerProblem;
-  /** Byte length of the intact prefix (where a torn tail starts). */
-  intactBytes: number;
-  /** The last intact record. */
-  last?: LedgerRecord;
-}
-
-/**
- * Reads and checks a ledger: JSON per line, consecutive `seq`, `prev` linking to the previous hash, each hash
- * recomputed, and the first record anchored at the genesis hash of its own ledger id. Stops at the first problem.
- */
-export function scanLedger(path: string, onRecord?: (record: LedgerRecord) => void): LedgerScan {
-  const records: LedgerRecord[] = [];
-  const keep = onRecord === undefined;
-  let intactBytes = 0;
-  let prevHash: string | undefined;
-  let expectedSeq = 0;
-  let last: LedgerRecord | undefined;
-  const fail = (problem: LedgerProblem): LedgerScan => ({ records, problem, intactBytes, ...(last ? { last } : {}) });
-  if (!existsSync(path)) return { records, intactBytes };
-  for (const { line, complete, lineNo } of readLines(path)) {
-    if (!complete) {
-      return fail({ kind: "torn", line: lineNo, message: `line ${lineNo}: torn tail (an unfinished write of ${Buffer.byteLength(line)} bytes, no newline)` });
-    }
-    let record: LedgerRecord;
-    try {
-      record = JSON.parse(line) as LedgerRecord;
-      if (typeof record !== "object" || record === null || typeof record.seq !== "number" || typeof record.hash !== "string") throw new Error("not a ledger record");
-    } catch (error) {
-      return fail({ kind: "malformed", line: lineNo, message: `line ${lineNo}: not a ledger record (${(error as Error).message})` });
-    }
-    if (record.seq !== expectedSeq) {
-      return record.seq > expectedSeq
-        ? fail({ kind: "missing", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} follows seq ${expectedSeq - 1}: record(s) ${expectedSeq}..${record.seq - 1} are missing` })
-        : fail({ kind: "reordered", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} appears after seq ${expectedSeq - 1}: records were reordered or duplicated` });
-    }
-    const { hash, ...unsigned } = record;
-    if (hashRecord(unsigned) !== hash) {
-      return fail({ kind: "edited", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} (${record.type}) was edited: its hash does not match its content` });
-    }
-    const expectedPrev = prevHash ?? (record.type === "ledger.created" ? genesisHash(String(record.data.ledger_id)) : undefined);
-    if (record.prev !== expectedPrev) {
-      return fail({ kind: "broken-chain", line: lineNo, seq: record.seq, message: `line ${lineNo}: seq ${record.seq} does not link to the record before it (prev hash mismatch): records were removed, replaced or reordered` });
-    }
-    prevHash = hash;
-    expectedSeq += 1;
-    intactBytes += Buffer.byteLength(line) + 1;
-    last = record;
-    if (keep) records.push(record);
-    else onRecord(record);
-  }
-  return { records, intactBytes, ...(last ? { last } : {}) };
-}
+/** Steps of a segment rollover, named for tests that stop a process at each (a crash there must lose nothing). */
+export type RolloverStep = "flushed" | "synced" | "checkpoint-written" | "renamed";
 
 export interface OpenLedgerOptions {
   instance: string;
   now?: () => Date;
   sink?: (path: string) => LedgerSink;
-  /** Called for each intact record during replay, in order. */
+  /** Called for each intact record during replay, in order: the last checkpoint's carried records, then the rest. */
   onRecord?: (record: LedgerRecord) => void;
   log?: (line: string) => void;
+  /** The state a new checkpoint carries (the governance log supplies it); empty when not given. */
+  checkpointState?: () => CheckpointState;
+  /** Records per segment before a rollover (default 20,000). */
+  segmentRecords?: number;
+  /** A checkpoint at least this often while records are written (default 1 h). */
+  checkpointEveryMs?: number;
+  /** The signing key; by default loaded (or created) where `ledgerFiles` puts it, outside the ledger directory. */
+  signer?: NoteSigner;
+  /** Which closed segments to compress or delete (default: keep everything as is). Applied at open and after each rollover. */
+  retention?: RetentionPolicy;
+  /** Test hook: called at each step of a rollover; throwing there stands for a crash. */
+  onRolloverStep?: (step: RolloverStep) => void;
 }
 
 export type Durability = "sync" | "batch";
 
 const BATCH_DELAY_MS = 10;
+export const DEFAULT_SEGMENT_RECORDS = 20_000;
+export const DEFAULT_CHECKPOINT_EVERY_MS = 60 * 60 * 1000;
 
 /**
- * The append-only, hash-chained JSONL ledger. One writer at a time (the instance lock guarantees it).
+ * The append-only, hash-chained ledger: a directory of segment files (see `segments.ts`), each after the first
+ * opened by a signed checkpoint. One writer at a time (the instance lock guarantees it).
  * A `sync` append is written at once, together with anything buffered before it (a failed write throws: callers
  * fail closed). `batch` appends are buffered and written together — one write per event-loop turn, or earlier by
- * `flush()`, `whenWritten()`, `commit()` — so a burst of calls costs one write, not five per call. `commit()` resolves
- * once every append so far is fsynced, and concurrent commits share one fsync (group commit).
+ * `flush()`, `whenWritten()`, `commit()` — so a burst of calls costs one write. `commit()` resolves once every append
+ * so far is fsynced, and concurrent commits share one fsync (group commit); after each fsync the signed head is
+ * rewritten (`<ledger>.head`), so a cut tail or a rebuilt chain shows at the next start and in `audit verify`.
  */
 export class Ledger {
+  /** The ledger directory. */
   readonly path: string;
-  private readonly sink: LedgerSink;
+  readonly files: LedgerFiles;
+  /** Records 0 … provenSize-1 are covered by a signature that verified at open; approvals after it are not acted on. */
+  readonly provenSize: number;
+  /** Ledger lines read at open (carried records not counted): bounded by the segment size, not the history. */
+  readonly recordsRead: number;
+  private sink: LedgerSink;
+  private readonly makeSink: (path: string) => LedgerSink;
   private readonly now: () => Date;
+  private readonly signer: NoteSigner;
+  private readonly options: OpenLedgerOptions;
+  private ledgerId: string;
   private seq: number;
   private lastHash: string;
+  private segmentPath: string;
+  private segmentFirstSeq: number;
+  private segmentStartedMs: number;
+  private headSize = 0;
+  private readonly headSlot: number | undefined;
+  private headWriter: HeadWriter | undefined;
   private written = 0;
   private synced = 0;
   private syncing: Promise<void> | undefined;
@@ -228,50 +103,115 @@ export class Ledger {
   /** Serialised `batch` records not yet handed to the OS, in seq order. */
   private unwritten: string[] = [];
   private writing: Promise<void> | undefined;
+  private retaining: Promise<void> | undefined;
+  private retainAgain = false;
   private failure: LedgerError | undefined;
   private closed = false;
 
-  private constructor(path: string, sink: LedgerSink, now: () => Date, seq: number, lastHash: string) {
-    this.path = path;
-    this.sink = sink;
-    this.now = now;
-    this.seq = seq;
-    this.lastHash = lastHash;
+  private constructor(init: {
+    files: LedgerFiles; sink: LedgerSink; makeSink: (path: string) => LedgerSink; now: () => Date; signer: NoteSigner; options: OpenLedgerOptions;
+    ledgerId: string; seq: number; lastHash: string; segment: { path: string; firstSeq: number; startedMs: number }; provenSize: number; recordsRead: number; headSize: number; headSlot: number | undefined;
+  }) {
+    this.headSlot = init.headSlot;
+    this.files = init.files;
+    this.path = init.files.ledger;
+    this.sink = init.sink;
+    this.makeSink = init.makeSink;
+    this.now = init.now;
+    this.signer = init.signer;
+    this.options = init.options;
+    this.ledgerId = init.ledgerId;
+    this.seq = init.seq;
+    this.lastHash = init.lastHash;
+    this.segmentPath = init.segment.path;
+    this.segmentFirstSeq = init.segment.firstSeq;
+    this.segmentStartedMs = init.segment.startedMs;
+    this.provenSize = init.provenSize;
+    this.recordsRead = init.recordsRead;
+    this.headSize = init.headSize;
   }
 
   /**
-   * Opens (or creates) a ledger and replays it. A torn tail — a write cut off by a crash, never acknowledged — is
-   * moved aside to `<file>.torn-<time>` and recorded; any other damage refuses to open (run `audit verify`).
+   * Opens (or creates) a ledger and replays it from its last checkpoint. A 0.1 ledger file is first upgraded to a
+   * directory (`migrateLegacyLedger`). A torn tail — a write cut off by a crash, never acknowledged — is moved aside
+   * to `<segment>.torn-<time>` and recorded. Tampering (a ledger shorter than its signed head, a head or checkpoint
+   * whose signature fails, a chain that is not the one signed) and any other damage refuse to open: run
+   * `audit verify`.
    */
   static open(path: string, options: OpenLedgerOptions): Ledger {
+    const files = ledgerFiles(path);
     const now = options.now ?? (() => new Date());
     const makeSink = options.sink ?? openFileSink;
-    const scan = scanLedger(path, options.onRecord ?? (() => {}));
+    const damaged = (message: string) => new LedgerError(`ledger ${files.ledger} is damaged: ${message}. Run 'atlas-gateway audit verify' for details; the gateway will not write to a damaged ledger.`);
+    const tampered = (message: string) => new LedgerError(`ledger ${files.ledger} shows tampering: ${message}. Nothing in it is acted on and nothing is re-run; run 'atlas-gateway audit verify' for details.`);
+    let migrated: boolean;
+    let signer: NoteSigner;
+    try {
+      migrated = migrateLegacyLedger(files.legacyLedger, files.ledger);
+      if (migrated) options.log?.(`ledger: upgraded the 0.1 ledger ${files.legacyLedger} to the segment directory ${files.ledger}`);
+      removeLeftovers(files.ledger);
+      signer = options.signer ?? loadOrCreateSigner(files.signingKey, files.publicKey);
+    } catch (error) {
+      throw new LedgerError(`cannot open ledger ${files.ledger}: ${(error as Error).message}`);
+    }
+    const head = readSignedHead(files, signer, tampered, options.log);
+    const segments = listSegments(files.ledger);
+    const lastSegment = segments.at(-1);
+    const watchSeq = head ? head.size - 1 : undefined;
+    const scan: LedgerScan = lastSegment
+      ? scanSegments([lastSegment], { onRecord: options.onRecord ?? (() => {}), replayCarried: true, ...(watchSeq !== undefined ? { watchSeq } : {}) })
+      : { records: [], intactBytes: 0, recordsRead: 0 };
+    if (scan.problem && scan.problem.kind !== "torn") throw damaged(scan.problem.message);
+    if (lastSegment?.compressed) throw damaged(`its last segment ${lastSegment.name} is compressed; only closed segments may be`);
+    if (scan.checkpoint) {
+      const reason = checkCheckpointRecord(scan.checkpoint, signer.verifier) ?? checkLink(segments, scan.checkpoint);
+      if (reason) throw tampered(reason);
+    }
+    const count = scan.last ? scan.last.seq + 1 : 0;
+    let provenSize: number;
+    if (head) {
+      if (head.origin !== checkpointOrigin(scan.ledgerId ?? "")) throw tampered(`its head file ${files.head} belongs to another ledger (${head.origin})`);
+      if (head.size > count) throw tampered(`it ends at seq ${count - 1}, but its signed head (${files.head}) covers ${head.size} records: ${head.size - count} record(s) were removed from the end`);
+      const hashAtHead = lastSegment && head.size - 1 >= lastSegment.firstSeq ? scan.watchedHash : hashInSegment(segments, head.size - 1);
+      if (hashAtHead !== head.head) throw tampered(`record ${head.size - 1} is not the record its signed head names: the chain was rewritten`);
+      provenSize = head.size;
+    } else if (count === 0 || migrated) {
+      provenSize = count; // new, or a 0.1 ledger signed for the first time now: trusted as found
+    } else {
+      provenSize = scan.checkpoint ? scan.checkpoint.seq + 1 : 0;
+      options.log?.(`ledger: no signed head (${files.head}); approvals after seq ${provenSize - 1} cannot be proven and will not be acted on`);
+    }
     let tornNote: Record<string, unknown> | undefined;
-    if (scan.problem) {
-      if (scan.problem.kind !== "torn") {
-        throw new LedgerError(`ledger ${path} is damaged: ${scan.problem.message}. Run 'atlas-gateway audit verify' for details; the gateway will not write to a damaged ledger.`);
-      }
-      tornNote = moveTornTail(path, scan.intactBytes, now());
+    if (scan.problem?.kind === "torn" && lastSegment) {
+      tornNote = moveTornTail(lastSegment.path, scan.intactBytes, now());
       options.log?.(`ledger: moved a torn tail (${tornNote.bytes} bytes from an interrupted write) to ${tornNote.saved_to}`);
     }
-    const last = scan.last;
+    const segment = lastSegment ?? { path: join(files.ledger, segmentName(0)), firstSeq: 0 };
+    const startedAt = scan.checkpoint ? Date.parse(scan.checkpoint.ts) : now().getTime();
     let ledger: Ledger;
     try {
-      ledger = new Ledger(path, makeSink(path), now, last ? last.seq + 1 : 0, last?.hash ?? "");
+      mkdirSync(files.ledger, { recursive: true, mode: 0o700 });
+      ledger = new Ledger({
+        files, sink: makeSink(segment.path), makeSink, now, signer, options,
+        ledgerId: scan.ledgerId ?? `${options.instance}-${randomUUID()}`,
+        seq: count, lastHash: scan.last?.hash ?? "",
+        segment: { path: segment.path, firstSeq: segment.firstSeq, startedMs: Number.isFinite(startedAt) ? startedAt : now().getTime() },
+        provenSize, recordsRead: scan.recordsRead, headSize: head?.size ?? 0, headSlot: head?.slot,
+      });
     } catch (error) {
-      throw new LedgerError(`cannot open ledger ${path}: ${(error as Error).message}`);
+      throw new LedgerError(`cannot open ledger ${files.ledger}: ${(error as Error).message}`);
     }
-    if (!last) {
-      const ledgerId = `${options.instance}-${randomUUID()}`;
-      ledger.lastHash = genesisHash(ledgerId);
-      const created = ledger.append("ledger.created", undefined, { ledger_id: ledgerId, instance: options.instance }, "sync");
+    if (!scan.last) {
+      ledger.lastHash = genesisHash(ledger.ledgerId);
+      const created = ledger.append("ledger.created", undefined, { ledger_id: ledger.ledgerId, instance: options.instance }, "sync");
       options.onRecord?.(created);
     }
     if (tornNote) {
       const repaired = ledger.append("ledger.repaired", undefined, tornNote, "sync");
       options.onRecord?.(repaired);
     }
+    if (migrated || ledger.seq - ledger.segmentFirstSeq >= ledger.segmentLimit) ledger.rollover(migrated ? "migration" : "size");
+    else ledger.retain();
     return ledger;
   }
 
@@ -279,19 +219,20 @@ export class Ledger {
     return this.seq;
   }
 
+  private get segmentLimit(): number {
+    return this.options.segmentRecords ?? DEFAULT_SEGMENT_RECORDS;
+  }
+
   /** Writes one record now and returns it. Throws `LedgerError` if it cannot be written; the ledger then stays failed. */
   append(type: string, ref: string | undefined, data: Record<string, unknown>, durability: Durability): LedgerRecord {
     if (this.failure) throw this.failure;
     if (this.closed) throw new LedgerError("ledger is closed");
-    const seq = this.seq;
-    const ts = this.now().toISOString();
-    const prev = this.lastHash;
-    // Serialised once: the stored line is the record's own canonical JSON, `hash` in its sorted place. Odd input
-    // takes the general path (which throws where canonicalize does, as before).
-    const parts = envelopeParts(LEDGER_VERSION, seq, ts, type, ref || undefined, data, prev);
-    const hash = sha256Hex(HASH_PREFIX + (parts ? `{"data":${parts.data},${parts.rest}` : canonicalize({ v: LEDGER_VERSION, seq, ts, type, ...(ref ? { ref } : {}), data, prev })));
-    const record: LedgerRecord = ref ? { v: LEDGER_VERSION, seq, ts, type, ref, data, prev, hash } : { v: LEDGER_VERSION, seq, ts, type, data, prev, hash };
-    this.unwritten.push(parts ? `{"data":${parts.data},"hash":"${hash}",${parts.rest}\n` : `${JSON.stringify(record)}\n`);
+    const nowMs = this.now().getTime();
+    const inSegment = this.seq - this.segmentFirstSeq;
+    if (inSegment >= this.segmentLimit) this.rollover("size");
+    else if (inSegment > 1 && nowMs - this.segmentStartedMs >= (this.options.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS)) this.rollover("interval");
+    const { record, line } = buildRecord(this.seq, new Date(nowMs).toISOString(), type, ref, data, this.lastHash);
+    this.unwritten.push(line);
     this.seq += 1;
     this.lastHash = record.hash;
     this.written += 1;
@@ -301,6 +242,85 @@ export class Ledger {
       this.scheduleBatch();
     }
     return record;
+  }
+
+  /**
+   * Closes the current segment and opens the next with a signed checkpoint record carrying the chain head and the
+   * state start-up needs. Crash-safe at every step: the old segment is fsynced first, and the new one appears only by
+   * an atomic rename of a complete, fsynced file; until then the old segment simply stays the last.
+   */
+  private rollover(reason: "size" | "interval" | "migration"): void {
+    this.flush();
+    const hook = this.options.onRolloverStep;
+    try {
+      hook?.("flushed");
+      syncFile(this.segmentPath);
+      hook?.("synced");
+      const state = this.options.checkpointState?.() ?? EMPTY_CHECKPOINT_STATE;
+      const ts = this.now().toISOString();
+      const note = signCheckpoint({
+        origin: checkpointOrigin(this.ledgerId),
+        size: this.seq,
+        head: this.lastHash,
+        extensions: [`atlas-state ${stateDigest(state)}`, `atlas-time ${ts}`],
+      }, this.signer);
+      const { record, line } = buildRecord(this.seq, ts, CHECKPOINT_TYPE, undefined, { ledger_id: this.ledgerId, reason, state, note }, this.lastHash);
+      const path = join(this.path, segmentName(record.seq));
+      const tmp = `${path}.tmp`;
+      writeFileSync(tmp, line, { mode: 0o600 });
+      syncFile(tmp);
+      hook?.("checkpoint-written");
+      renameSync(tmp, path);
+      syncDirectory(this.path);
+      hook?.("renamed");
+      const old = this.sink;
+      // an fsync of the old segment may still be running: close its file only after it settles
+      void (this.syncing ?? Promise.resolve()).finally(() => old.close());
+      this.sink = this.makeSink(path);
+      this.segmentPath = path;
+      this.segmentFirstSeq = record.seq;
+      this.segmentStartedMs = Date.parse(ts);
+      this.seq += 1;
+      this.lastHash = record.hash;
+      this.written += 1;
+      this.synced = this.written;
+      this.writeHead(this.seq, this.lastHash);
+    } catch (error) {
+      this.failure = error instanceof LedgerError ? error : new LedgerError(`cannot roll the ledger ${this.path} over to a new segment: ${(error as Error).message}`);
+      throw this.failure;
+    }
+    this.retain();
+  }
+
+  /**
+   * Applies the retention policy in the background (compression runs on the thread pool); deletions are recorded
+   * in the ledger as `ledger.retention`, naming each deleted segment's seq range and last hash.
+   */
+  retain(): Promise<void> {
+    const policy = this.options.retention;
+    if (!policy || (policy.keepMs === undefined && !policy.compress) || this.closed) return Promise.resolve();
+    if (this.retaining) {
+      this.retainAgain = true; // a segment closed while the last pass ran: one more pass after it
+      return this.retaining;
+    }
+    this.retaining = applyRetention(this.path, policy, this.now())
+      .then((result) => {
+        if (result.keepMs !== undefined && policy.keepMs !== undefined && result.keepMs > policy.keepMs) {
+          this.options.log?.(`ledger: retention ${Math.round(policy.keepMs / 86_400_000)} days is below the minimum; keeping segments ${Math.round(result.keepMs / 86_400_000)} days`);
+        }
+        if (result.deleted.length && !this.closed && !this.failure) {
+          this.append("ledger.retention", undefined, { keep_ms: result.keepMs ?? null, deleted: result.deleted }, "sync");
+        }
+      })
+      .catch((error: Error) => this.options.log?.(`ledger: retention could not be applied: ${error.message}`))
+      .finally(() => {
+        this.retaining = undefined;
+        if (this.retainAgain && !this.closed) {
+          this.retainAgain = false;
+          void this.retain();
+        }
+      });
+    return this.retaining;
   }
 
   /** Hands every buffered record to the OS now (not fsynced). Throws `LedgerError` if it cannot; the ledger then stays failed. */
@@ -345,7 +365,7 @@ export class Ledger {
     this.writing.catch(() => {});
   }
 
-  /** Resolves once everything appended so far is on disk. Rejects (and fails the ledger) if fsync fails. */
+  /** Resolves once everything appended so far is on disk and under a signed head. Rejects (and fails the ledger) if fsync fails. */
   async commit(): Promise<void> {
     this.flush();
     const target = this.written;
@@ -354,13 +374,16 @@ export class Ledger {
       if (!this.syncing) {
         this.flush(); // what is fsynced must first be written: records appended while the last fsync ran
         const upTo = this.written;
+        const size = this.seq;
+        const head = this.lastHash;
         this.syncing = this.sink
           .sync()
           .then(() => {
             this.synced = Math.max(this.synced, upTo);
+            this.writeHead(size, head);
           })
           .catch((error: Error) => {
-            this.failure = new LedgerError(`cannot fsync ledger ${this.path}: ${error.message}`);
+            this.failure = error instanceof LedgerError ? error : new LedgerError(`cannot fsync ledger ${this.path}: ${error.message}`);
           })
           .finally(() => {
             this.syncing = undefined;
@@ -369,6 +392,24 @@ export class Ledger {
       await this.syncing;
     }
     if (this.failure) throw this.failure;
+  }
+
+  /**
+   * Writes a signed note for the first `size` records (whose last hash is `head`) into the head file (see
+   * `headFile.ts`). Written after the fsync that made them durable, so the head never names a record the disk may
+   * not have. Not fsynced itself: after a crash an older head may remain, which is shorter than the ledger — never a
+   * false alarm.
+   */
+  private writeHead(size: number, head: string): void {
+    if (size <= this.headSize) return;
+    const note = signCheckpoint({ origin: checkpointOrigin(this.ledgerId), size, head, extensions: [`atlas-time ${this.now().toISOString()}`] }, this.signer);
+    try {
+      this.headWriter ??= new HeadWriter(this.files.head, this.headSlot);
+      this.headWriter.write(note);
+    } catch (error) {
+      throw new LedgerError(`cannot write the ledger head ${this.files.head}: ${(error as Error).message}`);
+    }
+    this.headSize = size;
   }
 
   private scheduleBatch(): void {
@@ -383,13 +424,75 @@ export class Ledger {
   async close(): Promise<void> {
     if (this.closed) return;
     clearTimeout(this.batchTimer);
+    while (this.retaining) await this.retaining;
     await this.commit().catch(() => {});
     this.closed = true;
     try {
       this.sink.close();
+      this.headWriter?.close();
     } catch {
       // already closed or failed: nothing more to flush
     }
+  }
+}
+
+interface SignedHead {
+  origin: string;
+  size: number;
+  head: string;
+  slot: number | undefined;
+}
+
+/** The head file's newest valid signed head; undefined when there is none. A head file with no valid slot is tampering. */
+function readSignedHead(files: LedgerFiles, signer: NoteSigner, tampered: (message: string) => LedgerError, log?: (line: string) => void): SignedHead | undefined {
+  let read: HeadRead | undefined;
+  try {
+    read = readHead(files.head, signer.verifier);
+  } catch (error) {
+    throw new LedgerError(`cannot read the ledger head ${files.head}: ${(error as Error).message}`);
+  }
+  if (!read) return undefined;
+  if (!read.head) throw tampered(`its head file ${files.head} fails its signature check: ${read.invalid.join("; ") || "it holds no signed head"}`);
+  if (read.invalid.length) log?.(`ledger: ignoring a torn or altered slot of ${files.head} (${read.invalid.join("; ")}); using the other`);
+  return { origin: read.head.origin, size: read.head.size, head: read.head.head, slot: read.slot };
+}
+
+/** A checkpoint must link to the last record of the segment before it; returns why not, or undefined. */
+function checkLink(segments: Segment[], checkpoint: LedgerRecord): string | undefined {
+  const previous = segments.at(-2);
+  if (!previous) return `checkpoint seq ${checkpoint.seq} opens the only segment: the segments before it were removed`;
+  const line = readLastLine(previous.path);
+  let last: LedgerRecord | undefined;
+  try {
+    last = line ? (JSON.parse(line) as LedgerRecord) : undefined;
+  } catch {
+    last = undefined;
+  }
+  if (!last || last.seq !== checkpoint.seq - 1 || last.hash !== checkpoint.prev) {
+    return `segment ${previous.name} does not end with the record checkpoint seq ${checkpoint.seq} links to: it was cut short or rewritten`;
+  }
+  return undefined;
+}
+
+/** The hash of record `seq` read from the segment that holds it (the head may predate the last rollover). */
+function hashInSegment(segments: Segment[], seq: number): string | undefined {
+  const segment = segmentOf(segments, seq);
+  if (!segment) return undefined;
+  for (const { line, complete } of readLines(segment.path)) {
+    if (!complete) return undefined;
+    const record = JSON.parse(line) as LedgerRecord;
+    if (record.seq === seq) return record.hash;
+    if (record.seq > seq) return undefined;
+  }
+  return undefined;
+}
+
+function syncFile(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -406,7 +509,7 @@ function moveTornTail(path: string, intactBytes: number, now: Date): Record<stri
     readSync(fd, intact, 0, intactBytes, 0);
     writeFileSync(tmp, intact, { mode: 0o600 });
     renameSync(tmp, path);
-    return { bytes: torn.length, sha256: createHash("sha256").update(torn).digest("hex"), saved_to: savedTo };
+    return { bytes: torn.length, sha256: createHash("sha256").update(torn).digest("hex"), saved_to: savedTo, segment: basename(path) };
   } finally {
     closeSync(fd);
   }

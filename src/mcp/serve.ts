@@ -11,6 +11,7 @@ import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
 import { createRequestHandler, startListener } from "../http/listener.js";
 import { DeferredEngine } from "../governance/deferredEngine.js";
+import { LazyEngine } from "../governance/lazyEngine.js";
 import { createReviewRoutes } from "../http/reviewRoutes.js";
 import { LocalEngine } from "../governance/localEngine.js";
 import { maskSecrets, maskText } from "../mask.js";
@@ -20,12 +21,13 @@ import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
 import { compileReadPolicy, type ReadRequest } from "../risk/readPolicy.js";
 import { createEvaluatorFromConfig } from "../risk/setup.js";
+import { holdToolCallsUntil } from "./callGate.js";
 import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
 import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
 import { approvalKeysFor, migrateApprovalKeys } from "../http/approvalKeys.js";
-import { watchHaltFile } from "../governance/halt.js";
+import { readHaltFile, watchHaltFile } from "../governance/halt.js";
 import { Notifier } from "../notify/notifier.js";
 import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
 import { describeHalt, isHaltFact, isNewerHalt, type HaltFact } from "../governance/haltState.js";
@@ -78,20 +80,24 @@ async function claimInstance(config: GatewayConfig, log: (line: string) => void)
 }
 
 /**
- * Starts the whole gateway on the given streams: upstreams, engine (ledger replay), MCP server, control socket and
- * HTTP listener. Signals are the caller's business.
+ * Starts the whole gateway on the given streams: upstreams, MCP server, then (behind one ready-promise that every
+ * tool call awaits, so `initialize` and `tools/list` are answered first) the instance lock, the engine (ledger
+ * replay) and the evaluator, then the control socket and HTTP listener. Signals are the caller's business.
  */
 export async function runGateway(config: GatewayConfig, io: ServeIO, version: string): Promise<RunningGateway> {
   const log = (line: string) => void io.stderr.write(`atlas-gateway: ${line}\n`);
-  const lock = await claimInstance(config, log);
-  const instance = lock.info.instance;
-  const paths = instancePaths(config.dataDir, instance);
-  const cleanups: (() => Promise<void> | void)[] = [() => lock.release()];
+  const cleanups: (() => Promise<void> | void)[] = [];
   let stopReason = "shutdown";
   const cleanUp = async () => {
     for (const step of cleanups.splice(0).reverse()) await Promise.resolve(step()).catch(() => {});
   };
 
+  let openEngine!: (engine: GovernanceEngine) => void;
+  let failEngine!: (error: unknown) => void;
+  const engine = new LazyEngine(config.engine, new Promise<GovernanceEngine>((resolve, reject) => {
+    openEngine = resolve;
+    failEngine = reject;
+  }));
   try {
     const movedKeys = migrateApprovalKeys(config.dataDir, io.env);
     if (movedKeys) log(movedKeys);
@@ -117,97 +123,21 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       maxMessageBytes: config.maxMessageBytes,
       secretValues: evaluatorSecrets(config),
       onToolsChanged: () => {
-        observePins();
+        if (engineOpened) observePins();
         void gateway?.server.sendToolListChanged().catch(() => {});
       },
     });
     cleanups.push(() => upstreams.close());
-
     const pins = new ToolPinTable();
-    // Reviewer notifications follow the ledger: every new record that moves a held call on is announced. Replayed
-    // records are not (`live` turns on once the engine has opened).
-    let live = false;
-    let engineRef: GovernanceEngine | undefined;
-    const notifier = new Notifier({
-      sinks: config.notify,
-      record: (outcome) => engineRef?.recordEvent(outcome.type, outcome.data, outcome.ref),
-      log,
-    });
-    const eventContext = { instance, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) };
-    const announce = (record: LedgerRecord) => {
-      const view = record.ref ? engineRef?.get(record.ref) : undefined;
-      if (!view || view.autoApproved || !view.deadline) return; // only calls that were held for a human
-      let type: NotificationType | undefined;
-      if (record.type === "request.held") type = "call.held";
-      else if (record.type === "approval.recorded" && Number(record.data.count) < Number(record.data.required)) type = "call.approval"; // the last one is announced as the decision
-      else if (record.type === "decision.recorded") type = record.data.source === "timeout" ? "call.expired" : "call.decided";
-      else if (record.type === "execution.finished") type = "call.executed";
-      if (type) notifier.notify(callEvent(type, view, eventContext));
-    };
-    // The agent's MCP roots: a filesystem upstream may take them as its allowed dirs, so self-protection resolves
-    // relative paths against them too (issue 11).
-    let clientRoots: string[] = [];
-    const { evaluator, selfProtection } = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
+    let engineOpened = false;
     const readPolicy = compileReadPolicy(config.risk.rules);
-    const engineOptions = {
-      ledgerPath: paths.ledger,
-      instance,
-      evaluator,
-      onRecord: (record: LedgerRecord) => {
-        pins.apply(record);
-        if (live && notifier.enabled) announce(record);
-      },
-      threshold: config.risk.threshold,
-      reviewTimeoutMs: config.reviewTimeout,
-      executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
-      awaitUpstream: (upstream: string) => upstreams.whenConnected(upstream),
-      version,
-      log,
-      startInfo: { instance, upstreams: sources.map((source) => source.name) },
-      onHeld: (view: RequestView) => {
-        const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
-        const reasons = maskText(view.assessment?.reasons.join("; ") ?? "");
-        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}${dataDirFlag}  Deny: atlas-gateway deny ${view.ref}${dataDirFlag} --reason "..."${reviewUrl ? `  Review page: ${reviewUrl}` : ""}`);
-      },
-    };
-    let engine: GovernanceEngine;
-    let routes: Record<string, RequestListener> | undefined;
-    let describeInngest: ((port: number | undefined) => string) | undefined;
-    if (config.engine === "inngest") {
-      // Imported only here: the local engine's start-up never loads the Inngest SDK.
-      const { startInngestEngine } = await import("../inngest/index.js");
-      const started = await startInngestEngine({ ...engineOptions, config });
-      ({ engine, routes, describe: describeInngest } = started);
-    } else {
-      // an unwritable ledger leaves the gateway serving, refusing every call with the cause, until it can write
-      engine = DeferredEngine.start({ name: "local", open: () => LocalEngine.open(engineOptions), log, onOpen: () => observePins() });
-    }
-    cleanups.push(() => engine.close(stopReason));
-    engineRef = engine;
-    live = true;
-    cleanups.push(() => notifier.close()); // runs before the engine closes: no attempt records into a closed ledger
-
-    /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
-    function observePins(): void {
-      for (const entry of upstreams.catalogue()) {
-        for (const record of pins.observe(entry.upstream, entry.tool, pinnableDefinition(entry.definition, entry.tool))) {
-          if (record.type === "tool.changed") {
-            log(`tool ${entry.name} (upstream ${entry.upstream}) changed since it was pinned (${(record.data.changed as string[]).join(", ")}): every call to it is held until a human runs 'atlas-gateway tools trust ${entry.name}'`);
-          }
-          try {
-            void engine.recordEvent(record.type, record.data).catch((error: Error) => log(`ledger: ${error.message}`));
-          } catch (error) {
-            log(`ledger: could not record ${record.type} for ${entry.name}: ${(error as Error).message}`);
-          }
-        }
-      }
-    }
-
+    let selfProtection: ReturnType<typeof createEvaluatorFromConfig>["selfProtection"] | undefined;
     /** Resource reads and prompt gets: policy, then self-protection for resources; each one a ledger record. */
     const guardRead = async (read: ReadRequest): Promise<{ allowed: true } | { allowed: false; reason: string }> => {
+      await engine.ready; // self-protection knows the instance's files only once the lock is held (fail closed)
       let verdict = readPolicy(read);
       if (read.kind === "resource" && verdict.decision === "allow") {
-        const hit = selfProtection({ uri: read.target });
+        const hit = selfProtection?.({ uri: read.target });
         if (hit) verdict = { decision: "deny", rule: { id: "self-protection", reason: `it reaches ${hit.target}` } };
       }
       const client = gateway?.server.getClientVersion();
@@ -220,6 +150,9 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       });
       return verdict.decision === "allow" ? { allowed: true } : { allowed: false, reason: verdict.rule?.reason ?? "denied by policy" };
     };
+    // The agent's MCP roots: a filesystem upstream may take them as its allowed dirs, so self-protection resolves
+    // relative paths against them too (issue 11).
+    let clientRoots: string[] = [];
     const refreshRoots = () => {
       const server = gateway?.server;
       if (!server?.getClientCapabilities()?.roots) return;
@@ -228,22 +161,6 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
         .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
     };
     gateway = createGateway({ upstreams, engine, version, log, guardRead, limits: config.limits, onRootsChanged: refreshRoots });
-
-    /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
-    const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
-      if (!isNewerHalt(fact, engine.haltState())) return { changed: false, state: engine.haltState() };
-      const result = await engine.applyHalt(fact);
-      if (result.changed) {
-        log(fact.halted
-          ? `HALTED: ${describeHalt(fact)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`
-          : `RESUMED by ${fact.by} at ${fact.at}${fact.reason ? ` (reason: ${fact.reason})` : ""}: tool calls are routed by policy again.`);
-      }
-      return result;
-    };
-    // Before any call is routed or any approved call starts: a halt pressed while this gateway was down holds now.
-    const stopWatchingHalt = watchHaltFile(config.dataDir, (fact) => void adoptHalt(fact).catch((error: Error) => log(`halt: ${error.message}`)));
-    cleanups.push(stopWatchingHalt);
-    if (engine.haltState()?.halted) log(`starting HALTED: ${describeHalt(engine.haltState()!)}; run 'atlas-gateway resume' to let calls through.`);
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -266,9 +183,121 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     gateway.server.onclose = () => void close("client disconnected");
 
     // Connect first, then yield one turn of the event loop (listen() completes on nextTick, which never lets the
-    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the reviewer-facing
-    // sockets below start.
-    await gateway.server.connect(new StreamTransport(io.stdin, io.stdout, { maxMessageBytes: config.maxMessageBytes, replyToMalformed: true }));
+    // loop poll stdin): the agent's initialize, already waiting in the pipe, is answered before the lock, the ledger
+    // and the reviewer-facing sockets below. Tool calls wait for the engine (fail closed: none reaches an upstream
+    // before the lock is held and the ledger replayed).
+    await gateway.server.connect(holdToolCallsUntil(new StreamTransport(io.stdin, io.stdout, { maxMessageBytes: config.maxMessageBytes, replyToMalformed: true }), engine.ready));
+    await new Promise((resolve) => setImmediate(resolve));
+
+    const lock = await claimInstance(config, log);
+    cleanups.unshift(() => lock.release()); // released last, after the engine has closed its ledger
+    if (closing) {
+      // stdin closed while the lock was being taken: nothing more to start
+      lock.release();
+      failEngine(new AtlasError("the gateway shut down before it was ready"));
+      await closing;
+      return { ...gateway, instance: lock.info.instance, port: undefined, closed, close };
+    }
+    const instance = lock.info.instance;
+    const paths = instancePaths(config.dataDir, instance);
+
+    // Reviewer notifications follow the ledger: every new record that moves a held call on is announced. Replayed
+    // records are not (`live` turns on once the engine has opened).
+    let live = false;
+    const notifier = new Notifier({
+      sinks: config.notify,
+      record: (outcome) => engine.recordEvent(outcome.type, outcome.data, outcome.ref),
+      log,
+    });
+    const eventContext = { instance, ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}) };
+    const announce = (record: LedgerRecord) => {
+      const view = record.ref ? engine.get(record.ref) : undefined;
+      if (!view || view.autoApproved || !view.deadline) return; // only calls that were held for a human
+      let type: NotificationType | undefined;
+      if (record.type === "request.held") type = "call.held";
+      else if (record.type === "approval.recorded" && Number(record.data.count) < Number(record.data.required)) type = "call.approval"; // the last one is announced as the decision
+      else if (record.type === "decision.recorded") type = record.data.source === "timeout" ? "call.expired" : "call.decided";
+      else if (record.type === "execution.finished") type = "call.executed";
+      if (type) notifier.notify(callEvent(type, view, eventContext));
+    };
+    const created = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
+    const evaluator = created.evaluator;
+    selfProtection = created.selfProtection;
+    const engineOptions = {
+      ledgerPath: paths.ledger,
+      instance,
+      evaluator,
+      onRecord: (record: LedgerRecord) => {
+        pins.apply(record);
+        if (live && notifier.enabled) announce(record);
+      },
+      threshold: config.risk.threshold,
+      reviewTimeoutMs: config.reviewTimeout,
+      executor: ((call, options) => upstreams.call(call, options)) satisfies Executor,
+      awaitUpstream: (upstream: string) => upstreams.whenConnected(upstream),
+      version,
+      log,
+      startInfo: { instance, upstreams: sources.map((source) => source.name) },
+      ledger: { retention: { ...(config.retention.keep === "forever" ? {} : { keepMs: config.retention.keep }), compress: config.retention.compress } },
+      onHeld: (view: RequestView) => {
+        const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
+        const reasons = maskText(view.assessment?.reasons.join("; ") ?? "");
+        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}${dataDirFlag}  Deny: atlas-gateway deny ${view.ref}${dataDirFlag} --reason "..."${reviewUrl ? `  Review page: ${reviewUrl}` : ""}`);
+      },
+    };
+    let opened: GovernanceEngine;
+    let routes: Record<string, RequestListener> | undefined;
+    let describeInngest: ((port: number | undefined) => string) | undefined;
+    if (config.engine === "inngest") {
+      // Imported only here: the local engine's start-up never loads the Inngest SDK.
+      const { startInngestEngine } = await import("../inngest/index.js");
+      const started = await startInngestEngine({ ...engineOptions, config });
+      ({ engine: opened, routes, describe: describeInngest } = started);
+    } else {
+      // an unwritable ledger leaves the gateway serving, refusing every call with the cause, until it can write
+      opened = DeferredEngine.start({ name: "local", open: () => LocalEngine.open(engineOptions), log, onOpen: () => observePins() });
+    }
+    cleanups.push(() => engine.close(stopReason));
+    cleanups.push(() => notifier.close()); // runs before the engine closes: no attempt records into a closed ledger
+    live = true;
+
+    /** Honours a stop-button fact from any source (control socket, `halt.json`, the HTTP endpoint); idempotent. */
+    const adoptHalt = async (fact: HaltFact): Promise<{ changed: boolean; state: HaltFact | undefined }> => {
+      if (!isNewerHalt(fact, opened.haltState())) return { changed: false, state: opened.haltState() };
+      const result = await opened.applyHalt(fact);
+      if (result.changed) {
+        log(fact.halted
+          ? `HALTED: ${describeHalt(fact)}. Every tool call is refused and approved calls wait until 'atlas-gateway resume'.`
+          : `RESUMED by ${fact.by} at ${fact.at}${fact.reason ? ` (reason: ${fact.reason})` : ""}: tool calls are routed by policy again.`);
+      }
+      return result;
+    };
+    // Before any call is let through: a halt pressed while this gateway was down holds now.
+    const pressed = readHaltFile(config.dataDir);
+    if (pressed) await adoptHalt(pressed).catch((error: Error) => log(`halt: ${error.message}`));
+    cleanups.push(watchHaltFile(config.dataDir, (fact) => void adoptHalt(fact).catch((error: Error) => log(`halt: ${error.message}`))));
+    if (opened.haltState()?.halted) log(`starting HALTED: ${describeHalt(opened.haltState()!)}; run 'atlas-gateway resume' to let calls through.`);
+
+    openEngine(opened);
+    await engine.ready;
+    engineOpened = true;
+
+    /** Pins each listed tool at first sight and records changed definitions (their calls are then held). */
+    function observePins(): void {
+      for (const entry of upstreams.catalogue()) {
+        for (const record of pins.observe(entry.upstream, entry.tool, pinnableDefinition(entry.definition, entry.tool))) {
+          if (record.type === "tool.changed") {
+            log(`tool ${entry.name} (upstream ${entry.upstream}) changed since it was pinned (${(record.data.changed as string[]).join(", ")}): every call to it is held until a human runs 'atlas-gateway tools trust ${entry.name}'`);
+          }
+          try {
+            void engine.recordEvent(record.type, record.data).catch((error: Error) => log(`ledger: ${error.message}`));
+          } catch (error) {
+            log(`ledger: could not record ${record.type} for ${entry.name}: ${(error as Error).message}`);
+          }
+        }
+      }
+    }
+
     // Upstreams connect when the agent initializes (its capabilities are offered to them). Approved calls left from
     // an earlier run must not wait for an agent that never comes: start without its capabilities after a while.
     const startAnyway = setTimeout(() => void upstreams.start(), config.startupTimeout);
@@ -278,7 +307,6 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       observePins();
       engine.resume();
     });
-    await new Promise((resolve) => setImmediate(resolve));
     /** Registers shutdown work; runs it at once if shutdown began while it was starting (stdin closed early). */
     const onShutdown = (step: () => Promise<void> | void) => {
       if (closing) void Promise.resolve(step()).catch(() => {});
@@ -328,6 +356,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     if (describeInngest) log(describeInngest(listening?.port));
     return { ...gateway, instance, port: listening?.port, closed, close };
   } catch (error) {
+    failEngine(error);
     await cleanUp();
     throw error;
   }

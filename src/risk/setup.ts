@@ -29,7 +29,7 @@ export function protectedPathsFor(config: GatewayConfig, options: { instance?: s
 
 /**
  * Protected names matched wherever they appear in a resolved path, so a base the gateway does not know (an upstream's
- * own notion of its root) cannot hide them: the credential and ledger file names, the data dir's own entries under
+ * own notion of its root) cannot hide them: the credential and ledger file names (segments, head, signing key), the data dir's own entries under
  * its name (`atlas-gateway/ledgers`), and the config files under their directory's name. The files that grant
  * approval power (reviewers, public keys, the halt fact, the config's `webhook.publicKeys` and `notify`) are among
  * them: after a plain `move_file` of a directory that holds the data dir (a destructive call a reviewer may approve
@@ -44,12 +44,17 @@ export function protectedSuffixesFor(config: GatewayConfig): ProtectedPath[] {
     ...["reviewers.json", "approval-keys.json", "halt.json"].map((path) => ({ path, label: "the gateway's reviewers, keys or halt state (by name)" })),
     { path: "atlas-gateway/credentials", label: "the gateway's approval credentials (by name)" },
     { path: "ledgers/*.jsonl", label: "a gateway ledger (by name)" },
+    // ledger v2 (issue 12): a directory of segments, a signed head next to it, and the key that signs both
+    { path: "ledgers/*/*.jsonl", label: "a gateway ledger segment (by name)" },
+    { path: "ledgers/*/*.jsonl.gz", label: "a gateway ledger segment (by name)" },
+    { path: "ledgers/*.head", label: "a gateway ledger's signed head (by name)" },
+    { path: "keys/ledger.key", label: "the gateway's ledger signing key (by name)" },
     // a shell upstream's $PPID is the gateway: its environ keeps what the gateway started with (an exported
     // ATLAS_REVIEWER_TOKEN, model and Inngest keys), which scrubbing the upstreams' env cannot take back
     // where MCP clients list their servers: a server the agent adds there reaches it without the gateway
     ...[".mcp.json", ".cursor/mcp.json", ".vscode/mcp.json", "claude_desktop_config.json"].map((path) => ({ path, label: "an MCP client's server list (a server added there bypasses the gateway)" })),
     { path: "proc/*/environ", label: "a process's environment (the gateway's keys and a reviewer's token)" },
-    ...["ledgers", "run", "webhook-secret", "reviewers.json", "approval-keys.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
+    ...["ledgers", "run", "keys", "webhook-secret", "reviewers.json", "approval-keys.json", "halt.json"].map((entry) => ({ path: `${dataDirName}/${entry}`, label: "the gateway's data dir (by name)" })),
     ...[...new Set(["atlas-gateway/config.json", ...(config.configFiles ?? []).map(parentAndName)])].map((path) => ({ path, label: "the gateway's config (by name)" })),
   ];
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type ServerResponse } from "node:http";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
@@ -156,11 +156,25 @@ describe("doctor", () => {
     expect(good.failures).toBe(0);
     expect(good.text).toMatch(/✓ ledger 'main': \d+ records, chain intact, writable/);
 
-    const path = instancePaths(dataDir, "main").ledger;
-    writeFileSync(path, readFileSync(path, "utf8").replace("/tmp/x", "/tmp/y"));
+    const dir = instancePaths(dataDir, "main").ledger;
+    const segment = join(dir, readdirSync(dir).find((name) => name.endsWith(".jsonl"))!);
+    expect(readFileSync(segment, "utf8")).toContain("/tmp/x");
+    writeFileSync(segment, readFileSync(segment, "utf8").replace("/tmp/x", "/tmp/y"));
     const { text, failures } = await doctor(dataDir);
     expect(failures).toBe(1);
     expect(failure(text, /ledger 'main' damaged/).fix).toMatch(/atlas-gateway audit verify/);
+  });
+
+  it("ledger: ✗ when a file sits where the instance's ledger directory belongs (the gateway cannot open it)", async () => {
+    const dataDir = tempDir();
+    mkdirSync(join(dataDir, "ledgers"));
+    const path = instancePaths(dataDir, "main").ledger;
+    writeFileSync(path, "not a ledger\n");
+    const { text, failures } = await doctor(dataDir);
+    expect(failures).toBe(1);
+    const { line, fix } = failure(text, /ledger 'main'/);
+    expect(line).toContain(`${path} is a file where the ledger's directory belongs; the gateway refuses every call until it is fixed`);
+    expect(fix).toMatch(/move the file aside/);
   });
 
   it("ledger: ✗ not writable when the ledger refuses appends, with the fix for that cause", async (context) => {

@@ -1,9 +1,10 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { tempDir } from "../helpers.js";
+import { ledgerRecords } from "../helpers/ledgerRecords.js";
 import { RawMcpProcess } from "../helpers/rawMcpProcess.js";
 
 // Model evaluators through the installed CLI (issue 13: both failed in the bundle with "request is not a function"
@@ -57,10 +58,11 @@ async function gatewayWith(evaluator: Record<string, unknown>): Promise<{ gatewa
 }
 
 const text = (response: { result?: Record<string, unknown> }) => JSON.stringify(response.result?.content ?? "");
+type Assessment = { score?: number; evaluator?: string; reasons?: string[] };
+/** Each call's assessment, in order: its own record, or inside `request.admitted` for an auto-approved call (issue 12). */
 const assessed = (dataDir: string) =>
-  readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").split("\n").filter(Boolean)
-    .map((line) => JSON.parse(line) as { type: string; data: { score?: number; evaluator?: string; reasons?: string[] } })
-    .filter((record) => record.type === "request.assessed").map((record) => record.data);
+  ledgerRecords(dataDir).flatMap((record) =>
+    record.type === "request.assessed" ? [record.data as Assessment] : record.type === "request.admitted" ? [record.data.assessment as Assessment] : []);
 
 describe("model evaluators in the installed CLI", () => {
   it("http: the model is called with the masked call and its score holds a call the rules would let through", async () => {

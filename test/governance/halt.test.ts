@@ -1,4 +1,5 @@
-import { readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
 import { haltFilePath, newHaltFact, readHaltFile, recordHaltEverywhere } from "../../src/governance/halt.js";
@@ -6,9 +7,9 @@ import { HaltState, isHaltFact, isNewerHalt } from "../../src/governance/haltSta
 import { serveControl, tryLock } from "../../src/governance/instance.js";
 import { readAllInstances } from "../../src/governance/review.js";
 import { heldCall, lowCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
+import { ledgerRecords } from "../helpers/ledgerRecords.js";
 
-const records = (dataDir: string, instance = "main") =>
-  readFileSync(instancePaths(dataDir, instance).ledger, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; ref?: string; data: Record<string, unknown> });
+const records = ledgerRecords;
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -141,6 +142,30 @@ describe("a halted engine", () => {
     expect(executor.calls).toHaveLength(1);
     await restarted.close();
   });
+
+  it("survives segment rollovers: the halt fact is carried from checkpoint to checkpoint (issue 12)", async () => {
+    const dataDir = tempDir();
+    const executor = recordingExecutor();
+    const ledger = { segmentRecords: 5 };
+    const engine = openEngine(dataDir, executor, { ledger });
+    await engine.applyHalt(newHaltFact(true, "ana", "incident"));
+    for (let i = 0; i < 8; i++) expect((await engine.submit(lowCall({ path: `/tmp/${i}` }))).kind).toBe("deny");
+    await engine.close();
+    // start-up reads the last segment only: the halt record itself is in an earlier one, only its checkpoint carries it
+    const dir = instancePaths(dataDir, "main").ledger;
+    const last = readdirSync(dir).filter((name) => name.endsWith(".jsonl")).sort().at(-1)!;
+    expect(last).not.toBe("000000000000.jsonl");
+    const lines = readFileSync(join(dir, last), "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string });
+    expect(lines[0]?.type).toBe("ledger.checkpoint");
+    expect(lines.map((record) => record.type)).not.toContain("gateway.halted");
+
+    const restarted = openEngine(dataDir, executor, { ledger });
+    restarted.resume();
+    expect(restarted.haltState()).toMatchObject({ halted: true, by: "ana", reason: "incident" });
+    expect((await restarted.submit(lowCall())).kind).toBe("deny");
+    expect(executor.calls).toHaveLength(0);
+    await restarted.close();
+  });
 });
 
 describe("recordHaltEverywhere", () => {
@@ -174,6 +199,16 @@ describe("recordHaltEverywhere", () => {
       lock.release();
       await engine.close();
     }
+  });
+
+  it("an unopenable ledger does not keep the halt from the other instances, and the command says which failed", async () => {
+    const dataDir = tempDir();
+    await openEngine(dataDir, recordingExecutor()).close();
+    writeFileSync(instancePaths(dataDir, "broken").ledger, "a file where a ledger directory belongs\n");
+    const fact = newHaltFact(true, "ana", "incident");
+    await expect(recordHaltEverywhere(dataDir, fact, "main")).rejects.toThrow(/halt written to .*halt\.json and instance\(s\) 'main', but not recorded for instance 'broken': .*ENOTDIR/);
+    expect(readHaltFile(dataDir)).toEqual(fact);
+    expect(records(dataDir, "main").find((record) => record.type === "gateway.halted")?.data).toMatchObject({ halt_id: fact.id });
   });
 
   it("with no ledger yet, creates the fallback instance's ledger so the halt holds at its first start", async () => {

@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { NotFoundError } from "../../src/errors.js";
 import { instancePaths } from "../../src/dataDir.js";
@@ -83,7 +83,7 @@ describe("reviewer decisions", () => {
       const ref = refOf(await engine.submit(heldCall()));
       // The gateway keeps writing to its open file; the path now shows an empty ledger, so only the gateway knows the ref.
       renameSync(ledger, `${ledger}.moved`);
-      writeFileSync(ledger, "");
+      mkdirSync(ledger);
       expect(() => findRef(dataDir, ref)).toThrow(NotFoundError);
       expect(await decideRef(dataDir, { ref, decision: "approved", reviewer: "ivy" })).toMatchObject({ via: "gateway", outcome: { status: "applied" } });
       expect((await engine.waitForOutcome(ref, 5000))?.status).toBe("executed");

@@ -1,11 +1,10 @@
-import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { loadConfig } from "../../src/config.js";
-import { instancePaths } from "../../src/dataDir.js";
 import { ConfigError } from "../../src/errors.js";
 import { createRulesEvaluator } from "../../src/risk/assess.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
+import { ledgerRecords } from "../helpers/ledgerRecords.js";
 
 /** The two-person rule (issue 9 item 5; EU AI Act Art. 14(5)): `approvals: N` on a policy rule. */
 const evaluator = createRulesEvaluator({
@@ -15,8 +14,7 @@ const evaluator = createRulesEvaluator({
 });
 const paymentCall = () => heldCall({ path: "/payments/batch-7" });
 
-const records = (dataDir: string) =>
-  readFileSync(instancePaths(dataDir, "main").ledger, "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; ref?: string; data: Record<string, unknown> });
+const records = (dataDir: string) => ledgerRecords(dataDir);
 
 async function run(args: string[], dataDir: string, env: Record<string, string> = {}) {
   const out: string[] = [];

@@ -1,7 +1,8 @@
-import { appendFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { instancePaths } from "../../src/dataDir.js";
+import { instancePaths, ledgersDir } from "../../src/dataDir.js";
 import { ReviewFeed, readRefHistory, searchRequests } from "../../src/http/reviewFeed.js";
+import { ledgerSegments } from "../../src/ledger/ledger.js";
 import { heldCall, lowCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 
 describe("review feed", () => {
@@ -48,13 +49,79 @@ describe("review feed", () => {
     await engine.close();
     const feed = new ReviewFeed(dataDir);
     expect(feed.snapshot().pending).toEqual([]);
-    const path = instancePaths(dataDir, "main").ledger;
+    const path = ledgerSegments(instancePaths(dataDir, "main").ledger).at(-1)!.path; // the segment being appended to
     const record = (type: string, data: Record<string, unknown>) => JSON.stringify({ v: 1, seq: 99, ts: new Date().toISOString(), type, ref: "evt_0000abcd", data, prev: "x", hash: "y" });
     const created = record("request.created", { upstream: "fs", tool: "t", name: "t", args: {}, args_digest: "d" });
     appendFileSync(path, `${created}\n${record("request.held", { deadline: "2099-01-01T00:00:00Z" }).slice(0, 30)}`);
     expect(feed.snapshot().pending).toEqual([]);
     appendFileSync(path, `${record("request.held", { deadline: "2099-01-01T00:00:00Z" }).slice(30)}\n`);
     expect(feed.snapshot().pending.map((item) => item.ref)).toEqual(["evt_0000abcd"]);
+  });
+
+  it("follows rollovers to new segments, however many happen between two reads, without re-reading what it read", async () => {
+    const dataDir = tempDir();
+    const engine = openEngine(dataDir, recordingExecutor(), { ledger: { segmentRecords: 5, retention: { compress: true } } });
+    const feed = new ReviewFeed(dataDir);
+    try {
+      const definition = { name: "write_file", description: "writes" };
+      await engine.recordEvent("tool.pinned", { upstream: "fs", tool: "write_file", hash: "a".repeat(64), definition });
+      const first = await engine.submit(heldCall({ path: "/tmp/1" }));
+      expect(feed.snapshot().pending.map((item) => item.ref)).toEqual([first.ref]);
+      const segmentsBefore = ledgerSegments(instancePaths(dataDir, "main").ledger).length;
+
+      for (let i = 0; i < 6; i++) await engine.recordEvent("review.revealed", { ref: first.ref, reviewer: "ana" });
+      await new Promise((resolve) => setTimeout(resolve, 5)); // distinct createdAt (ms resolution)
+      const second = await engine.submit(heldCall({ path: "/tmp/2" }));
+      expect(ledgerSegments(instancePaths(dataDir, "main").ledger).length).toBeGreaterThan(segmentsBefore + 1);
+      // the newest segment's checkpoint carried the first call and the pin; the second was read after it
+      const snapshot = feed.snapshot();
+      expect(snapshot.pending.map((item) => item.ref)).toEqual([second.ref, first.ref]);
+      expect(snapshot.pending[1]!.pin).toMatchObject({ state: "pinned" });
+      expect(snapshot.halt).toEqual({ halted: false });
+
+      await engine.decide({ ref: first.ref!, decision: "denied", reviewer: "ana", reason: "no" });
+      await engine.recordEvent("gateway.halted", { by: "ops", reason: "drill" });
+      for (let i = 0; i < 6; i++) await engine.recordEvent("review.revealed", { ref: second.ref, reviewer: "ana" });
+      expect(feed.snapshot().halt).toMatchObject({ halted: true, by: "ops", reason: "drill" });
+      expect(feed.snapshot().pending.map((item) => item.ref)).toEqual([second.ref]);
+      expect(feed.find(first.ref!)?.view.status).toBe("denied");
+      expect(feed.find(second.ref!)?.view.status).toBe("pending");
+
+      // nothing new: the same snapshot object (nothing re-read or rebuilt)
+      const settled = feed.snapshot();
+      expect(feed.snapshot()).toBe(settled);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("reads a 0.1 single-file ledger in place and follows it through its migration", async () => {
+    const dataDir = tempDir();
+    const scratch = tempDir();
+    const old = openEngine(scratch, recordingExecutor());
+    const held = await old.submit(heldCall());
+    await old.close();
+    mkdirSync(ledgersDir(dataDir), { recursive: true });
+    const legacy = instancePaths(dataDir, "main").legacyLedger;
+    cpSync(ledgerSegments(instancePaths(scratch, "main").ledger)[0]!.path, legacy);
+
+    const feed = new ReviewFeed(dataDir);
+    expect(feed.snapshot().pending.map((item) => item.ref)).toEqual([held.ref]);
+    const record = (type: string, data: Record<string, unknown>) => JSON.stringify({ v: 1, seq: 99, ts: new Date().toISOString(), type, ref: "evt_0000abcd", data, prev: "x", hash: "y" });
+    appendFileSync(legacy, `${record("request.created", { upstream: "fs", tool: "t", name: "t", args: {}, args_digest: "d" })}\n${record("request.held", { deadline: "2099-01-01T00:00:00Z" })}\n`);
+    expect(feed.snapshot().pending.map((item) => item.ref).sort()).toEqual([held.ref, "evt_0000abcd"].sort());
+
+    rmSync(legacy); // drop the hand-written records again: a real gateway migrates only a ledger that verifies
+    cpSync(ledgerSegments(instancePaths(scratch, "main").ledger)[0]!.path, legacy);
+    const engine = openEngine(dataDir, recordingExecutor()); // migrates: the file becomes segment 0, a checkpoint opens segment 1
+    try {
+      expect(existsSync(legacy)).toBe(false);
+      expect(feed.snapshot().pending.map((item) => item.ref)).toEqual([held.ref]);
+      await engine.decide({ ref: held.ref!, decision: "denied", reviewer: "ana", reason: "no" });
+      expect(feed.snapshot().pending).toEqual([]);
+    } finally {
+      await engine.close();
+    }
   });
 
   it("history collects a ref's records and the facts naming it; search finds by ref, tool and reviewer", async () => {

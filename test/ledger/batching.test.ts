@@ -8,7 +8,7 @@ import { LocalEngine } from "../../src/governance/localEngine.js";
 import { createRulesEvaluator } from "../../src/risk/assess.js";
 
 const freshPath = () => join(mkdtempSync(join(tmpdir(), "atlas-batch-")), "ledgers", "main.jsonl");
-const lineCount = (path: string) => readFileSync(path, "utf8").split("\n").filter(Boolean).length;
+const lineCount = (path: string) => readFileSync(join(path.replace(/\.jsonl$/, ""), "000000000000.jsonl"), "utf8").split("\n").filter(Boolean).length;
 
 /** A file sink that counts its writes and syncs, and can be told to fail. */
 function countingSink(counts: { writes: number; syncs: number }, fail: { write?: boolean } = {}): (path: string) => LedgerSink {

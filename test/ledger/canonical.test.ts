@@ -1,6 +1,6 @@
 import canonicalize from "canonicalize";
 import { describe, expect, it } from "vitest";
-import { canonicalRecord, type UnsignedRecord } from "../../src/ledger/ledger.js";
+import { canonicalJson, canonicalRecord, type UnsignedRecord } from "../../src/ledger/ledger.js";
 
 const prev = "ab".repeat(32);
 const base = { v: 1, seq: 7, ts: "2026-11-24T10:00:00.000Z", type: "request.created", ref: "evt_0a1b2c3d", prev };
@@ -51,8 +51,40 @@ describe("stored lines", () => {
     ledger.append("request.created", "evt_0000abcd", { z: 1, a: { y: [3, "é", null], b: 1e21 }, s: "line\nbreak" }, "batch");
     ledger.append("gateway.started", undefined, {}, "sync");
     await ledger.close();
-    const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+    const lines = readFileSync(join(path.replace(/\.jsonl$/, ""), "000000000000.jsonl"), "utf8").trimEnd().split("\n");
     expect(lines).toHaveLength(3);
     for (const line of lines) expect(line).toBe(canonicalizeJson(JSON.parse(line)));
+  });
+});
+
+describe("canonicalJson (the fast RFC 8785 path)", () => {
+  it.each([
+    ["integer-like keys, which V8 enumerates first", { 10: "a", 2: "b", a: 1, "01": 2 }],
+    ["keys ordered by UTF-16 code units", { z: 1, "\u00e9": 2, "\ud83d\ude00": 3, "\uff21": 4, A: 5, a: 6, "": 7 }],
+    ["a null-prototype object", Object.assign(Object.create(null) as object, { b: 1, a: 2 })],
+    ["nested arrays and objects", { list: [{ b: [1, { d: null, c: true }], a: "x" }, [], {}], n: -0, f: 1.5e-7 }],
+    ["a class instance", { when: new Map([[1, 2]]) }],
+  ])("matches canonicalize for %s", (_name, value) => {
+    expect(canonicalJson(value)).toBe(canonicalize(value));
+  });
+
+  it("matches canonicalize on thousands of generated JSON values", () => {
+    let seed = 12;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const alphabet = ["a", "b", "Z", "é", "€", "😀", "\n", "\"", "\\", "\u0001", "1", "0", " ", "\u2028"];
+    const text = () => Array.from({ length: Math.floor(random() * 6) }, () => alphabet[Math.floor(random() * alphabet.length)]).join("");
+    const value = (depth: number): unknown => {
+      const pick = Math.floor(random() * (depth > 3 ? 5 : 7));
+      if (pick === 0) return null;
+      if (pick === 1) return random() < 0.5;
+      if (pick === 2) return [0, -1, 1e21, 0.1, 123.456, -5e-7, 2 ** 53][Math.floor(random() * 7)];
+      if (pick === 3 || pick === 4) return text();
+      if (pick === 5) return Array.from({ length: Math.floor(random() * 4) }, () => value(depth + 1));
+      return Object.fromEntries(Array.from({ length: Math.floor(random() * 5) }, () => [text(), value(depth + 1)]));
+    };
+    for (let i = 0; i < 3000; i++) {
+      const sample = value(0);
+      expect(canonicalJson(sample)).toBe(canonicalize(sample));
+    }
   });
 });

@@ -7,19 +7,22 @@ import { genesisHash, hashRecord, Ledger, openFileSink, scanLedger, type LedgerR
 
 const fresh = () => join(mkdtempSync(join(tmpdir(), "atlas-ledger-")), "ledgers", "main.jsonl");
 
-function writeSample(path: string, count = 5): LedgerRecord[] {
+/** The first segment file of the ledger at `path` (a 0.1-style path stands for the directory that replaces it). */
+const seg0 = (path: string) => join(path.replace(/\.jsonl$/, ""), "000000000000.jsonl");
+
+async function writeSample(path: string, count = 5): Promise<LedgerRecord[]> {
   const ledger = Ledger.open(path, { instance: "main" });
   for (let i = 0; i < count; i++) ledger.append("request.created", `evt_0000000${i}`, { tool: "t", args: { i } }, "batch");
-  void ledger.close();
+  await ledger.close();
   return scanLedger(path).records;
 }
 const lines = (path: string) => readFileSync(path, "utf8").split("\n").filter(Boolean);
 const writeLines = (path: string, rows: string[]) => writeFileSync(path, rows.map((row) => `${row}\n`).join(""));
 
 describe("ledger chain", () => {
-  it("starts with ledger.created anchored at the genesis hash and links every record", () => {
+  it("starts with ledger.created anchored at the genesis hash and links every record", async () => {
     const path = fresh();
-    const records = writeSample(path);
+    const records = await writeSample(path);
     expect(records).toHaveLength(6);
     expect(records[0]!.type).toBe("ledger.created");
     expect(records[0]!.prev).toBe(genesisHash(String(records[0]!.data.ledger_id)));
@@ -29,12 +32,12 @@ describe("ledger chain", () => {
       expect(hashRecord(unsigned)).toBe(hash);
       if (i > 0) expect(record.prev).toBe(records[i - 1]!.hash);
     });
-    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(seg0(path)).mode & 0o777).toBe(0o600);
   });
 
   it("replays on open and continues the chain", async () => {
     const path = fresh();
-    writeSample(path, 2);
+    await writeSample(path, 2);
     const seen: string[] = [];
     const ledger = Ledger.open(path, { instance: "main", onRecord: (record) => seen.push(record.type) });
     expect(seen).toEqual(["ledger.created", "request.created", "request.created"]);
@@ -87,19 +90,19 @@ describe("scanLedger names the first bad record", () => {
       return rows;
     }, "broken-chain", /line 4: seq 3 does not link/],
   ];
-  it.each(damage)("%s", (_label, mutate, kind, message) => {
+  it.each(damage)("%s", async (_label, mutate, kind, message) => {
     const path = fresh();
-    writeSample(path);
-    writeLines(path, mutate(lines(path)));
+    await writeSample(path);
+    writeLines(seg0(path), mutate(lines(seg0(path))));
     const scan = scanLedger(path);
     expect(scan.problem?.kind).toBe(kind);
     expect(scan.problem?.message).toMatch(message);
   });
 
-  it("torn tail", () => {
+  it("torn tail", async () => {
     const path = fresh();
-    writeSample(path);
-    appendFileSync(path, '{"v":1,"seq":6,"ts":"2026');
+    await writeSample(path);
+    appendFileSync(seg0(path), '{"v":1,"seq":6,"ts":"2026');
     const scan = scanLedger(path);
     expect(scan.problem).toMatchObject({ kind: "torn", line: 7 });
     expect(scan.records).toHaveLength(6);
@@ -107,26 +110,26 @@ describe("scanLedger names the first bad record", () => {
 });
 
 describe("opening a damaged ledger", () => {
-  it("moves a torn tail aside, records the repair, and carries on", () => {
+  it("moves a torn tail aside, records the repair, and carries on", async () => {
     const path = fresh();
-    writeSample(path);
-    appendFileSync(path, '{"v":1,"seq":6,"ts":"2026');
+    await writeSample(path);
+    appendFileSync(seg0(path), '{"v":1,"seq":6,"ts":"2026');
     const ledger = Ledger.open(path, { instance: "main" });
-    void ledger.close();
+    await ledger.close();
     const scan = scanLedger(path);
     expect(scan.problem).toBeUndefined();
     expect(scan.last?.type).toBe("ledger.repaired");
-    const saved = readdirSync(join(path, "..")).find((name) => name.includes(".torn-"));
+    const saved = readdirSync(join(seg0(path), "..")).find((name) => name.includes(".torn-"));
     expect(saved).toBeDefined();
-    expect(readFileSync(join(path, "..", saved!), "utf8")).toBe('{"v":1,"seq":6,"ts":"2026');
+    expect(readFileSync(join(seg0(path), "..", saved!), "utf8")).toBe('{"v":1,"seq":6,"ts":"2026');
   });
 
-  it("refuses to write after other damage", () => {
+  it("refuses to write after other damage", async () => {
     const path = fresh();
-    writeSample(path);
-    const rows = lines(path);
+    await writeSample(path);
+    const rows = lines(seg0(path));
     rows[2] = rows[2]!.replace("request.created", "request.deleted");
-    writeLines(path, rows);
+    writeLines(seg0(path), rows);
     expect(() => Ledger.open(path, { instance: "main" })).toThrow(/damaged.*audit verify/);
   });
 });

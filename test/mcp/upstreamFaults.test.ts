@@ -163,7 +163,7 @@ describe("at most once, stated honestly", () => {
     const result = (await client.callTool({ name: "crash", arguments: {} })) as CallToolResult;
     expect(result.isError).toBe(true);
     expect(text(result)).toMatch(/^OUTCOME UNKNOWN \(Ref: evt_[0-9a-f]{8}\): upstream 'raw' exited or disconnected while running the call/);
-    expect(ledgerTypes(dataDir, refOf(result))).toEqual(["request.created", "request.assessed", "request.auto_approved", "execution.started", "execution.interrupted"]);
+    expect(ledgerTypes(dataDir, refOf(result))).toEqual(["request.admitted", "execution.interrupted"]);
     await expect.poll(() => requests().filter((line) => line.startsWith("initialize")).length, { timeout: 15_000 }).toBe(2);
     expect(requests().filter((line) => line.endsWith(" crash"))).toHaveLength(1);
   });
@@ -179,7 +179,8 @@ describe("at most once, stated honestly", () => {
     const { client, dataDir } = await start([]);
     const controller = new AbortController();
     const call = client.callTool({ name: "hang", arguments: {} }, undefined, { signal: controller.signal }).catch((error: Error) => error);
-    await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.map((record) => record.type)).toContain("execution.started");
+    // an auto-approved call is admitted (created, assessed and started in one record) before the upstream sees it
+    await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.map((record) => record.type)).toContain("request.admitted");
     controller.abort("the user changed their mind");
     expect(await call).toBeInstanceOf(Error);
     await expect
@@ -204,7 +205,7 @@ describe("graceful shutdown", () => {
   it("lets a running call finish and records its outcome before the ledger closes", async () => {
     const { client, running, dataDir } = await start([]);
     const pending = client.callTool({ name: "slow", arguments: { ms: 700 } }).catch(() => undefined);
-    await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.map((r) => r.type), { timeout: 3000 }).toContain("execution.started");
+    await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.map((r) => r.type), { timeout: 3000 }).toContain("request.admitted");
     await running.close("test shutdown");
     expect(text((await pending) as CallToolResult)).toBe("slept 700");
     const types = scanLedger(instancePaths(dataDir, "main").ledger).records.map((record) => record.type);

@@ -157,7 +157,8 @@ describe("halt with no gateway running", () => {
   it("the CLI tells the sinks itself and records each attempt in the ledger it wrote the halt to", async () => {
     const { main } = await import("../../src/cli/main.js");
     const { tempDir } = await import("../helpers.js");
-    const { readFileSync, writeFileSync } = await import("node:fs");
+    const { writeFileSync } = await import("node:fs");
+    const { ledgerRecords } = await import("../helpers/ledgerRecords.js");
     const { join } = await import("node:path");
     const hook = await receiver({ secret });
     const dataDir = tempDir();
@@ -173,7 +174,7 @@ describe("halt with no gateway running", () => {
     expect(out.join("\n")).toMatch(/HALTED by ana.*recorded in ledger\(s\) 'main'/);
     expect(hook.received).toHaveLength(1);
     expect(hook.received[0]).toMatchObject({ verified: true, json: { type: "atlas.gateway.halted", data: { halt: { by: "ana", reason: "drill" } } } });
-    const records = readFileSync(join(dataDir, "ledgers", "main.jsonl"), "utf8").split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; data: Record<string, unknown> });
+    const records = ledgerRecords(dataDir);
     expect(records.map((record) => record.type)).toEqual(expect.arrayContaining(["gateway.halted", "notification.sent"]));
     expect(records.find((record) => record.type === "notification.sent")?.data).toMatchObject({ event: "gateway.halted", status: 200, attempt: 1 });
   });

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { credentialsDir, loadConfig } from "../../src/config.js";
 import { compilePolicy } from "../../src/risk/policy.js";
 import { createRiskEvaluator } from "../../src/risk/assess.js";
-import { createEvaluatorFromConfig } from "../../src/risk/setup.js";
+import { createEvaluatorFromConfig, protectedSuffixesFor } from "../../src/risk/setup.js";
 import { collapseDots, createSelfProtection, expandBraces, shellWords } from "../../src/risk/selfProtection.js";
 
 // A fake home with the gateway's files laid out as on a real machine.
@@ -174,6 +174,15 @@ describe("self-protection sees what the upstream will touch (issue 11)", () => {
     expect(guard({ query: "ledgers/main.jsonl please" })?.target).toContain("ledger");
     expect(guard({ path: "C:\\data\\ledgers\\main.jsonl" })?.target).toContain("ledger");
     expect(guard({ path: "reports/ledger-2024.csv", note: "webhook secrets are rotated monthly" })).toBeUndefined();
+  });
+
+  it("the gateway's own by-name list covers ledger v2: segments, the signed head and the signing key (issue 12)", () => {
+    const config = loadConfig({ env: {}, userConfig: { dataDir: join(root, "custom-data") } });
+    const byName = createSelfProtection({ paths: [], suffixes: protectedSuffixesFor(config), home, cwds: ["/somewhere/else"] });
+    for (const path of ["srv/x/ledgers/main/000000000000.jsonl", "ledgers/main/000000020000.jsonl.gz", "ledgers/main.head", "srv/keys/ledger.key", "custom-data/keys/ledger.pub"]) {
+      expect(byName({ path })?.target, path).toBeDefined();
+    }
+    expect(byName({ path: "srv/reports/main/2024.csv" })).toBeUndefined();
   });
 
   it("asks a base function at every check (MCP roots change while the gateway runs)", () => {
