@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -5,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { instancePaths } from "../../src/dataDir.js";
 import { scanLedger } from "../../src/ledger/ledger.js";
 import { InngestEmulator, TEST_EVENT_KEY, TEST_SIGNING_KEY } from "../helpers/inngestEmulator.js";
-import { RawMcpProcess } from "../helpers/rawMcpProcess.js";
+import { BIN, RawMcpProcess } from "../helpers/rawMcpProcess.js";
 
 // Issue 11 item 5 on the inngest engine: an unopenable ledger at start leaves the gateway serving (tools/list works),
 // every call refused with the cause, `GET /` reporting it, the workflow endpoint answering 503, and the gateway
@@ -56,6 +57,11 @@ describe("engine inngest: an unopenable ledger at start (fail closed without dyi
     expect(gateway.stderr).not.toContain("unexpected error");
     const health = (await (await fetch(`http://127.0.0.1:${port}/`)).json()) as { engine?: string; problem?: string };
     expect(health).toMatchObject({ engine: "inngest", problem: expect.stringMatching(/the ledger cannot be written: .*ENOTDIR/) });
+    const doctor = await new Promise<{ failed: boolean; stdout: string }>((done) => {
+      execFile(process.execPath, [BIN, "doctor", "--port", String(port), "--data-dir", dir], { env: { ...env, ATLAS_ENGINE: "inngest" } }, (error, stdout) => done({ failed: Boolean(error), stdout }));
+    });
+    expect(doctor.failed).toBe(true);
+    expect(doctor.stdout).toMatch(/✗ the atlas-gateway running on 127\.0\.0\.1:\d+ refuses every call/);
     const notYet = await emulator.sync(`http://127.0.0.1:${port}/api/inngest`);
     expect(notYet.status).toBe(503);
     expect(emulator.events).toEqual([]); // nothing was dispatched for the refused call
