@@ -1,7 +1,14 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
+import { instancePaths } from "../../src/dataDir.js";
+import { scanLedger } from "../../src/ledger/ledger.js";
+import { RawMcpProcess } from "../helpers/rawMcpProcess.js";
 import { UncertainOutcomeError } from "../../src/errors.js";
 import { statusToResult } from "../../src/mcp/toolResults.js";
-import { INNGEST_BACKOFF } from "../helpers/inngestEmulator.js";
+import { INNGEST_BACKOFF, InngestEmulator, TEST_EVENT_KEY, TEST_SIGNING_KEY } from "../helpers/inngestEmulator.js";
 import { highRiskCall, lowRiskCall, startEmulatedGateway, type EmulatedGateway } from "../helpers/inngestEngineFixture.js";
 
 // Issue 10 item 5 on the inngest engine: an upstream that times out, crashes or is cancelled mid-call (the upstream
@@ -9,8 +16,10 @@ import { highRiskCall, lowRiskCall, startEmulatedGateway, type EmulatedGateway }
 // step runs it again, however often Inngest retries. Against the emulated Inngest executor.
 
 const running: EmulatedGateway[] = [];
+const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const gateway of running.splice(0)) await gateway.close();
+  for (const cleanUp of cleanups.splice(0).reverse()) await cleanUp();
 });
 
 const interrupted = async () => {
@@ -76,4 +85,45 @@ describe("engine inngest: an interrupted upstream call is unknown, never error, 
     expect(finished?.data).toMatchObject({ outcome: "error" });
     expect(gateway.records().some((record) => record.type === "execution.interrupted")).toBe(false);
   });
+});
+
+describe("engine inngest, built CLI: a real upstream that does not answer within toolTimeout", () => {
+  it("ends unknown through the emulator's execute step, and the upstream sees the call once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "atlas-inngest-unknown-"));
+    const emulator = new InngestEmulator();
+    const apiUrl = await emulator.start();
+    const requestLog = join(dir, "requests.log");
+    const configFile = join(dir, "atlas.json");
+    const fixture = fileURLToPath(new URL("../fixtures/raw-upstream.mjs", import.meta.url));
+    writeFileSync(configFile, JSON.stringify({ engine: "inngest", toolTimeout: "300ms", upstreams: { raw: { command: process.execPath, args: [fixture], env: { FIXTURE_MODE: "", FIXTURE_LOG: requestLog } } } }));
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, ATLAS_CONFIG_DIR: join(dir, "config"), ATLAS_CONFIG: configFile, INNGEST_SIGNING_KEY: TEST_SIGNING_KEY, INNGEST_EVENT_KEY: TEST_EVENT_KEY, INNGEST_BASE_URL: apiUrl };
+    const gateway = new RawMcpProcess(["serve", "--port", "0", "--data-dir", dir], env);
+    cleanups.push(async () => {
+      if (gateway.child.exitCode === null) await gateway.close();
+      await emulator.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await gateway.initialize();
+    await emulator.until(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(gateway.stderr), 15_000, "the listener");
+    const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gateway.stderr)![1];
+    expect((await emulator.sync(`http://127.0.0.1:${port}/api/inngest`)).status).toBe(200);
+
+    const answer = await gateway.callTool("hang", {});
+    const text = JSON.stringify(answer.result?.content);
+    expect(answer.result?.isError).toBe(true);
+    expect(text).toMatch(/OUTCOME UNKNOWN \(Ref: evt_[0-9a-f]{8}\): upstream 'raw' did not answer within 300 ms/);
+    const ref = /Ref: (evt_[0-9a-f]{8})/.exec(text)![1];
+    const run = await emulator.waitForRun((candidate) => candidate.event.data.ref === ref);
+    await emulator.ended(run);
+    for (let retry = 1; retry <= 4; retry++) {
+      await emulator.idle();
+      emulator.clock.advance(INNGEST_BACKOFF(retry));
+    }
+    await emulator.idle();
+    expect(run).toMatchObject({ status: "completed", output: { status: "unknown", outcome: "unknown" } });
+    const records = scanLedger(instancePaths(dir, "main").ledger).records.filter((record) => record.ref === ref);
+    expect(records.find((record) => record.type === "execution.interrupted")?.data).toMatchObject({ outcome: "unknown", reason: "upstream 'raw' did not answer within 300 ms" });
+    expect(records.map((record) => record.type)).not.toContain("execution.finished");
+    expect(existsSync(requestLog) && readFileSync(requestLog, "utf8").split("\n").filter((line) => line.endsWith(" hang"))).toHaveLength(1);
+  }, 90_000);
 });
