@@ -5,8 +5,11 @@ import type { RequestView } from "./requests.js";
 
 export interface DeferredEngineOptions {
   name: GovernanceEngine["name"];
-  /** Opens the real engine; throws (a `LedgerError`) while its ledger cannot be written. */
-  open: () => GovernanceEngine;
+  /**
+   * Opens the real engine; throws or rejects (a `LedgerError`) while its ledger cannot be written. The `inngest`
+   * engine opens asynchronously (its client and transport come with it); use `startAsync` for that.
+   */
+  open: () => GovernanceEngine | Promise<GovernanceEngine>;
   log: (line: string) => void;
   /** Called once the real engine is open after a failed start (to record what was observed meanwhile). */
   onOpen?: () => void;
@@ -41,33 +44,59 @@ export class DeferredEngine implements GovernanceEngine {
    * is reading and writing the ledger, and an `EISDIR` or `EACCES` from the file system is as much a reason to refuse
    * calls as a `LedgerError`.
    */
-  static start(options: DeferredEngineOptions): GovernanceEngine & { problem(): string | undefined } {
+  static start(options: DeferredEngineOptions & { open: () => GovernanceEngine }): GovernanceEngine & { problem(): string | undefined } {
     const deferred = new DeferredEngine(options);
-    deferred.tryOpen(true);
+    void deferred.tryOpen(true);
     return deferred;
   }
 
-  private tryOpen(first: boolean): void {
+  /**
+   * `start` for an engine that opens asynchronously (`inngest`, issue 11 item 5): settles once the first attempt
+   * has, so a gateway that could open its engine never refuses a call for not having waited.
+   */
+  static async startAsync(options: DeferredEngineOptions): Promise<GovernanceEngine & { problem(): string | undefined }> {
+    const deferred = new DeferredEngine(options);
+    await deferred.tryOpen(true);
+    return deferred;
+  }
+
+  /** Returns a promise only when `open` does; a synchronous `open` is settled on return. */
+  private tryOpen(first: boolean): void | Promise<void> {
+    let opening: GovernanceEngine | Promise<GovernanceEngine>;
     try {
-      this.engine = this.options.open();
+      opening = this.options.open();
     } catch (error) {
-      const message = (error as Error).message.replace(/\.$/, "");
-      const changed = message !== this.cause;
-      this.cause = message;
-      if (first || changed) this.options.log(`${message}. Every tool call is refused until the ledger can be written (fail closed); trying again in the background`);
-      this.timer = setTimeout(() => {
-        if (!this.closed) this.tryOpen(false);
-      }, this.wait);
-      this.timer.unref();
-      this.wait = Math.min(this.wait * 2, MAX_RETRY_MS);
+      return this.failed(error as Error, first);
+    }
+    if (!(opening instanceof Promise)) return this.opened(opening, first);
+    return opening.then((engine) => this.opened(engine, first), (error: Error) => this.failed(error, first));
+  }
+
+  private failed(error: Error, first: boolean): void {
+    const message = error.message.replace(/\.$/, "");
+    const changed = message !== this.cause;
+    this.cause = message;
+    if (first || changed) this.options.log(`${message}. Every tool call is refused until the ledger can be written (fail closed); trying again in the background`);
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      if (!this.closed) void this.tryOpen(false);
+    }, this.wait);
+    this.timer.unref();
+    this.wait = Math.min(this.wait * 2, MAX_RETRY_MS);
+  }
+
+  private opened(engine: GovernanceEngine, first: boolean): void {
+    if (this.closed) {
+      void engine.close(); // the gateway stopped while it was opening
       return;
     }
+    this.engine = engine;
     this.cause = undefined;
     if (!first) {
       this.options.log("the ledger can be written again: calls are governed as usual");
       this.options.onOpen?.();
     }
-    if (this.resumed) this.engine.resume();
+    if (this.resumed) engine.resume();
   }
 
   /** Why every call is refused, while it is. */

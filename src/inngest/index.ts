@@ -6,3 +6,4 @@ export { startInngestEngine } from "./startInngestEngine.js";
 export type { StartInngestEngineOptions, StartedInngestEngine } from "./startInngestEngine.js";
 export { sendDecisionEvent } from "./sendDecision.js";
 export { checkInngestEngine } from "./doctorChecks.js";
+export { checkInngestConfig, SERVE_PATH } from "./settings.js";

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "../governance/engine.js";
 import { DeadlineTimers } from "../governance/deadlines.js";
 import { GovernanceLog } from "../governance/governanceLog.js";
+import { UncertainOutcomeError } from "../errors.js";
 import type { LedgerRecord, LedgerSink } from "../ledger/ledger.js";
 import { TERMINAL_STATUSES, type RequestView } from "../governance/requests.js";
 import { haltRefusal, type HaltFact } from "../governance/haltState.js";
@@ -560,6 +561,17 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
       result = await this.options.executor({ upstream: view.upstream, tool: view.tool, args: view.editedArgs ?? view.args }, waiter?.options);
     } catch (error) {
       const message = (error as Error).message;
+      if (error instanceof UncertainOutcomeError) {
+        // Timed out, crashed or cancelled mid-call (issue 10): it may have acted, so `unknown`, never `error`, and
+        // the step returns (Inngest memoises it) so nothing runs it again.
+        this.recordQuietly("execution.interrupted", ref, { outcome: "unknown", reason: message, by, ...(runId ? { run_id: runId } : {}) }, "sync");
+        await this.log.commit().catch(() => {});
+        waiter?.resolve({ kind: "allow", ref, result: {
+          content: [{ type: "text", text: `OUTCOME UNKNOWN (Ref: ${ref}): ${message}. The action may or may not have taken effect; it will not be re-run. A human should check the target system.` }],
+          isError: true,
+        } });
+        return { ref, status: "unknown", executed: true, outcome: "unknown", by };
+      }
       this.recordQuietly("execution.finished", ref, auto ? { outcome: "error", error: message } : { outcome: "error", result: { content: [{ type: "text", text: `Execution failed: ${message}` }], isError: true } }, auto ? "batch" : "sync");
       await this.log.commit().catch(() => {});
       waiter?.reject(error);

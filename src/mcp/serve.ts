@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { defaultDataDir, type GatewayConfig } from "../config.js";
 import { demoUpstream } from "../demo/tools.js";
 import type { Executor, GovernanceEngine } from "../governance/engine.js";
-import { AtlasError } from "../errors.js";
+import { AtlasError, ConfigError } from "../errors.js";
 import { createGateway, type Gateway } from "./gateway.js";
 import { instancePaths } from "../dataDir.js";
 import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
@@ -250,9 +250,31 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     let describeInngest: ((port: number | undefined) => string) | undefined;
     if (config.engine === "inngest") {
       // Imported only here: the local engine's start-up never loads the Inngest SDK.
-      const { startInngestEngine } = await import("../inngest/index.js");
-      const started = await startInngestEngine({ ...engineOptions, config });
-      ({ engine: opened, routes, describe: describeInngest } = started);
+      const { checkInngestConfig, SERVE_PATH, startInngestEngine } = await import("../inngest/index.js");
+      const problems = checkInngestConfig(config);
+      if (problems.length) throw new ConfigError(problems); // a wrong configuration is not retried: it stops start-up
+      // As with the local engine, an unwritable ledger leaves the gateway serving and refusing every call; the
+      // workflow endpoint answers 503 until the engine (ledger, client, transport) is open.
+      let served: RequestListener | undefined;
+      opened = await DeferredEngine.startAsync({
+        name: "inngest",
+        log,
+        onOpen: () => observePins(),
+        open: async () => {
+          const started = await startInngestEngine({ ...engineOptions, config });
+          served = started.routes[SERVE_PATH];
+          describeInngest = started.describe;
+          return started.engine;
+        },
+      });
+      if (config.inngest.mode !== "connect") {
+        routes = {
+          [SERVE_PATH]: (req, res) => {
+            if (served) return served(req, res);
+            res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: `this gateway cannot run workflow steps: ${opened.problem?.() ?? "its engine is not open"}` }));
+          },
+        };
+      }
     } else {
       // an unwritable ledger leaves the gateway serving, refusing every call with the cause, until it can write
       opened = DeferredEngine.start({ name: "local", open: () => LocalEngine.open(engineOptions), log, onOpen: () => observePins() });

@@ -100,7 +100,7 @@ function statusResult(view: RequestView): CallToolResult {
       return { content: [line(`Ref ${view.ref}: EXPIRED (${who}). The action was not performed.`)], structuredContent: summary, isError: true };
     case "unknown":
       return {
-        content: [line(`Ref ${view.ref}: OUTCOME UNKNOWN. The gateway stopped while the action was running; it may or may not have taken effect and will not be re-run. A human should check the target system.`)],
+        content: [line(`Ref ${view.ref}: OUTCOME UNKNOWN. The action was interrupted while running (the gateway stopped, or the upstream timed out, exited or the call was cancelled); it may or may not have taken effect and will not be re-run. A human should check the target system.`)],
         structuredContent: summary,
         isError: true,
       };
