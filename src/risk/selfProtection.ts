@@ -114,6 +114,7 @@ function statOrNothing(path: string): ReturnType<typeof lstatSync> | undefined {
  */
 export function collapseDots(path: string, paths: typeof posix | typeof win32 = posix): string {
   // a POSIX root is `/` or nothing: parsing the whole path for it copies a huge argument several times
+  if (paths === posix && !path.includes("/")) return path === "" ? "." : path;
   const root = paths === posix ? (path.startsWith("/") ? "/" : "") : paths.parse(path).root;
   const names: string[] = [];
   for (const part of path.slice(root.length).split(paths === win32 ? /[\\/]+/ : /\/+/)) {
@@ -126,6 +127,8 @@ export function collapseDots(path: string, paths: typeof posix | typeof win32 = 
   return root + joined || ".";
 }
 
+/** Any character `shellWords` treats specially: a text without one is a single word (or none). */
+const SHELL_SYNTAX = /[\s;&|<>()`"'\\]/;
 /** ASCII characters that end a shell word outside quotes: whitespace and `;&|<>()` and backtick. */
 const WORD_BREAK = new Uint8Array(128);
 for (const char of " \t\n\v\f\r;&|<>()`") WORD_BREAK[char.charCodeAt(0)] = 1;
@@ -443,7 +446,8 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
           if (hit) return hit;
         }
       }
-      for (const word of shellWords(text)) {
+      // without a quote, escape or separator the text is one word: the character-by-character split is skipped
+      for (const word of SHELL_SYNTAX.test(text) ? shellWords(text) : text ? [text] : []) {
         if (seenWords.has(word)) continue;
         seenWords.add(word);
         if (runsCli(word)) return { at, value: describeWord(word, "command"), target: "the gateway's CLI" };
