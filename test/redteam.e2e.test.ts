@@ -94,7 +94,7 @@ describe("red team, through the built CLI", () => {
     const held: string[] = [];
     for (const file of ["reviewers.json", "approval-keys.json", "halt.json"]) {
       const write = await gateway.callTool("fs__write_file", { path: join(moved, "data", file), content: "{}" });
-      expect(ran(write), file).toBe(false);
+      expect(ran(write), `${file}: ${JSON.stringify(write).slice(0, 600)}`).toBe(false);
       held.push(refOf(write));
     }
     expect(ran(await gateway.callTool("fs__move_file", { source: moved, destination: s.project }))).toBe(true);

@@ -113,7 +113,9 @@ function statOrNothing(path: string): ReturnType<typeof lstatSync> | undefined {
  * has built at every `..`, which is quadratic on `a/a/…/../..` a megabyte long.
  */
 export function collapseDots(path: string, paths: typeof posix | typeof win32 = posix): string {
-  const root = paths.parse(path).root;
+  // a POSIX root is `/` or nothing: parsing the whole path for it copies a huge argument several times
+  if (paths === posix && !path.includes("/")) return path === "" ? "." : path;
+  const root = paths === posix ? (path.startsWith("/") ? "/" : "") : paths.parse(path).root;
   const names: string[] = [];
   for (const part of path.slice(root.length).split(paths === win32 ? /[\\/]+/ : /\/+/)) {
     if (part === "" || part === ".") continue;
@@ -125,40 +127,75 @@ export function collapseDots(path: string, paths: typeof posix | typeof win32 = 
   return root + joined || ".";
 }
 
-/** Splits a string into shell words: quotes group, backslash escapes, `;&|<>()` and backticks separate. */
+/** Any character `shellWords` treats specially: a text without one is a single word (or none). */
+const SHELL_SYNTAX = /[\s;&|<>()`"'\\]/;
+/** ASCII characters that end a shell word outside quotes: whitespace and `;&|<>()` and backtick. */
+const WORD_BREAK = new Uint8Array(128);
+for (const char of " \t\n\v\f\r;&|<>()`") WORD_BREAK[char.charCodeAt(0)] = 1;
+/** ASCII characters a backslash before which is kept (`C:\Users\a.txt`, a Windows path), not an escape. */
+const NOT_ESCAPED = new Uint8Array(128);
+for (const char of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") NOT_ESCAPED[char.charCodeAt(0)] = 1;
+const BACKSLASH = 0x5c;
+const DOUBLE_QUOTE = 0x22;
+const SINGLE_QUOTE = 0x27;
+
+/**
+ * Splits a string into shell words: quotes group, backslash escapes, `;&|<>()` and backticks separate. One pass that
+ * copies runs of plain characters as slices (issue 10: a 20 MiB argument built character by character cost seconds
+ * of CPU and garbage collection while every other call waited).
+ */
 export function shellWords(text: string): string[] {
   const words: string[] = [];
   let word = "";
   let inWord = false;
-  let quote: '"' | "'" | undefined;
-  const flush = () => {
-    if (inWord) words.push(word);
-    word = "";
-    inWord = false;
-  };
+  let quote = 0;
+  /** Start of the run of characters taken as they are, not yet added to `word`. */
+  let from = 0;
   for (let i = 0; i < text.length; i++) {
-    const char = text[i]!;
+    const code = text.charCodeAt(i);
     if (quote) {
-      if (char === quote) quote = undefined;
-      else if (char === "\\" && quote === '"' && i + 1 < text.length) word += text[++i];
-      else word += char;
+      if (code === quote) {
+        word += text.slice(from, i);
+        from = i + 1;
+        quote = 0;
+      } else if (code === BACKSLASH && quote === DOUBLE_QUOTE && i + 1 < text.length) {
+        word += text.slice(from, i);
+        from = i + 1; // the escaped character starts the next run
+        i++;
+      }
       continue;
     }
-    if (char === '"' || char === "'") {
-      quote = char;
+    if (code === DOUBLE_QUOTE || code === SINGLE_QUOTE) {
+      word += text.slice(from, i);
+      from = i + 1;
+      quote = code;
       inWord = true;
-    } else if (char === "\\" && i + 1 < text.length && !/[A-Za-z0-9_.-]/.test(text[i + 1]!)) {
-      word += text[++i];
+    } else if (code === BACKSLASH && i + 1 < text.length && !isNotEscaped(text.charCodeAt(i + 1))) {
+      word += text.slice(from, i);
+      from = i + 1;
+      i++;
       inWord = true;
-    } else if (/[\s;&|<>()`]/.test(char)) {
-      flush();
+    } else if (code < 128 ? WORD_BREAK[code] === 1 : /\s/.test(text[i]!)) {
+      if (inWord) words.push(word + text.slice(from, i));
+      word = "";
+      inWord = false;
+      from = i + 1;
     } else {
-      word += char;
       inWord = true;
     }
   }
-  flush();
+  if (inWord) words.push(word + text.slice(from));
   return words;
+}
+
+function isNotEscaped(code: number): boolean {
+  return code < 128 && NOT_ESCAPED[code] === 1;
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+/** NFC without a copy of ASCII text, which is its own NFC form (a 20 MiB argument is read, not copied). */
+function toNfc(text: string): string {
+  return NON_ASCII.test(text) ? text.normalize("NFC") : text;
 }
 
 /** Words worth reading as paths: `~`, `.`/`..`, variables, file: URLs, drive letters, anything with a separator. */
@@ -239,13 +276,14 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   const platform = options.platform ?? process.platform;
   const paths = platform === "win32" ? win32 : posix;
   const foldCase = platform === "win32" || platform === "darwin";
-  const norm = (path: string) => (foldCase ? path.normalize("NFC").toLowerCase() : path.normalize("NFC"));
+  const norm = (path: string) => (foldCase ? toNfc(path).toLowerCase() : toNfc(path));
   const cwds = typeof options.cwds === "function" ? options.cwds : () => options.cwds as string[];
   const suffixes = (options.suffixes ?? []).map(({ path, label }) => ({ parts: componentMatchers(path, foldCase), names: path.split("/").filter(Boolean), label }));
   const realpath = options.realpath ?? ((path: string) => realpathFollowingLinks(path, platform));
   const isSymlink = options.isSymlink ?? ((path: string) => statOrNothing(path)?.isSymbolicLink() === true);
   const env = options.env ?? {};
   const commandNames = new Set((options.commandNames ?? ["atlas-gateway"]).map((name) => name.toLowerCase()));
+  const longestCommandName = Math.max(0, ...[...commandNames].map((name) => name.length));
 
   const roots = options.paths.flatMap(({ path, label }) => {
     const lexical = paths.resolve(path);
@@ -261,7 +299,7 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   const singleNames = suffixes.filter(({ parts }) => parts.length === 1);
   /** A protected name anywhere in the (resolved, normalised) path, whatever the base before it. */
   const matchesSuffix = (candidate: string) => {
-    const parts = candidate.normalize("NFC").split(/[\\/]/).filter(Boolean);
+    const parts = toNfc(candidate).split(/[\\/]/).filter(Boolean);
     // a globbed component matches a protected one when it could expand to its name (`atlas-g*` -> `atlas-gateway`)
     const globs = GLOB.test(candidate) ? parts.map((part) => (GLOB.test(part) ? globComponent(part, foldCase) : undefined)) : [];
     return suffixes.find(({ parts: pattern, names }) => {
@@ -290,6 +328,16 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
     });
   };
 
+  /**
+   * `paths.resolve`: on POSIX, of an absolute path or against an absolute base, the same as `collapseDots`, which is
+   * linear where Node's normalisation copies a huge argument character by character (issue 10).
+   */
+  const resolveCollapsed = (path: string, base?: string) => {
+    if (paths !== posix) return base === undefined ? paths.resolve(path) : paths.resolve(base, path);
+    if (base === undefined) return path.startsWith("/") ? collapseDots(path, paths) : paths.resolve(path);
+    return base.startsWith("/") ? collapseDots(`${base}/${path}`, paths) : paths.resolve(base, path);
+  };
+
   const expand = (word: string): string => {
     let text = word;
     if (/^file:/i.test(text)) {
@@ -315,10 +363,15 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
    * directory that merely shares the name (`cd ~/src/atlas-gateway`) is not one.
    */
   const runsCli = (word: string) => {
-    const dirs = word.split(/[\\/]/);
-    const base = dirs.pop() ?? word;
+    const cut = Math.max(word.lastIndexOf("/"), word.lastIndexOf("\\"));
+    const base = word.slice(cut + 1);
+    const version = base.lastIndexOf("@");
+    // only a name plus a script suffix (at most 4 characters) can match, and lower-casing at most halves a length: a
+    // longer last component is not copied further, so a huge word costs a scan, not several copies (issue 10)
+    if ((version === -1 ? base.length : version) > 2 * (longestCommandName + 4)) return false;
     const script = /\.(c?js|mjs|cmd|exe|ps1)$/i;
-    if (!commandNames.has(base.replace(/@[^@]*$/, "").replace(script, "").toLowerCase())) return false;
+    if (!commandNames.has((version === -1 ? base : base.slice(0, version)).replace(script, "").toLowerCase())) return false;
+    const dirs = cut === -1 ? [] : word.slice(0, cut).split(/[\\/]/);
     return dirs.length === 0 || script.test(base) || /^\.?bin$/i.test(dirs[dirs.length - 1] ?? "");
   };
 
@@ -344,8 +397,8 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
       // `.`, `..` and repeated separators collapsed first, at any length (Node's own normalisation is quadratic in the
       // number of `..`); both Unicode forms are then tried on disk
       const expanded = collapseDots(unexpanded, paths);
-      const spellings = [...new Set([expanded, expanded.normalize("NFC"), expanded.normalize("NFD")])];
-      const candidates = spellings.flatMap((spelling) => (absolute ? [paths.resolve(spelling)] : cwds().map((cwd) => paths.resolve(cwd, spelling))));
+      const spellings = NON_ASCII.test(expanded) ? [...new Set([expanded, expanded.normalize("NFC"), expanded.normalize("NFD")])] : [expanded];
+      const candidates = spellings.flatMap((spelling) => (absolute ? [resolveCollapsed(spelling)] : cwds().map((cwd) => resolveCollapsed(spelling, cwd))));
       const value = describeWord(raw, "path");
       const resolved: string[] = [];
       for (const candidate of new Set(candidates)) {
@@ -393,7 +446,8 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
           if (hit) return hit;
         }
       }
-      for (const word of shellWords(text)) {
+      // without a quote, escape or separator the text is one word: the character-by-character split is skipped
+      for (const word of SHELL_SYNTAX.test(text) ? shellWords(text) : text ? [text] : []) {
         if (seenWords.has(word)) continue;
         seenWords.add(word);
         if (runsCli(word)) return { at, value: describeWord(word, "command"), target: "the gateway's CLI" };
@@ -408,7 +462,8 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
         for (const part of parts) {
           if (!part) continue;
           if (!PATH_LIKE.test(part)) {
-            const named = singleNames.find(({ parts: [matcher] }) => matcher!.test(part.normalize("NFC")));
+            const nfc = singleNames.length > 0 ? toNfc(part) : part;
+            const named = singleNames.find(({ parts: [matcher] }) => matcher!.test(nfc));
             if (named) return { at, value: describeWord(part, "path"), target: named.label };
             continue;
           }

@@ -305,6 +305,37 @@ describe("self-protection on odd input", () => {
   });
 });
 
+describe("self-protection on huge arguments (issue 10: bounded scans, same verdicts)", () => {
+  const megabytes = "z".repeat(3 * 1024 * 1024);
+  it("finds a protected path before, inside or after megabytes of text, however the shell would spell it", () => {
+    const reachedInside: [string, string][] = [
+      ["a path after a huge word", `${megabytes} ~/.local/share/atlas-gateway/webhook-secret`],
+      ["a path before a huge word", `cat ${dataDir}/ledgers/main.jsonl ${megabytes}`],
+      ["a quoted name split by quotes", `${megabytes} "${dataDir}/web"'hook-secret'`],
+      ["a backslash-escaped name", `${megabytes}\n${dataDir.replace(/atlas-gateway/, "atlas\\-gate\\way")}/ledgers`],
+      ["the CLI after a huge word", `${megabytes}; atlas-gateway approve evt_00000000`],
+      ["$HOME glued to a huge word by =", `--x=$HOME/.local/share/atlas-gateway/${megabytes}`],
+      ["a huge file name in the data dir", `${dataDir}/${megabytes}`],
+    ];
+    for (const [what, text] of reachedInside) expect(check({ text }), what).toBeDefined();
+    const byName = createSelfProtection({ paths: [], suffixes: protectedSuffixesFor(loadConfig({ env: {}, userConfig: false, flags: { dataDir }, cwd: "/" })), home, cwds: [work] });
+    expect(byName({ text: `/elsewhere/ledgers/${megabytes}.jsonl` })?.target).toContain("ledger");
+    expect(byName({ text: `${megabytes} find / -name reviewers.json` })?.target).toContain("reviewers");
+  });
+
+  it("passes huge text that reaches nothing, as a whole value and as shell words", () => {
+    expect(check({ text: megabytes })).toBeUndefined();
+    expect(check({ text: `${megabytes} ${megabytes}x ./${megabytes}` })).toBeUndefined();
+    expect(check({ text: `${"é".normalize("NFD")}${megabytes}` })).toBeUndefined();
+  });
+
+  it("splits shell words as before: quotes, escapes and separators, without a character-by-character copy", () => {
+    expect(shellWords(String.raw`a"b c"'d'\ e;f|g\h "x\"y"`)).toEqual(["ab cd e", "f", "g\\h", 'x"y']);
+    expect(shellWords(`${megabytes} q`)).toEqual([megabytes, "q"]);
+    expect(shellWords("\u00a0a\u3000b")).toEqual(["a", "b"]);
+  });
+});
+
 describe("expandBraces", () => {
   it("expands as a shell does, nested, and stays bounded on hostile words", () => {
     expect(expandBraces("a{b,c}d")).toEqual(["abd", "acd"]);
