@@ -53,7 +53,7 @@ export async function benchLargeMessages(ctx) {
     const directWorst = Math.max(...directDuring);
     ctx.log(`${(bytes / 1024 / 1024).toFixed(0)} MiB argument, ${rounds} round(s): direct ${times.direct.map(formatMs).join(", ")} | gateway ${times.gateway.map(formatMs).join(", ")}`);
     ctx.log(`small calls during a large one: gateway ${during.length}, p50 ${formatMs(percentile(during, 50))}, worst ${formatMs(worst)} | direct worst ${formatMs(directWorst)} (gateway idle p50 ${formatMs(idleP50)})`);
-    const section = "7 large messages";
+    const section = "8 large messages";
     return [
       { section, measure: `${(bytes / 1024 / 1024).toFixed(0)} MiB argument, median`, value: formatMs(g), baseline: `${formatMs(d)} upstream alone`, ratio: g / d, target: "≤ 2x", pass: g / d <= 2 },
       // The upstream reads its stdin in order, so a small call waits behind the large one even without the gateway:

@@ -99,12 +99,6 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     failEngine = reject;
   }));
   try {
-    const movedKeys = migrateApprovalKeys(config.dataDir, io.env);
-    if (movedKeys) log(movedKeys);
-    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir, io.env), {
-      hmac: config.webhook.hmac,
-      publicKeys: () => approvalKeysFor(config, log, io.env),
-    });
     const sources: UpstreamSource[] = Object.entries(config.upstreams).map(([name, upstream]) => ({ name, config: upstream }));
     if (config.demo) sources.unshift(demoUpstream(version));
     if (sources.length === 0) log("no upstreams configured: only atlas_status is offered. Add upstreams to the config, pass `-- <command>`, or use --demo.");
@@ -200,6 +194,13 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     }
     const instance = lock.info.instance;
     const paths = instancePaths(config.dataDir, instance);
+    // The approval credentials are read after `initialize` is answered: only the listener needs them (cold start).
+    const movedKeys = migrateApprovalKeys(config.dataDir, io.env);
+    if (movedKeys) log(movedKeys);
+    const verifier = new WebhookVerifier(loadOrCreateWebhookSecret(config.dataDir, io.env), {
+      hmac: config.webhook.hmac,
+      publicKeys: () => approvalKeysFor(config, log, io.env),
+    });
 
     // Reviewer notifications follow the ledger: every new record that moves a held call on is announced. Replayed
     // records are not (`live` turns on once the engine has opened).
