@@ -2,20 +2,8 @@ import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 
-/** Where one instance's state lives in the data dir. */
-export interface InstancePaths {
-  /** The ledger: a directory of segment files (0.2). */
-  ledger: string;
-  /** Where a 0.1 ledger lived (one file); migrated into `ledger` at the first start. */
-  legacyLedger: string;
-  /** The latest signed head of the ledger, rewritten after every fsync. */
-  head: string;
-  /** The Ed25519 key that signs checkpoints and heads: outside the ledger directory, one per data dir. */
-  signingKey: string;
-  /** Its public half, for auditors (`audit verify --public-key`). */
-  publicKey: string;
-  /** Receipts of `audit anchor`, one JSON line each. */
-  anchors: string;
+/** Where one instance's state lives in the data dir: its ledger's files, its lock and its control socket. */
+export interface InstancePaths extends LedgerFiles {
   lock: string;
   socket: string;
 }
@@ -36,11 +24,17 @@ export function instancePaths(dataDir: string, instance: string): InstancePaths 
 
 /** The files of one ledger, from its location. */
 export interface LedgerFiles {
+  /** The ledger: a directory of segment files (0.2). */
   ledger: string;
+  /** Where a 0.1 ledger lived (one file); migrated into `ledger` at the first start. */
   legacyLedger: string;
+  /** The latest signed head of the ledger, rewritten after every fsync. */
   head: string;
+  /** The Ed25519 key that signs checkpoints and heads: outside the ledger directory, one per data dir. */
   signingKey: string;
+  /** Its public half, for auditors (`audit verify --public-key`). */
   publicKey: string;
+  /** Receipts of `audit anchor`, one JSON line each. */
   anchors: string;
 }
 

@@ -8,6 +8,7 @@ import { scanLedger } from "../src/ledger/ledger.js";
 import { StreamTransport } from "../src/mcp/stdioTransport.js";
 import { tempDir } from "./helpers.js";
 import { BIN } from "./helpers/rawMcpProcess.js";
+import { untilTrue } from "./helpers/until.js";
 
 /** End to end: the installed CLI (see BIN), spawned as an MCP client would, with real upstream servers as child processes. */
 const ROOT = resolve(import.meta.dirname, "..");
@@ -77,17 +78,9 @@ function cli(args: string[], dataDir: string, withDataDir = true, env: NodeJS.Pr
 const refOf = (result: CallToolResult) => /Ref: (evt_[0-9a-f]{8})/.exec(JSON.stringify(result.content))?.[1] ?? "";
 const ledgerTypes = (dataDir: string, ref: string) =>
   scanLedger(join(dataDir, "ledgers", "main")).records.filter((record) => record.ref === ref).map((record) => record.type);
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 /** Waits for a process (an upstream's grandchild) to be gone. */
-function untilGone(pid: number): Promise<void> {
-  return until(() => {
+async function untilGone(pid: number): Promise<void> {
+  await untilTrue(() => {
     try {
       process.kill(pid, 0);
       return false;
@@ -206,7 +199,7 @@ describe("two gateways on one data dir", () => {
     const first = await GatewayProcess.start(dataDir, upstream);
     const second = await GatewayProcess.start(dataDir, upstream);
     // initialize is answered before the instance lock is taken (cold start): the choice is logged just after
-    await until(() => /uses instance 'main-2'/.test(second.stderr), "the second gateway's instance");
+    await untilTrue(() => /uses instance 'main-2'/.test(second.stderr), "the second gateway's instance");
     const target = join(root, "second.txt");
     const ref = refOf(await second.call("write_file", { path: target, content: "from the second gateway" }));
     expect(JSON.parse((await cli(["pending", "--json"], dataDir)).stdout)).toEqual([expect.objectContaining({ ref, instance: "main-2", tool: "write_file" })]);
@@ -235,7 +228,7 @@ describe("with a slow fixture upstream", () => {
     const first = await GatewayProcess.start(dataDir, [process.execPath, SLOW_SERVER], env);
     const ref = refOf(await first.call("slow_write", { note: "once" }));
     expect((await cli(["approve", ref], dataDir)).code).toBe(0);
-    await until(() => ledgerTypes(dataDir, ref).includes("execution.started") && existsSync(env.FIXTURE_INVOCATIONS), "execution.started");
+    await untilTrue(() => ledgerTypes(dataDir, ref).includes("execution.started") && existsSync(env.FIXTURE_INVOCATIONS), "execution.started");
     await first.kill();
 
     writeFileSync(env.FIXTURE_RELEASE, "go");

@@ -1,10 +1,11 @@
-import { execFile } from "node:child_process";
 import { chmodSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { ledgerRecords } from "./helpers/ledgerRecords.js";
-import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { RawMcpProcess } from "./helpers/rawMcpProcess.js";
 import { tempDir } from "./helpers.js";
+import { until } from "./helpers/until.js";
+import { runCli } from "./helpers/runCli.js";
 
 /**
  * Issue 11: an unwritable ledger at start leaves the gateway serving — tools/list works, every call is refused with
@@ -18,23 +19,9 @@ afterEach(async () => {
 const envFor = (dataDir: string) => ({ PATH: process.env.PATH, HOME: dataDir, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" });
 
 function cli(args: string[], dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env: envFor(dataDir) }, (error, stdout, stderr) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runCli([...args, "--data-dir", dataDir], envFor(dataDir));
 }
 const doctor = (dataDir: string, port: number) => cli(["doctor", "--port", String(port)], dataDir);
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 async function startWithBrokenLedger(dataDir: string): Promise<{ gateway: RawMcpProcess; port: number }> {
   const gateway = new RawMcpProcess(["serve", "--demo", "--port", "0", "--data-dir", dataDir], envFor(dataDir));
@@ -89,6 +76,8 @@ describe("an unwritable ledger at start (fail closed without dying)", () => {
     expect(gateway.stderr).toContain("the ledger can be written again");
     expect(((await (await fetch(`http://127.0.0.1:${port}/`)).json()) as { problem?: string }).problem).toBeUndefined();
     expect(statSync(ledger).isDirectory()).toBe(true);
+    // an auto-approved call's result is group-committed: it reaches the file a few ms after the agent has it
+    await until(() => (ledgerRecords(dataDir).some((record) => record.type === "execution.finished") ? true : undefined), "the call's result in the ledger");
     const records = ledgerRecords(dataDir).map((record) => record.type);
     expect(records).toContain("gateway.started");
     expect(records).toContain("request.admitted"); // the auto-approved call after recovery (issue 12: one record, then its result)

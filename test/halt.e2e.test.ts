@@ -1,11 +1,12 @@
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { reviewerKeyPair, signV1a } from "./helpers/ed25519.js";
 import { ledgerRecords } from "./helpers/ledgerRecords.js";
-import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { RawMcpProcess } from "./helpers/rawMcpProcess.js";
 import { tempDir } from "./helpers.js";
+import { untilTrue } from "./helpers/until.js";
+import { runCli } from "./helpers/runCli.js";
 
 /** The stop button end to end: the built CLI, two gateways on one data dir, the CLI and the signed HTTP endpoint. */
 const ROOT = resolve(import.meta.dirname, "..");
@@ -21,29 +22,17 @@ afterEach(async () => {
 
 const envFor = (dataDir: string) => ({ ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config") });
 
-async function until(check: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 async function startGateway(dataDir: string): Promise<{ gateway: RawMcpProcess; port: number; instance: string }> {
   const gateway = new RawMcpProcess(["serve", "--demo", "--data-dir", dataDir, "--port", "0"], envFor(dataDir));
   running.push(gateway);
   await gateway.initialize();
-  await until(() => /ready: instance '([^']+)'.*listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gateway.stderr), "the gateway to be ready");
+  await untilTrue(() => /ready: instance '([^']+)'.*listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gateway.stderr), "the gateway to be ready");
   const [, instance, port] = /ready: instance '([^']+)'.*listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gateway.stderr)!;
   return { gateway, port: Number(port), instance: instance! };
 }
 
 function cli(args: string[], dataDir: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env: { ...envFor(dataDir), ...env } }, (error, stdout, stderr) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runCli([...args, "--data-dir", dataDir], { ...envFor(dataDir), ...env });
 }
 
 /** Registers a reviewer; returns the env that lets the CLI act as them (`--reviewer` needs their key). */

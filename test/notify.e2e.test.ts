@@ -1,11 +1,12 @@
-import { execFile } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { RawMcpProcess } from "./helpers/rawMcpProcess.js";
 import { ledgerRecords } from "./helpers/ledgerRecords.js";
 import { startReceiver } from "./helpers/webhookReceiver.js";
 import { tempDir } from "./helpers.js";
+import { untilTrue } from "./helpers/until.js";
+import { runCli } from "./helpers/runCli.js";
 
 /** Notifications end to end: the built CLI with webhook and Slack sinks on 127.0.0.1, one of which never answers. */
 const ROOT = resolve(import.meta.dirname, "..");
@@ -20,20 +21,8 @@ afterEach(async () => {
   for (const step of cleanups.splice(0).reverse()) await step();
 });
 
-async function until(check: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 function cli(args: string[], dataDir: string, config: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir, "--config", config], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ...env } }, (error, stdout, stderr) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runCli([...args, "--data-dir", dataDir, "--config", config], { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ...env });
 }
 
 /** Registers a reviewer; returns the env that lets the CLI act as them (`--reviewer` needs their key). */
@@ -67,7 +56,7 @@ describe("notifications from a running gateway", () => {
 
     const held = (await gateway.callTool("modify_welfare_record", { beneficiary_id: "C-1001", changes: { bank_account: "sk-live-0123456789abcdefABCDEF" } })).result as { content: { text: string }[] };
     const ref = /Ref: (evt_[0-9a-f]{8})/.exec(held.content[0]!.text)![1]!;
-    await until(() => hook.received.length >= 1 && slack.received.length >= 1 && hanging.received.length >= 1, "the held call's notifications");
+    await untilTrue(() => hook.received.length >= 1 && slack.received.length >= 1 && hanging.received.length >= 1, "the held call's notifications");
     // The agent had its answer although one sink still holds its request open.
     const first = hook.received[0]!;
     expect(first.verified).toBe(true);
@@ -78,19 +67,19 @@ describe("notifications from a running gateway", () => {
 
     const approve = await cli(["approve", ref, "--reviewer", "ana"], dataDir, config, await asReviewer(dataDir, config, "ana"));
     expect(approve.code).toBe(0);
-    await until(() => types(hook.received).includes("atlas.call.executed"), "the execution notification");
+    await untilTrue(() => types(hook.received).includes("atlas.call.executed"), "the execution notification");
     expect(types(hook.received)).toEqual(["atlas.call.held", "atlas.call.decided", "atlas.call.executed"]);
     expect(hook.received.every((request) => request.verified)).toBe(true);
 
     const halt = await cli(["halt", "--reason", "drill", "--reviewer", "ben"], dataDir, config, await asReviewer(dataDir, config, "ben"));
     expect(halt.code).toBe(0);
-    await until(() => types(hook.received).includes("atlas.gateway.halted"), "the halt notification");
+    await untilTrue(() => types(hook.received).includes("atlas.gateway.halted"), "the halt notification");
     expect((hook.received.at(-1)!.json as Notification).data.halt).toMatchObject({ by: "ben" });
     expect(types(slack.received)).toEqual([undefined, undefined, undefined, undefined]); // Slack gets Block Kit, not our envelope
     expect(JSON.stringify(slack.received.at(-1)!.json)).toContain("HALTED by ben: drill");
 
     // Every attempt is in the ledger, tied to the call: "the reviewer was told at 10:02" is provable.
-    await until(() => ledger(dataDir).filter((record) => record.type === "notification.sent" && record.ref === ref).length >= 6, "the delivery records");
+    await untilTrue(() => ledger(dataDir).filter((record) => record.type === "notification.sent" && record.ref === ref).length >= 6, "the delivery records");
     const sent = ledger(dataDir).filter((record) => record.type === "notification.sent" && record.ref === ref);
     expect(new Set(sent.map((record) => `${record.data.event}@${record.data.sink}`))).toEqual(new Set(["call.held@1", "call.held@2", "call.decided@1", "call.decided@2", "call.executed@1", "call.executed@2"]));
     expect(JSON.stringify(ledger(dataDir).filter((record) => record.type.startsWith("notification.")))).not.toContain(new URL(slack.url).pathname);
@@ -124,7 +113,7 @@ describe("notifications from a running gateway", () => {
     expect(twice.stderr).toMatch(/ana has already approved/);
     expect((await cli(["pending"], dataDir, config)).stdout).toMatch(/1 of 2 approvals/);
     expect((await cli(["approve", ref, "--reviewer", "ben"], dataDir, config, await asReviewer(dataDir, config, "ben"))).code).toBe(0);
-    await until(() => types(hook.received).includes("atlas.call.executed"), "the execution notification");
+    await untilTrue(() => types(hook.received).includes("atlas.call.executed"), "the execution notification");
     expect(types(hook.received)).toEqual(["atlas.call.held", "atlas.call.approval", "atlas.call.decided", "atlas.call.executed"]);
     expect(hook.received[1]!.json).toMatchObject({ data: { summary: expect.stringMatching(/Approved by ana: .*1 of 2 approvals/), call: { approvals: { count: 1, required: 2, reviewers: ["ana"] } } } });
     expect((await cli(["show", ref], dataDir, config)).stdout).toMatch(/approvals: 2 of 2 approvals \(ana, ben\)/);

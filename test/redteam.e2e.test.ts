@@ -1,10 +1,11 @@
-import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { tempDir } from "./helpers.js";
-import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { until } from "./helpers/until.js";
+import { runCli } from "./helpers/runCli.js";
 
 /**
  * Attacks found by red-teaming the built CLI, replayed against it: the agent is the adversary, the filesystem server
@@ -43,21 +44,7 @@ function setup(rules: unknown[]): Setup {
 }
 
 function cli(s: Setup, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--config", s.config], { env: s.env }, (error, stdout, stderr) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function until<T>(probe: () => T | undefined, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return runCli([...args, "--config", s.config], s.env);
 }
 
 async function start(s: Setup): Promise<{ gateway: RawMcpProcess; base: string }> {

@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
@@ -8,7 +7,9 @@ import { GovernanceLog } from "../src/governance/governanceLog.js";
 import { scanLedger } from "../src/ledger/ledger.js";
 import { hashToolDefinition } from "../src/risk/toolPins.js";
 import { tempDir } from "./helpers.js";
-import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { RawMcpProcess } from "./helpers/rawMcpProcess.js";
+import { until } from "./helpers/until.js";
+import { runCli } from "./helpers/runCli.js";
 
 /**
  * The review page end to end (issue 9): the built CLI as the gateway, a reviewer added with the CLI, and a real
@@ -27,21 +28,7 @@ let page: Page;
 let shots: string;
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env }, (error, stdout, stderr) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function until<T>(probe: () => T | undefined, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return runCli([...args, "--data-dir", dataDir], env);
 }
 
 const refOf = (response: Awaited<ReturnType<RawMcpProcess["callTool"]>>) => /Ref: (evt_[0-9a-f]{8})/.exec(JSON.stringify(response.result))?.[1] ?? "";
@@ -326,7 +313,7 @@ describe("review page in Chromium: a rug-pulled tool", () => {
     try {
       await pinned.initialize();
       await until(() => (pinned.stderr.includes("changed since it was pinned") ? true : undefined), "the tool change");
-      const added = await new Promise<string>((done) => execFile(process.execPath, [BIN, "reviewers", "add", "alice", "--data-dir", pinDir], { env: pinEnv }, (_e, stdout) => done(stdout)));
+      const added = (await runCli(["reviewers", "add", "alice", "--data-dir", pinDir], pinEnv)).stdout;
       const link = /(http:\/\/\S+#signin=\S+)/.exec(added)![1]!;
       const ref = refOf(await pinned.callTool("check_payment_status", { beneficiary_id: "C-1001" }));
       expect(ref).toMatch(/^evt_/);
@@ -353,7 +340,7 @@ describe("review page in Chromium: two approvers", () => {
     const twoEnv = { ...env, ATLAS_CONFIG_DIR: join(twoDir, "config") };
     const configPath = join(twoDir, "policy.json");
     writeFileSync(configPath, JSON.stringify({ risk: { rules: [{ id: "two-people", tool: "*modify_welfare_record", effect: "review", approvals: 2, reason: "record changes need two people" }] } }));
-    const run = (args: string[]) => new Promise<{ code: number; stdout: string }>((done) => execFile(process.execPath, [BIN, ...args, "--data-dir", twoDir], { env: twoEnv }, (error, stdout) => done({ code: error ? 1 : 0, stdout })));
+    const run = (args: string[]) => runCli([...args, "--data-dir", twoDir], twoEnv);
     const gatewayTwo = new RawMcpProcess(["--demo", "--config", configPath, "--data-dir", twoDir, "--port", "0"], twoEnv);
     try {
       await gatewayTwo.initialize();

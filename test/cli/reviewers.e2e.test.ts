@@ -1,10 +1,12 @@
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { reviewersPath } from "../../src/http/reviewers.js";
 import { tempDir } from "../helpers.js";
 import { BIN, RawMcpProcess } from "../helpers/rawMcpProcess.js";
+import { until } from "../helpers/until.js";
+import { runCli } from "../helpers/runCli.js";
 
 /** The reviewer commands, the HELD line, `pending --watch` and `GET /api/pending`, through the built CLI. */
 beforeAll(() => {
@@ -23,21 +25,7 @@ function envFor(dataDir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessE
 }
 
 function cli(dataDir: string, args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env: envFor(dataDir, extra) }, (error, stdout, stderr) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function until<T>(probe: () => T | undefined, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return runCli([...args, "--data-dir", dataDir], envFor(dataDir, extra));
 }
 
 async function startGateway(dataDir: string): Promise<{ gateway: RawMcpProcess; port: number }> {

@@ -1,9 +1,9 @@
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BIN, RawMcpProcess } from "../helpers/rawMcpProcess.js";
+import { RawMcpProcess } from "../helpers/rawMcpProcess.js";
 import { heldCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
+import { runCli } from "../helpers/runCli.js";
 
 /**
  * Canary secrets in a held call's arguments never appear unmasked where a person reads them: the gateway's stderr
@@ -14,11 +14,7 @@ const ROOT = resolve(import.meta.dirname, "..", "..");
 const CANARIES = ["hunter2-canary", "sk-live-CANARY0123456789abc", "CanaryBearer0123456789", "canary-url-pass", "eyJjYW5hcnkiOiIxIn0"];
 
 function cli(args: string[], dataDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [BIN, ...args, "--data-dir", dataDir], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      done({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runCli([...args, "--data-dir", dataDir], { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config"), ATLAS_CONFIG: "" }, { maxBuffer: 64 * 1024 * 1024 });
 }
 
 beforeAll(() => {

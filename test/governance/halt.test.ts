@@ -8,16 +8,9 @@ import { serveControl, tryLock } from "../../src/governance/instance.js";
 import { readAllInstances } from "../../src/governance/review.js";
 import { heldCall, lowCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 import { ledgerRecords } from "../helpers/ledgerRecords.js";
+import { untilTrue } from "../helpers/until.js";
 
 const records = ledgerRecords;
-
-async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe("halt facts", () => {
   it("the newest fact wins whatever order it arrives in; equal times are broken by id", () => {
@@ -105,7 +98,7 @@ describe("a halted engine", () => {
     await engine.decide({ ref: approvedRef, decision: "approved", reviewer: "carl" });
     now = new Date("2026-03-01T10:05:00Z");
     await engine.applyHalt(newHaltFact(false, "dora", undefined, halt, now));
-    await until(() => engine.get(approvedRef)?.status === "abandoned", "the stale approval to be abandoned");
+    await untilTrue(() => engine.get(approvedRef)?.status === "abandoned", "the stale approval to be abandoned");
     expect(executor.calls).toHaveLength(0);
     await engine.close();
   });
@@ -233,7 +226,7 @@ describe("watchHaltFile", () => {
       expect(seen).toEqual([first.id]);
       const second = newHaltFact(false, "ben", undefined, first);
       await recordHaltEverywhere(dataDir, second, "main");
-      await until(() => seen.includes(second.id), "the watcher to see the resume");
+      await untilTrue(() => seen.includes(second.id), "the watcher to see the resume");
     } finally {
       stop();
     }

@@ -7,6 +7,7 @@ import { instancePaths } from "../../src/dataDir.js";
 import { scanLedger } from "../../src/ledger/ledger.js";
 import { InngestEmulator, TEST_EVENT_KEY, TEST_SIGNING_KEY } from "../helpers/inngestEmulator.js";
 import { BIN, RawMcpProcess } from "../helpers/rawMcpProcess.js";
+import { until } from "../helpers/until.js";
 
 // Issue 11 item 5 on the inngest engine: an unopenable ledger at start leaves the gateway serving (tools/list works),
 // every call refused with the cause, `GET /` reporting it, the workflow endpoint answering 503, and the gateway
@@ -16,16 +17,6 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const cleanUp of cleanups.splice(0).reverse()) await cleanUp();
 });
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const textOf = (result: Record<string, unknown> | undefined) => JSON.stringify(result?.content ?? "");
 
