@@ -32,7 +32,9 @@ export default defineConfig([
   {
     // The CLI: one bundled ESM file (cold start matters: Claude Desktop spawns it at every launch). The Inngest
     // engine lands in chunks loaded only by `import()` when that engine is selected.
-    entry: { cli: "src/cli/main.ts" },
+    // argument-worker: the worker thread that prepares large tool-call arguments (risk/largeArguments.ts), found
+    // next to the bundle by both the CLI and the library entry.
+    entry: { cli: "src/cli/main.ts", "argument-worker": "src/risk/argumentWorker.ts" },
     format: ["esm"],
     target: "node22",
     platform: "node",

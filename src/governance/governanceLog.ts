@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { canonicalJson, Ledger, sha256Hex, type Durability, type LedgerRecord, type LedgerSink, type OpenLedgerOptions } from "../ledger/ledger.js";
+import { digestCall, Ledger, type Durability, type LedgerRecord, type LedgerSink, type OpenLedgerOptions } from "../ledger/ledger.js";
 import { CheckpointCarry, refValue } from "./checkpointCarry.js";
 import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
 import { LedgerError } from "../errors.js";
@@ -8,11 +8,6 @@ import { haltRecordData, HaltState, haltRefusal, HALTED_RECORD, isNewerHalt, RES
 import { assessRisk, denialReason, routeAssessment, type RiskEvaluator } from "../risk/assess.js";
 
 export const REF_PATTERN = /^evt_[0-9a-f]{8}$/;
-
-/** Digest identifying "the same call": upstream, tool and canonical arguments (RFC 8785 JSON of all three). */
-export function digestCall(upstream: string, tool: string, args: Record<string, unknown>): string {
-  return sha256Hex(canonicalJson({ upstream, tool, args }) ?? "");
-}
 
 /** How a new call was admitted: its records are written (and fsynced where a human depends on them). */
 export type Admission =

@@ -10,7 +10,7 @@ import { applyRetention, type RetentionPolicy } from "./retention.js";
 import { HeadWriter, readHead, type HeadRead } from "./headFile.js";
 import { loadOrCreateSigner, signCheckpoint, type NoteSigner } from "./signedNote.js";
 
-export { LEDGER_VERSION, canonicalJson, canonicalRecord, genesisHash, hashRecord, sha256Hex, type LedgerRecord, type UnsignedRecord } from "./record.js";
+export { LEDGER_VERSION, canonicalJson, canonicalRecord, digestCall, genesisHash, hashRecord, sha256Hex, type LedgerRecord, type UnsignedRecord } from "./record.js";
 export { CHECKPOINT_TYPE, carriedRecords, ledgerSegments, replayLedger, scanLedger, type CheckpointState, type DamageKind, type LedgerProblem, type LedgerScan } from "./scan.js";
 export { readLines, type Segment } from "./segments.js";
 

@@ -1,5 +1,6 @@
 import { hash } from "node:crypto";
 import canonicalize from "canonicalize";
+import { knownArgumentTexts } from "../argumentTexts.js";
 
 export const LEDGER_VERSION = 1;
 export const HASH_PREFIX = "atlas-ledger-v1\n";
@@ -85,8 +86,35 @@ const NOT_PLAIN = Symbol("not plain");
  * (or throws) as before. About five times cheaper per call than `canonicalize` alone (notes/performance.md, item 3).
  */
 export function canonicalJson(value: unknown): string | undefined {
+  const known = knownArgumentTexts(value);
+  if (known) return known.canonical;
+  const spliced = withKnownMembers(value);
+  if (spliced !== undefined) return spliced;
   const sorted = sortedCopy(value, 0);
   return sorted === NOT_PLAIN ? canonicalize(value) : JSON.stringify(sorted);
+}
+
+/**
+ * A plain object holding arguments whose canonical text is already known (a call digest's `{upstream, tool, args}`,
+ * a record's `data`), serialised member by member around that text instead of serialising the arguments again
+ * (issue 10). Canonical JSON composes: an object's text is its members' texts in sorted key order (RFC 8785 §3.2.3).
+ * Undefined when no member is known or a member is not plain JSON (the general path then decides).
+ */
+function withKnownMembers(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if ((proto !== Object.prototype && proto !== null) || "toJSON" in value) return undefined;
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record);
+  if (!keys.some((key) => knownArgumentTexts(record[key]) !== undefined)) return undefined;
+  // concatenated, not joined: the known text is linked into the result, not copied
+  let text = "{";
+  for (const key of keys.sort()) {
+    const member = isJsonString(key) ? canonicalJson(record[key]) : undefined;
+    if (member === undefined) return undefined;
+    text += `${text.length > 1 ? "," : ""}${JSON.stringify(key)}:${member}`;
+  }
+  return `${text}}`;
 }
 
 function sortedCopy(value: unknown, depth: number): unknown {
@@ -115,6 +143,16 @@ function sortedCopy(value: unknown, depth: number): unknown {
     copy[key] = member;
   }
   return copy;
+}
+
+/**
+ * Digest identifying "the same call": upstream, tool and canonical arguments (RFC 8785 JSON of all three), as
+ * recorded in `args_digest`. Taken from the arguments' prepared texts when they carry it (issue 10).
+ */
+export function digestCall(upstream: string, tool: string, args: Record<string, unknown>): string {
+  const known = knownArgumentTexts(args)?.call;
+  if (known && known.upstream === upstream && known.tool === tool) return known.digest;
+  return sha256Hex(canonicalJson({ upstream, tool, args }) ?? "");
 }
 
 /** The chain's anchor: the first record's `prev`. */

@@ -29,7 +29,9 @@ import * as z from "zod";
 import type { ExecuteOptions } from "../governance/engine.js";
 import type { ReadRequest } from "../risk/readPolicy.js";
 import { ArgumentValidator } from "./argumentValidator.js";
-import { checkArgumentBounds, type ArgumentLimits } from "../argumentBounds.js";
+import { measureArguments, type ArgumentLimits } from "../argumentBounds.js";
+import { forgetArgumentTexts } from "../argumentTexts.js";
+import { LARGE_ARGUMENT_BYTES, type CallTarget } from "../risk/largeArguments.js";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
 import { toolDefinitionHash } from "../risk/toolPins.js";
@@ -83,6 +85,11 @@ export interface GatewayDeps {
   initializeWaitMs?: number;
   /** How long a server-to-client request (sampling, elicitation, roots) may wait for the agent's client. */
   clientRequestTimeoutMs?: number;
+  /**
+   * Prepares arguments of at least `LARGE_ARGUMENT_BYTES` before the call is submitted (self-protection's verdict and
+   * their JSON texts, off the event loop: `risk/largeArguments.ts`). Must not reject.
+   */
+  prepareArguments?: (args: Record<string, unknown>, target: CallTarget) => Promise<void>;
 }
 
 /** Longest the agent's `initialize` answer waits for the upstreams by default. */
@@ -261,18 +268,20 @@ export function createGateway(deps: GatewayDeps): Gateway {
     }
     if (!entry) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
     // before anything is recorded: an unbounded value recorded once breaks every reader of the ledger
-    const outOfBounds = checkArgumentBounds(args, deps.limits);
-    if (outOfBounds) throw new McpError(ErrorCode.InvalidParams, `${name}: ${outOfBounds}; the call was refused and not recorded`);
+    const measured = measureArguments(args, deps.limits);
+    if (measured.problem) throw new McpError(ErrorCode.InvalidParams, `${name}: ${measured.problem}; the call was refused and not recorded`);
     const invalid = validator.check(entry.name, entry.definition.inputSchema, args);
     if (invalid.length) {
       // Refused before scoring: a call that cannot succeed is never held for a human (issue 10).
       return { content: [{ type: "text", text: `${ERROR_PREFIX}invalid arguments for tool ${entry.name}: ${invalid.join("; ")}` }], isError: true };
     }
+    // Large arguments are scanned and serialised off the event loop, so other calls go on meanwhile (issue 10).
+    if (measured.bytes >= LARGE_ARGUMENT_BYTES && deps.prepareArguments) await deps.prepareArguments(args, { upstream: entry.upstream, tool: entry.tool });
 
     const progressToken = request.params._meta?.progressToken;
     const hasOutputSchema = entry.definition.outputSchema !== undefined;
     const client = server.getClientVersion();
-    const decision = await engine.submit(
+    const submitted = engine.submit(
       {
         upstream: entry.upstream,
         tool: entry.tool,
@@ -292,6 +301,9 @@ export function createGateway(deps: GatewayDeps): Gateway {
           : {}),
       },
     );
+    // The texts served this call's records and forward; a held call waiting for a human must not keep a copy of
+    // large arguments twice more (it is serialised afresh if approved).
+    const decision = await submitted.finally(() => forgetArgumentTexts(args));
     return decisionToResult(decision, { hasOutputSchema });
   });
 

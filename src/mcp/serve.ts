@@ -20,6 +20,7 @@ import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
 import { compileReadPolicy, type ReadRequest } from "../risk/readPolicy.js";
+import type { ArgumentPreparer } from "../risk/largeArguments.js";
 import { createEvaluatorFromConfig } from "../risk/setup.js";
 import { holdToolCallsUntil } from "./callGate.js";
 import { StreamTransport } from "./stdioTransport.js";
@@ -126,6 +127,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     let engineOpened = false;
     const readPolicy = compileReadPolicy(config.risk.rules);
     let selfProtection: ReturnType<typeof createEvaluatorFromConfig>["selfProtection"] | undefined;
+    let preparer: ArgumentPreparer | undefined;
     /** Resource reads and prompt gets: policy, then self-protection for resources; each one a ledger record. */
     const guardRead = async (read: ReadRequest): Promise<{ allowed: true } | { allowed: false; reason: string }> => {
       await engine.ready; // self-protection knows the instance's files only once the lock is held (fail closed)
@@ -154,7 +156,11 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
         .then(({ roots }) => void (clientRoots = roots.flatMap((root) => (root.uri.startsWith("file:") ? [fileURLToPath(root.uri)] : []))))
         .catch((error: Error) => log(`could not read the client's roots: ${error.message}`));
     };
-    gateway = createGateway({ upstreams, engine, version, log, guardRead, limits: config.limits, onRootsChanged: refreshRoots });
+    gateway = createGateway({
+      upstreams, engine, version, log, guardRead, limits: config.limits, onRootsChanged: refreshRoots,
+      // tool calls wait for the engine, which opens after the evaluator (and its preparer) exists
+      prepareArguments: (args, target) => preparer?.prepare(args, target) ?? Promise.resolve(),
+    });
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -221,9 +227,11 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       else if (record.type === "execution.finished") type = "call.executed";
       if (type) notifier.notify(callEvent(type, view, eventContext));
     };
-    const created = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots });
+    const created = createEvaluatorFromConfig(config, { env: io.env, instance, pins, roots: () => clientRoots, log });
     const evaluator = created.evaluator;
     selfProtection = created.selfProtection;
+    preparer = created.preparer;
+    cleanups.push(() => created.preparer.close());
     const engineOptions = {
       ledgerPath: paths.ledger,
       instance,

@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import type { Readable, Writable } from "node:stream";
 import { serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { ErrorCode, JSONRPCMessageSchema, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { knownArgumentTexts } from "../argumentTexts.js";
 
 /** Largest single JSON-RPC message accepted on a stdio link by default (the SDK's own cap is 10 MiB). */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -28,6 +30,24 @@ export function envelopeOf(head: string, tail: string): { id?: string | number; 
   const idText = /"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")/.exec(top)?.[1] ?? /"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")\s*\}\s*$/.exec(tail)?.[1];
   const method = /"method"\s*:\s*"((?:[^"\\]|\\.)*)"/.exec(top)?.[1] ?? /"method"\s*:\s*"((?:[^"\\]|\\.)*)"\s*\}\s*$/.exec(tail)?.[1];
   return { ...(idText !== undefined ? { id: token(idText)! } : {}), ...(method !== undefined ? { method } : {}) };
+}
+
+/** Stands for a request's arguments while the rest of it is serialised: random, so no agent can write it itself. */
+const ARGUMENTS_TOKEN = `atlas-arguments-${randomUUID()}`;
+const QUOTED_TOKEN = JSON.stringify(ARGUMENTS_TOKEN);
+
+/**
+ * `serializeMessage`, except that a request whose arguments' JSON is already encoded (large arguments, prepared off
+ * the event loop: `argumentTexts.ts`) comes as three pieces — the message up to the arguments, their bytes as they
+ * are, the rest — so a 20 MiB argument is neither serialised nor encoded again (issue 10).
+ */
+export function serializeWithKnownArguments(message: JSONRPCMessage): string | [string, Uint8Array, string] {
+  const params = (message as { params?: Record<string, unknown> }).params;
+  const known = knownArgumentTexts(params?.arguments);
+  if (!known) return serializeMessage(message);
+  const text = JSON.stringify({ ...message, params: { ...params, arguments: ARGUMENTS_TOKEN } });
+  const at = text.indexOf(QUOTED_TOKEN);
+  return [text.slice(0, at), known.jsonBytes, `${text.slice(at + QUOTED_TOKEN.length)}\n`];
 }
 
 /**
@@ -162,8 +182,17 @@ export class StreamTransport implements Transport {
 
   send(message: JSONRPCMessage): Promise<void> {
     if (this.closed) return Promise.reject(new Error("transport is closed"));
+    const serialized = serializeWithKnownArguments(message);
     return new Promise((resolve) => {
-      if (this.output.write(serializeMessage(message))) resolve();
+      let flowing: boolean;
+      if (typeof serialized === "string") flowing = this.output.write(serialized);
+      else {
+        // one message: its pieces leave together, and nothing else is written between them (all writes are synchronous here)
+        this.output.cork();
+        flowing = serialized.map((piece) => this.output.write(piece)).every(Boolean);
+        this.output.uncork();
+      }
+      if (flowing) resolve();
       else this.output.once("drain", resolve);
     });
   }

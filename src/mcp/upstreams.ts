@@ -1,3 +1,4 @@
+import { knownArgumentTexts } from "../argumentTexts.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { RequestOptions } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
@@ -599,6 +600,9 @@ export class UpstreamSet {
    */
   async call(call: { upstream: string; tool: string; args: Record<string, unknown> }, options: ExecuteOptions = {}): Promise<CallToolResult> {
     if (!this.connected.has(call.upstream)) await this.whenConnected(call.upstream, options.signal);
+    // Large arguments (prepared off the event loop, so their texts are known) let the calls already read from the
+    // agent go first: once a large message is in the pipe, whatever follows it waits until the upstream has read it.
+    if (knownArgumentTexts(call.args)) await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
     const running = this.forward(call.upstream, "tools/call", { name: call.tool, arguments: call.args }, CallToolResultSchema, options) as Promise<CallToolResult>;
     this.running.add(running);
     void running.catch(() => {}).finally(() => this.running.delete(running));

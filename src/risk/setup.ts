@@ -7,6 +7,7 @@ import { PACKAGE_DIR } from "../packageDir.js";
 import { createModelEvaluator, type ModelEvaluator } from "./modelEvaluators.js";
 import { compilePolicy } from "./policy.js";
 import { createRiskEvaluator, type RiskEvaluator } from "./assess.js";
+import { ArgumentPreparer } from "./largeArguments.js";
 import { createSelfProtection, type ProtectedPath } from "./selfProtection.js";
 import type { PinLookup } from "./toolPins.js";
 
@@ -91,6 +92,8 @@ export interface EvaluatorSetup {
   models?: boolean;
   packageDir?: string;
   now?: () => number;
+  /** Where a stderr line goes (the argument worker could not start). */
+  log?: (line: string) => void;
 }
 
 /** Builds the one risk evaluator from config: compiled rules, model evaluators, self-protection, pins. */
@@ -99,25 +102,29 @@ export function createEvaluatorFromConfig(config: GatewayConfig, setup: Evaluato
   models: ModelEvaluator[];
   /** The same self-protection check, for what is not a tool call (a `file://` resource read). */
   selfProtection: ReturnType<typeof createSelfProtection>;
+  /** Prepares large arguments off the event loop; the evaluator uses its verdicts (issue 10). Close it at shutdown. */
+  preparer: ArgumentPreparer;
 } {
   const home = setup.env.HOME || homedir();
   const cwd = setup.cwd ?? process.cwd();
   const bases = upstreamBases(config, cwd, home);
   const roots = setup.roots;
-  const selfProtection = createSelfProtection({
+  const cwds = roots ? () => [...bases, ...roots()] : () => bases;
+  const options = {
     paths: protectedPathsFor(config, { home, env: setup.env, ...(setup.instance ? { instance: setup.instance } : {}), ...(setup.packageDir ? { packageDir: setup.packageDir } : {}) }),
     suffixes: protectedSuffixesFor(config),
     home,
-    cwds: roots ? () => [...bases, ...roots()] : bases,
-    env: setup.env,
-  });
+    env: { ...setup.env },
+  };
+  const selfProtection = createSelfProtection({ ...options, cwds });
+  const preparer = new ArgumentPreparer({ options, cwds, check: selfProtection, ...(setup.log ? { log: setup.log } : {}) });
   const models = setup.models === false ? [] : config.risk.evaluators.map((item) => createModelEvaluator(item, setup.now));
   const evaluator = createRiskEvaluator({
     policy: compilePolicy(config.risk),
     models,
-    selfProtection,
+    selfProtection: preparer.selfProtection,
     ...(setup.pins ? { pins: setup.pins } : {}),
     threshold: config.risk.threshold,
   });
-  return { evaluator, models, selfProtection };
+  return { evaluator, models, selfProtection, preparer };
 }

@@ -1,6 +1,9 @@
 import canonicalize from "canonicalize";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { canonicalJson, canonicalRecord, type UnsignedRecord } from "../../src/ledger/ledger.js";
+import { isWellFormedText } from "../../src/argumentBounds.js";
+import { rememberArgumentTexts } from "../../src/argumentTexts.js";
+import { canonicalJson, canonicalRecord, digestCall, type UnsignedRecord } from "../../src/ledger/ledger.js";
 
 const prev = "ab".repeat(32);
 const base = { v: 1, seq: 7, ts: "2026-11-24T10:00:00.000Z", type: "request.created", ref: "evt_0a1b2c3d", prev };
@@ -86,5 +89,46 @@ describe("canonicalJson (the fast RFC 8785 path)", () => {
       const sample = value(0);
       expect(canonicalJson(sample)).toBe(canonicalize(sample));
     }
+  });
+});
+
+describe("arguments whose texts are known (issue 10: large arguments are serialised once)", () => {
+  const jsonValue = fc.jsonValue({ maxDepth: 4 });
+  const argsArbitrary = fc.dictionary(fc.string({ unit: "binary" }), jsonValue, { maxKeys: 6 });
+
+  it("a digest input and a record's data read the same with the texts known as without", () => {
+    fc.assert(
+      fc.property(argsArbitrary, fc.string(), fc.string(), fc.dictionary(fc.string(), jsonValue, { maxKeys: 4 }), (args, upstream, tool, extra) => {
+        fc.pre(Object.keys(args).every((key) => isWellFormedText(key)));
+        const fresh = structuredClone(args);
+        rememberArgumentTexts(args, { canonical: canonicalize(args)!, jsonBytes: Buffer.from(JSON.stringify(args)) });
+        expect(canonicalJson(args)).toBe(canonicalize(fresh));
+        expect(canonicalJson({ upstream, tool, args })).toBe(canonicalize({ upstream, tool, args: fresh }));
+        expect(canonicalJson({ ...extra, args, name: tool })).toBe(canonicalize({ ...extra, args: fresh, name: tool }));
+        expect(digestCall(upstream, tool, args)).toBe(digestCall(upstream, tool, fresh));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("uses the known text rather than serialising the arguments again", () => {
+    const args = { a: 1 };
+    rememberArgumentTexts(args, { canonical: '{"a":"as remembered"}', jsonBytes: Buffer.from("{}") });
+    expect(canonicalJson({ z: true, args })).toBe('{"args":{"a":"as remembered"},"z":true}');
+  });
+
+  it("the digest a worker computed is used only for the upstream and tool it was computed for", () => {
+    const args = { path: "/tmp/x" };
+    rememberArgumentTexts(args, { canonical: canonicalize(args)!, jsonBytes: Buffer.from(JSON.stringify(args)), call: { upstream: "fs", tool: "read", digest: "d".repeat(64) } });
+    expect(digestCall("fs", "read", args)).toBe("d".repeat(64));
+    expect(digestCall("fs", "write", args)).toBe(digestCall("fs", "write", { path: "/tmp/x" }));
+    expect(digestCall("other", "read", args)).toBe(digestCall("other", "read", { path: "/tmp/x" }));
+  });
+
+  it("a member that is not plain JSON still takes the general path", () => {
+    const args = { a: 1 };
+    rememberArgumentTexts(args, { canonical: canonicalize(args)!, jsonBytes: Buffer.from(JSON.stringify(args)) });
+    const value = { args, when: new Date(0), gone: undefined };
+    expect(canonicalJson(value)).toBe(canonicalize({ args: { a: 1 }, when: new Date(0), gone: undefined }));
   });
 });

@@ -1,8 +1,14 @@
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { PassThrough } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
-import { envelopeOf, StreamTransport } from "../../src/mcp/stdioTransport.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { rememberArgumentTexts } from "../../src/argumentTexts.js";
+import { digestCall } from "../../src/ledger/ledger.js";
+import { envelopeOf, serializeWithKnownArguments, StreamTransport } from "../../src/mcp/stdioTransport.js";
+import { ledgerRecords } from "../helpers/ledgerRecords.js";
 import { BIN, RawMcpProcess } from "../helpers/rawMcpProcess.js";
+import { runCli } from "../helpers/runCli.js";
 import { tempDir } from "../helpers.js";
 import { fileURLToPath } from "node:url";
 
@@ -88,5 +94,70 @@ describe("the built gateway with a small message limit", () => {
     gateway.child.stdin!.write("{not json\n");
     await expect.poll(() => gateway.unmatched.find((message) => message.id === null)?.error?.code).toBe(-32700);
     expect(gateway.nonProtocol).toEqual([]);
+  });
+});
+
+describe("a request whose arguments are already encoded (issue 10)", () => {
+  it("is written as the same JSON line, arguments spliced in their place, nothing between its pieces", async () => {
+    const args = { text: "é".repeat(5000), nested: { b: 1, a: [true, null] } };
+    rememberArgumentTexts(args, { canonical: "unused here", jsonBytes: Buffer.from(JSON.stringify(args)) });
+    const request = { jsonrpc: "2.0" as const, id: 9, method: "tools/call", params: { name: "echo", arguments: args, _meta: { progressToken: "p" } } };
+    const pieces = serializeWithKnownArguments(request);
+    expect(Array.isArray(pieces)).toBe(true);
+    expect(Buffer.concat((pieces as (string | Uint8Array)[]).map((piece) => Buffer.from(piece))).toString("utf8")).toBe(`${JSON.stringify(request)}\n`);
+
+    const output = new PassThrough();
+    const transport = new StreamTransport(new PassThrough(), output);
+    let written = "";
+    output.on("data", (chunk: Buffer) => (written += chunk.toString("utf8")));
+    await Promise.all([transport.send(request), transport.send({ jsonrpc: "2.0", id: 10, method: "ping" })]);
+    await flush();
+    expect(written.split("\n").filter(Boolean).map((line) => JSON.parse(line) as unknown)).toEqual([request, { jsonrpc: "2.0", id: 10, method: "ping" }]);
+  });
+
+  it("is serialised as usual when its arguments are not known", () => {
+    const request = { jsonrpc: "2.0" as const, id: 1, method: "tools/call", params: { name: "echo", arguments: { text: "x" } } };
+    expect(serializeWithKnownArguments(request)).toBe(`${JSON.stringify(request)}\n`);
+  });
+});
+
+describe("the built gateway with large arguments (issue 10)", () => {
+  it("judges them off the event loop with the same verdicts, records and forwards them as sent, and lets a small call overtake", async () => {
+    const dir = tempDir();
+    const log = join(dir, "requests.log");
+    const env = { PATH: process.env.PATH, HOME: dir, FIXTURE_LOG: log };
+    const gateway = new RawMcpProcess(["--data-dir", dir, "--port", "0", "--", process.execPath, FIXTURE], env);
+    processes.push(gateway);
+    await gateway.initialize();
+    const pad = "lorem ipsum ".repeat(300_000); // 3.6 MB: past the size that goes to the worker thread
+
+    // a read-only tool runs unreviewed, unless its arguments reach the gateway's own files
+    const reaching = await gateway.callTool("echo", { text: `${pad} cat ${dir}/webhook-secret` });
+    expect(JSON.stringify(reaching.result).slice(0, 300)).toMatch(/PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
+    const passing = { text: `${pad} é😀` };
+    const echoed = await gateway.callTool("echo", passing);
+    expect((echoed.result as { content: { text: string }[] }).content[0]!.text === `echo: ${passing.text}`).toBe(true);
+
+    const records = ledgerRecords(dir);
+    const assessed = records.find((record) => record.type === "request.assessed");
+    expect(assessed?.data).toMatchObject({ score: 100, rules: [expect.objectContaining({ id: "self-protection" })] });
+    const admitted = records.find((record) => record.type === "request.admitted");
+    // compared piecewise: a failing match would print megabytes
+    const { upstream, tool, args, args_digest: digest } = admitted!.data as { upstream: string; tool: string; args: { text: string }; args_digest: string };
+    expect(args.text === passing.text).toBe(true);
+    expect(digest).toBe(digestCall(upstream, tool, passing));
+    expect(tool).toBe("echo");
+    const verified = await runCli(["audit", "verify", "--data-dir", dir], env);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+
+    // sent one after the other, the small call reaches the upstream first: it is not held behind the large one
+    const large = gateway.callTool("echo", { text: "y".repeat(16 * 1024 * 1024) }, 120_000);
+    const small = gateway.callTool("getenv", { name: "HOME" });
+    expect(JSON.stringify((await small).result)).toContain(dir);
+    expect((await large).error).toBeUndefined();
+    const calls = readFileSync(log, "utf8").trim().split("\n").filter((line) => line.startsWith("tools/call"));
+    expect(calls.slice(-2).map((line) => line.split(" ")[2])).toEqual(["getenv", "echo"]);
+    expect(gateway.nonProtocol).toEqual([]);
+    expect(gateway.stderr).not.toContain("argument worker unavailable"); // the worker thread did the work
   });
 });
