@@ -1,6 +1,6 @@
 /**
  * The JSON texts of one call's arguments, computed once and reused by everything that serialises the same arguments
- * object: the call digest and the ledger record (`canonical`, RFC 8785) and the message forwarded to a stdio upstream
+ * object: the call digest and the ledger record (`canonicalBytes`, RFC 8785) and the message forwarded to a stdio upstream
  * (`jsonBytes`, the arguments' own member order). Large arguments get theirs on a worker thread
  * (`risk/largeArguments.ts`): serialising and encoding a 20 MiB argument several times on the event loop held every
  * other call up (issue 10).
@@ -9,8 +9,8 @@
  * the gateway reads them and never edits them (arguments edited by a reviewer are a new object).
  */
 export interface ArgumentTexts {
-  /** RFC 8785 canonical JSON. */
-  canonical: string;
+  /** RFC 8785 canonical JSON, UTF-8 encoded: hashed and written to the ledger as it is. */
+  canonicalBytes: Uint8Array;
   /** `JSON.stringify` of the arguments, UTF-8 encoded: written to the upstream as it is. */
   jsonBytes: Uint8Array;
   /** The call digest (`digestCall`) of these arguments sent to `tool` of `upstream`. */

@@ -3,7 +3,7 @@ import { closeSync, existsSync, fdatasync, fdatasyncSync, fstatSync, mkdirSync, 
 import { basename, dirname, join } from "node:path";
 import { ledgerFiles, type LedgerFiles } from "../dataDir.js";
 import { LedgerError } from "../errors.js";
-import { buildRecord, genesisHash, type LedgerRecord } from "./record.js";
+import { buildRecord, genesisHash, type LedgerRecord, type TextPieces } from "./record.js";
 import { CHECKPOINT_TYPE, checkCheckpointRecord, checkpointOrigin, EMPTY_CHECKPOINT_STATE, scanSegments, stateDigest, type CheckpointState, type LedgerScan } from "./scan.js";
 import { listSegments, migrateLegacyLedger, readLastLine, readLines, removeLeftovers, segmentName, segmentOf, syncDirectory, type Segment } from "./segments.js";
 import { applyRetention, type RetentionPolicy } from "./retention.js";
@@ -14,9 +14,12 @@ export { LEDGER_VERSION, canonicalJson, canonicalRecord, digestCall, genesisHash
 export { CHECKPOINT_TYPE, carriedRecords, ledgerSegments, replayLedger, scanLedger, type CheckpointState, type DamageKind, type LedgerProblem, type LedgerScan } from "./scan.js";
 export { readLines, type Segment } from "./segments.js";
 
-/** Where the bytes go. The default writes to a file; tests pass one that fails to prove we fail closed. */
+/**
+ * Where the bytes go. The default writes to a file; tests pass one that fails to prove we fail closed. `write` gets
+ * bytes rather than text when a record holds arguments already encoded (issue 10).
+ */
 export interface LedgerSink {
-  write(text: string): void;
+  write(data: string | Uint8Array): void;
   sync(): Promise<void>;
   close(): void;
 }
@@ -25,14 +28,30 @@ export function openFileSink(path: string): LedgerSink {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const fd = openSync(path, "a", 0o600);
   return {
-    write(text) {
-      const bytes = Buffer.from(text, "utf8");
+    write(data) {
+      const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
       let offset = 0;
       while (offset < bytes.length) offset += writeSync(fd, bytes, offset);
     },
     sync: () => new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
     close: () => closeSync(fd),
   };
+}
+
+/** Adjacent strings joined, so text between encoded pieces is one write. */
+function coalesce(pieces: TextPieces): TextPieces {
+  const out: TextPieces = [];
+  for (const piece of pieces) {
+    const last = out.length - 1;
+    if (typeof piece === "string" && typeof out[last] === "string") out[last] += piece;
+    else out.push(piece);
+  }
+  return out;
+}
+
+/** Text pieces as one buffer: one copy of encoded arguments, no string of them. */
+function concatPieces(pieces: TextPieces): Buffer {
+  return Buffer.concat(pieces.map((piece) => (typeof piece === "string" ? Buffer.from(piece, "utf8") : piece)));
 }
 
 /** Steps of a segment rollover, named for tests that stop a process at each (a crash there must lose nothing). */
@@ -101,7 +120,7 @@ export class Ledger {
   private syncing: Promise<void> | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   /** Serialised `batch` records not yet handed to the OS, in seq order. */
-  private unwritten: string[] = [];
+  private unwritten: (string | TextPieces)[] = [];
   private writing: Promise<void> | undefined;
   private retaining: Promise<void> | undefined;
   private retainAgain = false;
@@ -267,7 +286,7 @@ export class Ledger {
       const { record, line } = buildRecord(this.seq, ts, CHECKPOINT_TYPE, undefined, { ledger_id: this.ledgerId, reason, state, note }, this.lastHash);
       const path = join(this.path, segmentName(record.seq));
       const tmp = `${path}.tmp`;
-      writeFileSync(tmp, line, { mode: 0o600 });
+      writeFileSync(tmp, typeof line === "string" ? line : concatPieces(line), { mode: 0o600 });
       syncFile(tmp);
       hook?.("checkpoint-written");
       renameSync(tmp, path);
@@ -327,10 +346,12 @@ export class Ledger {
   flush(): void {
     if (this.failure) throw this.failure;
     if (this.unwritten.length === 0) return;
-    const text = this.unwritten.length === 1 ? this.unwritten[0]! : this.unwritten.join("");
+    const lines = this.unwritten;
     this.unwritten = [];
     try {
-      this.sink.write(text);
+      if (lines.every((line) => typeof line === "string")) this.sink.write(lines.length === 1 ? lines[0]! : lines.join(""));
+      // encoded arguments are written as they are, between the text around them: no copy into one buffer
+      else for (const piece of coalesce(lines.flat())) this.sink.write(piece);
     } catch (error) {
       this.failure = new LedgerError(`cannot write ledger ${this.path}: ${(error as Error).message}`);
       throw this.failure;

@@ -1,4 +1,4 @@
-import { hash } from "node:crypto";
+import { createHash, hash, randomUUID } from "node:crypto";
 import canonicalize from "canonicalize";
 import { knownArgumentTexts } from "../argumentTexts.js";
 
@@ -22,6 +22,26 @@ export type UnsignedRecord = Omit<LedgerRecord, "hash">;
 /** One-shot `crypto.hash`: about half the cost of createHash().update().digest() on the small inputs hashed per call. */
 export function sha256Hex(text: string): string {
   return hash("sha256", text, "hex");
+}
+
+/**
+ * A JSON text in pieces: strings, and the UTF-8 bytes of texts already encoded (large arguments prepared off the
+ * event loop, issue 10), which are hashed and written as they are rather than copied into one string.
+ */
+export type TextPieces = (string | Uint8Array)[];
+
+/** sha256 (hex) of the UTF-8 of the pieces, in order. */
+export function sha256Pieces(pieces: TextPieces): string {
+  if (pieces.length === 1 && typeof pieces[0] === "string") return sha256Hex(pieces[0]);
+  const digest = createHash("sha256");
+  for (const piece of pieces) digest.update(piece);
+  return digest.digest("hex");
+}
+
+/** The pieces as one string (decoding any bytes): for readers that need text, never on a large call's path. */
+export function joinPieces(pieces: TextPieces): string {
+  if (pieces.length === 1 && typeof pieces[0] === "string") return pieces[0];
+  return pieces.map((piece) => (typeof piece === "string" ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).toString("utf8"))).join("");
 }
 
 export function hashRecord(record: UnsignedRecord): string {
@@ -51,14 +71,14 @@ export function canonicalRecord(record: UnsignedRecord): string {
 /** The fast path of `canonicalRecord`; undefined when a member is not of the envelope's plain types. */
 function canonicalEnvelope(v: unknown, seq: unknown, ts: unknown, type: unknown, ref: unknown, data: unknown, prev: unknown): string | undefined {
   const parts = envelopeParts(v, seq, ts, type, ref, data, prev);
-  return parts && `{"data":${parts.data},${parts.rest}`;
+  return parts && joinPieces(['{"data":', ...parts.data, `,${parts.rest}`]);
 }
 
 /**
  * The canonical JSON of a record's `data`, and of the members after it (`prev` … `v`, closing brace). Canonical
  * member order puts `hash` between the two, so one serialisation yields both the hashed text and the stored line.
  */
-export function envelopeParts(v: unknown, seq: unknown, ts: unknown, type: unknown, ref: unknown, data: unknown, prev: unknown): { data: string; rest: string } | undefined {
+export function envelopeParts(v: unknown, seq: unknown, ts: unknown, type: unknown, ref: unknown, data: unknown, prev: unknown): { data: TextPieces; rest: string } | undefined {
   if (
     typeof v !== "number" || !Number.isFinite(v) || typeof seq !== "number" || !Number.isFinite(seq) ||
     !isJsonString(ts) || !isJsonString(type) || !isJsonString(prev) || (ref !== undefined && !isJsonString(ref)) ||
@@ -66,7 +86,7 @@ export function envelopeParts(v: unknown, seq: unknown, ts: unknown, type: unkno
   ) {
     return undefined;
   }
-  const dataJson = canonicalJson(data);
+  const dataJson = canonicalPieces(data);
   if (dataJson === undefined) return undefined;
   return {
     data: dataJson,
@@ -84,49 +104,64 @@ const NOT_PLAIN = Symbol("not plain");
  * anything else — integer-like keys (which V8 enumerates first, whatever the insertion order), `toJSON`, undefined
  * members, non-finite numbers, lone surrogates, class instances — takes the `canonicalize` package, which decides
  * (or throws) as before. About five times cheaper per call than `canonicalize` alone (notes/performance.md, item 3).
+ * Objects whose canonical text is already known (`argumentTexts.ts`), at any depth, are not serialised again.
  */
 export function canonicalJson(value: unknown): string | undefined {
-  const known = knownArgumentTexts(value);
-  if (known) return known.canonical;
-  const spliced = withKnownMembers(value);
-  if (spliced !== undefined) return spliced;
-  const sorted = sortedCopy(value, 0);
-  return sorted === NOT_PLAIN ? canonicalize(value) : JSON.stringify(sorted);
+  const pieces = canonicalPieces(value);
+  return pieces && joinPieces(pieces);
 }
 
 /**
- * A plain object holding arguments whose canonical text is already known (a call digest's `{upstream, tool, args}`,
- * a record's `data`), serialised member by member around that text instead of serialising the arguments again
- * (issue 10). Canonical JSON composes: an object's text is its members' texts in sorted key order (RFC 8785 §3.2.3).
- * Undefined when no member is known or a member is not plain JSON (the general path then decides).
+ * `canonicalJson` in pieces: the encoded canonical text of an object prepared earlier (`argumentTexts.ts`), at any
+ * depth, is a piece of its own, neither serialised nor copied again (issue 10). Undefined where `canonicalJson` is.
  */
-function withKnownMembers(value: unknown): string | undefined {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  if ((proto !== Object.prototype && proto !== null) || "toJSON" in value) return undefined;
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  if (!keys.some((key) => knownArgumentTexts(record[key]) !== undefined)) return undefined;
-  // concatenated, not joined: the known text is linked into the result, not copied
-  let text = "{";
-  for (const key of keys.sort()) {
-    const member = isJsonString(key) ? canonicalJson(record[key]) : undefined;
-    if (member === undefined) return undefined;
-    text += `${text.length > 1 ? "," : ""}${JSON.stringify(key)}:${member}`;
-  }
-  return `${text}}`;
+export function canonicalPieces(value: unknown): TextPieces | undefined {
+  const known = knownArgumentTexts(value);
+  if (known) return [known.canonicalBytes];
+  const spliced: Uint8Array[] = [];
+  const sorted = sortedCopy(value, 0, spliced);
+  const general = () => {
+    const text = canonicalize(value);
+    return text === undefined ? undefined : [text];
+  };
+  if (sorted === NOT_PLAIN) return general();
+  const text = JSON.stringify(sorted);
+  return spliced.length === 0 ? [text] : splice(text, spliced) ?? general();
 }
 
-function sortedCopy(value: unknown, depth: number): unknown {
+/**
+ * Stands, while a value is serialised, for an object inside it whose canonical text is already known: the text is
+ * put in its place afterwards. Random, so no string in the value can be mistaken for it.
+ */
+const KNOWN_TOKEN = `\u0000atlas-known-${randomUUID()}-`;
+
+/** `text` cut at each token, the i-th replaced by `known[i]`; tokens come out in the order `sortedCopy` met them. */
+function splice(text: string, known: Uint8Array[]): TextPieces | undefined {
+  const pieces: TextPieces = [];
+  let at = 0;
+  for (let i = 0; i < known.length; i++) {
+    const token = JSON.stringify(`${KNOWN_TOKEN}${i}`);
+    const found = text.indexOf(token, at);
+    if (found === -1) return undefined;
+    pieces.push(text.slice(at, found), known[i]!);
+    at = found + token.length;
+  }
+  pieces.push(text.slice(at));
+  return pieces;
+}
+
+function sortedCopy(value: unknown, depth: number, spliced: Uint8Array[]): unknown {
   if (value === null || typeof value === "boolean") return value;
   if (typeof value === "number") return Number.isFinite(value) ? value : NOT_PLAIN;
   if (typeof value === "string") return isJsonString(value) ? value : NOT_PLAIN;
   if (typeof value !== "object" || depth > 200) return NOT_PLAIN;
+  const known = knownArgumentTexts(value);
+  if (known) return `${KNOWN_TOKEN}${spliced.push(known.canonicalBytes) - 1}`;
   if (Array.isArray(value)) {
     const copy = new Array<unknown>(value.length);
     for (let i = 0; i < value.length; i++) {
       if (!(i in value)) return NOT_PLAIN;
-      const item = sortedCopy(value[i], depth + 1);
+      const item = sortedCopy(value[i], depth + 1, spliced);
       if (item === NOT_PLAIN) return NOT_PLAIN;
       copy[i] = item;
     }
@@ -138,7 +173,7 @@ function sortedCopy(value: unknown, depth: number): unknown {
   const copy: Record<string, unknown> = {};
   for (const key of keys) {
     if (INDEX_KEY.test(key)) return NOT_PLAIN;
-    const member = sortedCopy((value as Record<string, unknown>)[key], depth + 1);
+    const member = sortedCopy((value as Record<string, unknown>)[key], depth + 1, spliced);
     if (member === NOT_PLAIN) return NOT_PLAIN;
     copy[key] = member;
   }
@@ -152,7 +187,7 @@ function sortedCopy(value: unknown, depth: number): unknown {
 export function digestCall(upstream: string, tool: string, args: Record<string, unknown>): string {
   const known = knownArgumentTexts(args)?.call;
   if (known && known.upstream === upstream && known.tool === tool) return known.digest;
-  return sha256Hex(canonicalJson({ upstream, tool, args }) ?? "");
+  return sha256Pieces(canonicalPieces({ upstream, tool, args }) ?? [""]);
 }
 
 /** The chain's anchor: the first record's `prev`. */
@@ -165,9 +200,13 @@ export function genesisHash(ledgerId: string): string {
  * Builds a record and its stored line in one serialisation: the line is the record's own canonical JSON with `hash`
  * in its sorted place. Odd input takes the general path (which throws where canonicalize does).
  */
-export function buildRecord(seq: number, ts: string, type: string, ref: string | undefined, data: Record<string, unknown>, prev: string): { record: LedgerRecord; line: string } {
+export function buildRecord(seq: number, ts: string, type: string, ref: string | undefined, data: Record<string, unknown>, prev: string): { record: LedgerRecord; line: string | TextPieces } {
   const parts = envelopeParts(LEDGER_VERSION, seq, ts, type, ref || undefined, data, prev);
-  const hash = sha256Hex(HASH_PREFIX + (parts ? `{"data":${parts.data},${parts.rest}` : canonicalize({ v: LEDGER_VERSION, seq, ts, type, ...(ref ? { ref } : {}), data, prev })));
+  const hash = parts
+    ? sha256Pieces(parts.data.length === 1 && typeof parts.data[0] === "string" ? [`${HASH_PREFIX}{"data":${parts.data[0]},${parts.rest}`] : [`${HASH_PREFIX}{"data":`, ...parts.data, `,${parts.rest}`])
+    : sha256Hex(HASH_PREFIX + canonicalize({ v: LEDGER_VERSION, seq, ts, type, ...(ref ? { ref } : {}), data, prev }));
   const record: LedgerRecord = ref ? { v: LEDGER_VERSION, seq, ts, type, ref, data, prev, hash } : { v: LEDGER_VERSION, seq, ts, type, data, prev, hash };
-  return { record, line: parts ? `{"data":${parts.data},"hash":"${hash}",${parts.rest}\n` : `${JSON.stringify(record)}\n` };
+  if (!parts) return { record, line: `${JSON.stringify(record)}\n` };
+  const tail = `,"hash":"${hash}",${parts.rest}\n`;
+  return { record, line: parts.data.length === 1 && typeof parts.data[0] === "string" ? `{"data":${parts.data[0]}${tail}` : ['{"data":', ...parts.data, tail] };
 }

@@ -1,7 +1,6 @@
 import { existsSync } from "node:fs";
-import canonicalize from "canonicalize";
 import { ledgerFiles } from "../dataDir.js";
-import { genesisHash, hashRecord, sha256Hex, type LedgerRecord } from "./record.js";
+import { canonicalPieces, genesisHash, hashRecord, sha256Hex, sha256Pieces, type LedgerRecord } from "./record.js";
 import { listSegments, readLines, segmentName, type Segment } from "./segments.js";
 import { verifyCheckpoint, type NoteVerifier } from "./signedNote.js";
 
@@ -31,7 +30,7 @@ export function checkpointOrigin(ledgerId: string): string {
 
 /** The digest of a checkpoint's state, as its signed note names it (`atlas-state <hex>`). */
 export function stateDigest(state: unknown): string {
-  return sha256Hex(canonicalize(state ?? null) ?? "");
+  return sha256Pieces(canonicalPieces(state ?? null) ?? [""]);
 }
 
 /** The carried records of a checkpoint, in seq order (the order they were first written). */

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
 import type { Readable, Writable } from "node:stream";
 import { serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
@@ -51,15 +52,19 @@ export function serializeWithKnownArguments(message: JSONRPCMessage): string | [
 }
 
 /**
- * Newline-delimited JSON-RPC over a pair of streams. Unlike the SDK's stdio transports it keeps incoming chunks in
- * a list (no quadratic re-copying of a 64 MiB message), reports end-of-input as a close (the SDK ignores stdin EOF),
+ * Newline-delimited JSON-RPC over a pair of streams. Unlike the SDK's stdio transports it decodes incoming chunks as
+ * they arrive and keeps them in a list (no quadratic re-copying of a 64 MiB message, and no decoding of it all at
+ * once when its newline comes), reports end-of-input as a close (the SDK ignores stdin EOF),
  * and refuses — rather than dies on or silently drops — a message over the size cap (see `refuseOversized`).
  */
 export class StreamTransport implements Transport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
-  private chunks: Buffer[] = [];
+  /** The current line so far, decoded as its chunks arrive (no copy of the whole message to decode at its end). */
+  private texts: string[] = [];
+  private readonly decoder = new StringDecoder("utf8");
+  /** Bytes of the current line so far. */
   private buffered = 0;
   /** While a message over the cap streams past: its first and last bytes, enough to find its id and method. */
   private discarding: { head: string; tail: string; bytes: number } | undefined;
@@ -103,28 +108,32 @@ export class StreamTransport implements Transport {
         this.refuseOversized();
         continue;
       }
-      const line = this.chunks.length ? Buffer.concat([...this.chunks, piece]) : piece;
-      this.chunks = [];
-      this.buffered = 0;
-      this.deliver(line);
+      this.deliver(this.takeLine(piece));
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
       if (this.discarding) this.keepEdges(rest);
       else if (this.buffered + rest.length > this.maxMessageBytes) this.startDiscarding(rest);
       else {
-        this.chunks.push(rest);
+        this.texts.push(this.decoder.write(rest));
         this.buffered += rest.length;
       }
     }
   };
 
-  private startDiscarding(piece: Buffer): void {
-    const held = this.chunks.length ? Buffer.concat([...this.chunks, piece]) : piece;
-    this.chunks = [];
+  /** The current line, ending with `last`, as text (a sequence cut short by the newline decodes as U+FFFD, as `Buffer#toString` does). */
+  private takeLine(last: Buffer): string {
+    const end = this.decoder.write(last) + this.decoder.end();
+    const text = this.texts.length ? this.texts.join("") + end : end;
+    this.texts = [];
     this.buffered = 0;
-    this.discarding = { head: held.subarray(0, EDGE_BYTES).toString("utf8"), tail: "", bytes: 0 };
-    this.keepEdges(held);
+    return text;
+  }
+
+  private startDiscarding(piece: Buffer): void {
+    const bytes = this.buffered + piece.length;
+    const held = this.takeLine(piece);
+    this.discarding = { head: held.slice(0, EDGE_BYTES), tail: held.slice(-EDGE_BYTES), bytes };
   }
 
   private keepEdges(piece: Buffer): void {
@@ -149,8 +158,8 @@ export class StreamTransport implements Transport {
     else this.onmessage?.(error);
   }
 
-  private deliver(line: Buffer): void {
-    const text = line.toString("utf8").replace(/\r$/, "");
+  private deliver(line: string): void {
+    const text = line.endsWith("\r") ? line.slice(0, -1) : line;
     if (text.trim() === "") return;
     let parsed: unknown;
     try {
@@ -203,7 +212,7 @@ export class StreamTransport implements Transport {
     this.input.off("data", this.onData);
     this.input.off("end", this.onEnd);
     this.input.off("close", this.onEnd);
-    this.chunks = [];
+    this.texts = [];
     this.onclose?.();
   }
 }

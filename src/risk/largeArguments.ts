@@ -24,8 +24,8 @@ export interface CallTarget {
 export interface PreparedArguments {
   /** Self-protection's verdict (undefined: nothing of the gateway's is reached). */
   hit: SelfProtectionHit | undefined;
-  canonical: string;
-  /** UTF-8 of `JSON.stringify(args)`; moved, not copied, from the worker. */
+  /** UTF-8 of the canonical text and of `JSON.stringify(args)` (the same buffer when they are equal); moved, not copied, from the worker. */
+  canonicalBytes: Uint8Array;
   jsonBytes: Uint8Array;
   /** The call digest (`digestCall`). */
   digest: string;
@@ -39,9 +39,10 @@ export function prepareArgumentsNow(check: (args: Record<string, unknown>) => Se
   const hit = check(args);
   const canonical = canonicalJson(args) ?? "{}";
   const json = JSON.stringify(args);
-  const jsonBytes = Buffer.from(json === canonical ? canonical : json, "utf8");
-  rememberArgumentTexts(args, { canonical, jsonBytes });
-  return { hit, canonical, jsonBytes, digest: digestCall(target.upstream, target.tool, args) };
+  const canonicalBytes = Buffer.from(canonical, "utf8");
+  const jsonBytes = json === canonical ? canonicalBytes : Buffer.from(json, "utf8");
+  rememberArgumentTexts(args, { canonicalBytes, jsonBytes });
+  return { hit, canonicalBytes, jsonBytes, digest: digestCall(target.upstream, target.tool, args) };
 }
 
 interface WorkerRequest {
@@ -66,10 +67,12 @@ export function serveArgumentRequests(port: { on(event: "message", listener: (re
     try {
       cwds = request.cwds;
       const prepared = prepareArgumentsNow(check, request.args, request.target);
-      const bytes = prepared.jsonBytes;
-      // the encoded text moves to the main thread without a copy when it owns its memory (Buffer.from of a large text does)
-      const movable = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
-      port.postMessage({ id: request.id, prepared }, movable ? [bytes.buffer as ArrayBuffer] : []);
+      // the encoded texts move to the main thread without a copy when they own their memory (Buffer.from of a large text does)
+      const movable = new Set<ArrayBuffer>();
+      for (const bytes of [prepared.canonicalBytes, prepared.jsonBytes]) {
+        if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) movable.add(bytes.buffer);
+      }
+      port.postMessage({ id: request.id, prepared }, [...movable]);
     } catch (error) {
       port.postMessage({ id: request.id, error: (error as Error).message });
     }
@@ -141,7 +144,7 @@ export class ArgumentPreparer {
       }
     }
     this.verdicts.set(args, prepared.hit);
-    rememberArgumentTexts(args, { canonical: prepared.canonical, jsonBytes: prepared.jsonBytes, call: { ...target, digest: prepared.digest } });
+    rememberArgumentTexts(args, { canonicalBytes: prepared.canonicalBytes, jsonBytes: prepared.jsonBytes, call: { ...target, digest: prepared.digest } });
   }
 
   /** Stops the worker thread; calls still waiting on it are prepared in-thread. */

@@ -2,8 +2,8 @@ import canonicalize from "canonicalize";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isWellFormedText } from "../../src/argumentBounds.js";
-import { rememberArgumentTexts } from "../../src/argumentTexts.js";
-import { canonicalJson, canonicalRecord, digestCall, type UnsignedRecord } from "../../src/ledger/ledger.js";
+import { knownArgumentTexts, rememberArgumentTexts } from "../../src/argumentTexts.js";
+import { canonicalJson, canonicalRecord, digestCall, openFileSink, type UnsignedRecord } from "../../src/ledger/ledger.js";
 
 const prev = "ab".repeat(32);
 const base = { v: 1, seq: 7, ts: "2026-11-24T10:00:00.000Z", type: "request.created", ref: "evt_0a1b2c3d", prev };
@@ -58,6 +58,34 @@ describe("stored lines", () => {
     expect(lines).toHaveLength(3);
     for (const line of lines) expect(line).toBe(canonicalizeJson(JSON.parse(line)));
   });
+
+  it("are the same when a record holds arguments already encoded, written in pieces, and the chain verifies", async () => {
+    const { mkdtempSync, readFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { Ledger, scanLedger } = await import("../../src/ledger/ledger.js");
+    const path = join(mkdtempSync(join(tmpdir(), "atlas-lines-")), "l.jsonl");
+    const writes: (string | Uint8Array)[] = [];
+    const ledger = Ledger.open(path, {
+      instance: "main",
+      sink: (file) => {
+        const inner = openFileSink(file);
+        return { ...inner, write: (data) => (writes.push(data), inner.write(data)) };
+      },
+    });
+    const args = { z: "é😀".repeat(1000), a: [1, { y: null, b: true }] };
+    rememberArgumentTexts(args, { canonicalBytes: Buffer.from(canonicalize(args)!), jsonBytes: Buffer.from(JSON.stringify(args)) });
+    ledger.append("request.admitted", "evt_0000abcd", { upstream: "u", tool: "t", args, args_digest: digestCall("u", "t", args) }, "batch");
+    ledger.append("gateway.started", undefined, {}, "sync");
+    await ledger.close();
+    expect(writes.some((data) => data === knownArgumentTexts(args)!.canonicalBytes)).toBe(true); // not copied into one buffer
+    const lines = readFileSync(join(path.replace(/\.jsonl$/, ""), "000000000000.jsonl"), "utf8").trimEnd().split("\n");
+    expect(JSON.parse(lines[1]!).data.args).toEqual(args);
+    for (const line of lines) expect(line).toBe(canonicalize(JSON.parse(line)));
+    const scan = scanLedger(path.replace(/\.jsonl$/, ""));
+    expect(scan.problem).toBeUndefined();
+    expect(scan.records.map((record) => record.type)).toEqual(["ledger.created", "request.admitted", "gateway.started"]);
+  });
 });
 
 describe("canonicalJson (the fast RFC 8785 path)", () => {
@@ -101,10 +129,12 @@ describe("arguments whose texts are known (issue 10: large arguments are seriali
       fc.property(argsArbitrary, fc.string(), fc.string(), fc.dictionary(fc.string(), jsonValue, { maxKeys: 4 }), (args, upstream, tool, extra) => {
         fc.pre(Object.keys(args).every((key) => isWellFormedText(key)));
         const fresh = structuredClone(args);
-        rememberArgumentTexts(args, { canonical: canonicalize(args)!, jsonBytes: Buffer.from(JSON.stringify(args)) });
+        rememberArgumentTexts(args, { canonicalBytes: Buffer.from(canonicalize(args)!), jsonBytes: Buffer.from(JSON.stringify(args)) });
         expect(canonicalJson(args)).toBe(canonicalize(fresh));
         expect(canonicalJson({ upstream, tool, args })).toBe(canonicalize({ upstream, tool, args: fresh }));
         expect(canonicalJson({ ...extra, args, name: tool })).toBe(canonicalize({ ...extra, args: fresh, name: tool }));
+        // at any depth, more than once (a checkpoint carries the records of calls still open)
+        expect(canonicalJson({ state: { requests: [{ data: { args } }, extra, { data: { args } }] } })).toBe(canonicalize({ state: { requests: [{ data: { args: fresh } }, extra, { data: { args: fresh } }] } }));
         expect(digestCall(upstream, tool, args)).toBe(digestCall(upstream, tool, fresh));
       }),
       { numRuns: 300 },
@@ -113,13 +143,14 @@ describe("arguments whose texts are known (issue 10: large arguments are seriali
 
   it("uses the known text rather than serialising the arguments again", () => {
     const args = { a: 1 };
-    rememberArgumentTexts(args, { canonical: '{"a":"as remembered"}', jsonBytes: Buffer.from("{}") });
+    rememberArgumentTexts(args, { canonicalBytes: Buffer.from('{"a":"as remembered"}'), jsonBytes: Buffer.from("{}") });
     expect(canonicalJson({ z: true, args })).toBe('{"args":{"a":"as remembered"},"z":true}');
+    expect(canonicalJson({ list: [args, { args }], b: "\u0000" })).toBe('{"b":"\\u0000","list":[{"a":"as remembered"},{"args":{"a":"as remembered"}}]}');
   });
 
   it("the digest a worker computed is used only for the upstream and tool it was computed for", () => {
     const args = { path: "/tmp/x" };
-    rememberArgumentTexts(args, { canonical: canonicalize(args)!, jsonBytes: Buffer.from(JSON.stringify(args)), call: { upstream: "fs", tool: "read", digest: "d".repeat(64) } });
+    rememberArgumentTexts(args, { canonicalBytes: Buffer.from(canonicalize(args)!), jsonBytes: Buffer.from(JSON.stringify(args)), call: { upstream: "fs", tool: "read", digest: "d".repeat(64) } });
     expect(digestCall("fs", "read", args)).toBe("d".repeat(64));
     expect(digestCall("fs", "write", args)).toBe(digestCall("fs", "write", { path: "/tmp/x" }));
     expect(digestCall("other", "read", args)).toBe(digestCall("other", "read", { path: "/tmp/x" }));
@@ -127,7 +158,7 @@ describe("arguments whose texts are known (issue 10: large arguments are seriali
 
   it("a member that is not plain JSON still takes the general path", () => {
     const args = { a: 1 };
-    rememberArgumentTexts(args, { canonical: canonicalize(args)!, jsonBytes: Buffer.from(JSON.stringify(args)) });
+    rememberArgumentTexts(args, { canonicalBytes: Buffer.from(canonicalize(args)!), jsonBytes: Buffer.from(JSON.stringify(args)) });
     const value = { args, when: new Date(0), gone: undefined };
     expect(canonicalJson(value)).toBe(canonicalize({ args: { a: 1 }, when: new Date(0), gone: undefined }));
   });

@@ -63,6 +63,17 @@ describe("StreamTransport limits", () => {
     expect(client.errors[0]).toMatch(/not JSON/);
   });
 
+  it("decodes characters split across chunks, and a line ending in CRLF", async () => {
+    const peer = link({ maxMessageBytes: 2048 });
+    const line = Buffer.from(`${JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping", params: { _meta: { note: "é😀€" } } })}\r\n`);
+    const at = line.indexOf(Buffer.from("😀")) + 2; // inside the emoji's four bytes
+    peer.input.write(line.subarray(0, at));
+    await flush();
+    peer.input.write(line.subarray(at));
+    await flush();
+    expect(peer.received).toEqual([{ jsonrpc: "2.0", id: 1, method: "ping", params: { _meta: { note: "é😀€" } } }]);
+  });
+
   it("finds id and method at the top level only", () => {
     expect(envelopeOf('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"id":99', "")).toEqual({ id: 1, method: "tools/call" });
     expect(envelopeOf('{"result":{"id":5,"method":"x"', '"jsonrpc":"2.0","id":"a\\"b"}')).toEqual({ id: 'a"b' });
@@ -100,7 +111,7 @@ describe("the built gateway with a small message limit", () => {
 describe("a request whose arguments are already encoded (issue 10)", () => {
   it("is written as the same JSON line, arguments spliced in their place, nothing between its pieces", async () => {
     const args = { text: "é".repeat(5000), nested: { b: 1, a: [true, null] } };
-    rememberArgumentTexts(args, { canonical: "unused here", jsonBytes: Buffer.from(JSON.stringify(args)) });
+    rememberArgumentTexts(args, { canonicalBytes: Buffer.from("unused here"), jsonBytes: Buffer.from(JSON.stringify(args)) });
     const request = { jsonrpc: "2.0" as const, id: 9, method: "tools/call", params: { name: "echo", arguments: args, _meta: { progressToken: "p" } } };
     const pieces = serializeWithKnownArguments(request);
     expect(Array.isArray(pieces)).toBe(true);
