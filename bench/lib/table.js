@@ -1,4 +1,4 @@
-/** The results table: figure, baseline, ratio, target, PASS/MISS (or "info" for context rows). */
+/** The results table: figure, baseline, ratio (or `difference` in ms, for targets in ms), target, PASS/MISS (or "info" for context rows). */
 export function formatTable(rows) {
   const header = ["Section", "Measure", "Gateway", "Baseline", "Ratio", "Target", "Result"];
   const cells = rows.map((row) => [
@@ -6,7 +6,7 @@ export function formatTable(rows) {
     row.measure,
     row.value,
     row.baseline,
-    row.ratio === undefined || !Number.isFinite(row.ratio) ? "—" : `${row.ratio.toFixed(2)}x`,
+    row.difference !== undefined ? `${row.difference >= 0 ? "+" : "−"}${Math.abs(row.difference).toFixed(1)} ms` : row.ratio === undefined || !Number.isFinite(row.ratio) ? "—" : `${row.ratio.toFixed(2)}x`,
     row.target,
     row.pass === undefined ? "" : row.pass ? "PASS" : "MISS",
   ]);
