@@ -436,7 +436,9 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     merged = { ...merged, upstreams: { ...(merged.upstreams as object | undefined), [nameForCommand(command, args)]: { command, args } } };
   }
 
-  const result = configSchema.safeParse(merged);
+  // Parsed once per process: zod's JIT fast path (generated with `new Function` on a schema's first parse) costs more
+  // to build than it saves on one parse, and this parse sits on every cold start before `initialize` (issue 12).
+  const result = configSchema.safeParse(merged, { jitless: true });
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {
