@@ -29,6 +29,7 @@ import * as z from "zod";
 import type { ExecuteOptions } from "../governance/engine.js";
 import type { ReadRequest } from "../risk/readPolicy.js";
 import { ArgumentValidator } from "./argumentValidator.js";
+import { LazyJsonSchemaValidator } from "./lazyJsonSchemaValidator.js";
 import { checkArgumentBounds, type ArgumentLimits } from "../argumentBounds.js";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
@@ -141,7 +142,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const { upstreams, engine } = deps;
   const server = new Server(
     { name: "atlas-gateway", version: deps.version, title: "ATLAS Governance Gateway" },
-    { capabilities: HANDLED_CAPABILITIES, instructions: GATEWAY_INSTRUCTIONS },
+    { capabilities: HANDLED_CAPABILITIES, instructions: GATEWAY_INSTRUCTIONS, jsonSchemaValidator: new LazyJsonSchemaValidator() },
   );
   const pageSize = deps.pageSize ?? 500;
   const validator = new ArgumentValidator(deps.log ?? (() => {}));
