@@ -1,6 +1,6 @@
-import { CommanderError, type Command } from "commander";
+import type { Command } from "commander";
 import { AtlasError, ConfigError } from "../errors.js";
-import { newProgram, registerServeCommand, type CliIO } from "./serveCommand.js";
+import { parseServeArgs, runServe, type CliIO } from "./serveStart.js";
 
 export type { CliIO };
 
@@ -34,22 +34,34 @@ export function servesOnly(argv: readonly string[]): boolean {
   return first.startsWith("-") && !/^-[hv]/.test(first);
 }
 
-/** The program for `argv`: only `serve` when that is certainly what runs (`servesOnly`), otherwise the whole CLI. */
+/** The commander program for `argv`: only `serve` when that is certainly what runs (`servesOnly`), otherwise the whole CLI. */
 export async function programFor(io: CliIO, argv: readonly string[]): Promise<Command> {
   const loadAll = async () => (await import("./program.js")).buildProgram(io, argv);
   if (!servesOnly(argv)) return loadAll();
+  const { newProgram, registerServeCommand } = await import("./serveCommand.js");
   const program = newProgram(io);
   registerServeCommand(program, io, argv, async () => (await loadAll()).commands.map((command) => command.name()));
   return program;
 }
 
-/** The one catch: typed errors become their message and exit code; anything else is a bug, reported in one line. */
+/** Whether a command's failure is commander's own (usage error, help or version shown); loads commander only then. */
+async function isCommanderError(error: unknown): Promise<boolean> {
+  return error instanceof Error && error instanceof (await import("commander")).CommanderError;
+}
+
+/**
+ * Runs the CLI. A plain gateway start (every MCP client launch) is read by `parseServeArgs` and runs without loading
+ * commander at all; everything else goes through commander. The one catch: typed errors become their message and
+ * exit code; anything else is a bug, reported in one line.
+ */
 export async function main(argv: string[], io: CliIO = defaultIO): Promise<number> {
   try {
-    await (await programFor(io, argv)).parseAsync(argv, { from: "user" });
+    const plain = servesOnly(argv) ? parseServeArgs(argv) : undefined;
+    if (plain) await runServe(io, plain.upstream, plain.flags);
+    else await (await programFor(io, argv)).parseAsync(argv, { from: "user" });
     return 0;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    if (await isCommanderError(error)) return (error as { exitCode: number }).exitCode === 0 ? 0 : 2;
     if (error instanceof ConfigError) {
       for (const problem of error.problems) io.err(`atlas-gateway: ${problem}`);
       return error.exitCode;

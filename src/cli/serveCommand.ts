@@ -1,13 +1,10 @@
 import { Command, Option } from "commander";
-import { loadConfig, type ConfigFlags } from "../config.js";
+import type { ConfigFlags } from "../config.js";
 import { ConfigError } from "../errors.js";
 import { VERSION } from "../version.js";
+import { runServe, type CliIO } from "./serveStart.js";
 
-export interface CliIO {
-  out: (text: string) => void;
-  err: (text: string) => void;
-  env: NodeJS.ProcessEnv;
-}
+export type { CliIO };
 
 /** The root command: name, version, help and error output shared by the whole CLI and the serve-only start. */
 export function newProgram(io: CliIO): Command {
@@ -28,7 +25,8 @@ export function withCommonOptions(command: Command): Command {
 }
 
 /**
- * Registers `serve`, the default command. `commandNames` lists the CLI's commands for the error an upstream without
+ * Registers `serve`, the default command (for a plain start, `main` reads the arguments with `parseServeArgs` and
+ * comes here only when that declines). `commandNames` lists the CLI's commands for the error an upstream without
  * `--` gets; it may load them (the serve-only start has only `serve` registered, and needs the list only then).
  */
 export function registerServeCommand(program: Command, io: CliIO, argv: readonly string[], commandNames: () => string[] | Promise<string[]>): void {
@@ -47,15 +45,6 @@ export function registerServeCommand(program: Command, io: CliIO, argv: readonly
       if (upstream.length > 0 && !argv.includes("--")) {
         throw new ConfigError([`unknown command '${upstream[0]}'. Commands: ${(await commandNames()).join(", ")}. An upstream command goes after --, e.g. atlas-gateway -- npx -y @modelcontextprotocol/server-filesystem ~/Documents`]);
       }
-      const resolved = loadConfig({ env: io.env, flags, shorthand: upstream });
-      // serve, doctor and demo are imported when run: a one-shot command (approve, pending, audit verify) then never
-      // loads the MCP SDK, and a reviewer's `approve` starts in about half the time
-      const { runGateway } = await import("../mcp/serve.js");
-      const running = await runGateway(resolved, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: io.env }, VERSION);
-      const stop = (signal: string) => void running.close(signal);
-      process.once("SIGINT", () => stop("SIGINT"));
-      process.once("SIGTERM", () => stop("SIGTERM"));
-      process.once("SIGHUP", () => stop("SIGHUP"));
-      await running.closed;
+      await runServe(io, upstream, flags);
     });
 }

@@ -1,7 +1,6 @@
 import { rmSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import type { LedgerRecord } from "./record.js";
 import { listSegments, readLines, syncDirectory, zlib, type Segment } from "./segments.js";
 
@@ -64,7 +63,8 @@ export async function applyRetention(dir: string, policy: RetentionPolicy, now: 
       if (segment.compressed) continue;
       const target = `${segment.path}.gz`;
       const tmp = `${target}.tmp`;
-      const packed = await promisify(zlib().gzip)(await readFile(segment.path));
+      const contents = await readFile(segment.path);
+      const packed = await new Promise<Buffer>((resolve, reject) => zlib().gzip(contents, (error, out) => (error ? reject(error) : resolve(out))));
       const handle = await open(tmp, "w", 0o600);
       try {
         await handle.writeFile(packed);

@@ -1,7 +1,9 @@
 import type { Command } from "commander";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { main, OTHER_COMMANDS, programFor, servesOnly } from "../../src/cli/main.js";
 import { buildProgram } from "../../src/cli/program.js";
+import { parseServeArgs } from "../../src/cli/serveStart.js";
 import { tempDir } from "../helpers.js";
 
 /**
@@ -77,5 +79,54 @@ describe("the serve-only start", () => {
     const all = buildProgram(io([]), []).commands.map((command) => command.name());
     expect(all.length).toBeGreaterThan(10);
     expect(err.join("\n")).toContain(`unknown command 'pendin'. Commands: ${all.join(", ")}. An upstream command goes after --`);
+  });
+});
+
+/** What commander does with argv: runs serve with (upstream, flags), runs another command, or fails. */
+async function commanderServe(argv: string[]): Promise<unknown> {
+  const program = buildProgram(io([]), argv);
+  let ran: unknown = "nothing";
+  const instrument = (command: Command) => {
+    command.action(function (this: Command, ...params: unknown[]) {
+      ran = this.name() === "serve" ? { upstream: params[0], flags: { ...(params[1] as object) } } : `ran ${this.name()}`;
+    });
+    command.commands.forEach(instrument);
+  };
+  program.commands.forEach(instrument);
+  try {
+    await program.parseAsync(argv, { from: "user" });
+  } catch {
+    return "error";
+  }
+  return ran;
+}
+
+describe("parseServeArgs (a plain start without commander)", () => {
+  it.each([
+    [[], { upstream: [], flags: {} }],
+    [["--", "npx", "-y", "@modelcontextprotocol/server-filesystem", "/tmp"], { upstream: ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/tmp"], flags: {} }],
+    [["serve", "--data-dir", "/d", "--port", "0", "--instance", "bench", "--", "node", "up.js"], { upstream: ["node", "up.js"], flags: { dataDir: "/d", port: "0", instance: "bench" } }],
+    [["-c", "/c.json", "-d", "/d", "--demo", "--engine=inngest", "--review-timeout", "2h", "--threshold", "50", "--host", "::1"], { upstream: [], flags: { config: "/c.json", dataDir: "/d", demo: true, engine: "inngest", reviewTimeout: "2h", threshold: "50", host: "::1" } }],
+  ])("reads %j as commander does", async (argv, expected) => {
+    expect(parseServeArgs(argv)).toEqual(expected);
+    expect(await commanderServe(argv)).toEqual(expected);
+  });
+
+  it.each([[["--bogus"]], [["--engine", "nope"]], [["--port"]], [["--port", "-1"]], [["--port="]], [["-d/x"]], [["serve", "x"]], [["--data-dir", "/x", "pending"]]])(
+    "leaves %j to commander",
+    (argv) => expect(parseServeArgs(argv)).toBeUndefined(),
+  );
+
+  it("agrees with commander on every argv it reads (generated)", async () => {
+    const tokens = ["serve", "--", "--demo", "-c", "--config", "-d", "--data-dir", "--host", "--port", "--threshold", "--review-timeout", "--engine", "--instance",
+      "local", "inngest", "nope", "x", "/tmp/a b", "0", "-x", "-1", "--bogus", "--port=1", "--engine=local", "--engine=bad", "--data-dir=", "-d/x", "pending", "help", "--demo=1", ""];
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom(...tokens), { maxLength: 8 }), async (argv) => {
+        if (!servesOnly(argv)) return;
+        const read = parseServeArgs(argv);
+        if (read !== undefined) expect(await commanderServe(argv)).toEqual(read);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
