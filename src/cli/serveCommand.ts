@@ -18,6 +18,7 @@ export function newProgram(io: CliIO): Command {
     .exitOverride();
 }
 
+/** `-c/--config` and `-d/--data-dir`, which every command that reads the config or the data dir takes. */
 export function withCommonOptions(command: Command): Command {
   return command
     .option("-c, --config <file>", "project config file (JSON; env ATLAS_CONFIG)")

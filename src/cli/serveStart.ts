@@ -1,6 +1,7 @@
 import { loadConfig, type ConfigFlags } from "../config.js";
 import { VERSION } from "../version.js";
 
+/** Where the CLI writes and what environment it reads: the process's by default, a test's own in tests. */
 export interface CliIO {
   out: (text: string) => void;
   err: (text: string) => void;
