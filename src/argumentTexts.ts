@@ -8,6 +8,12 @@
  * Keyed by object identity, so a text is valid only while its object is unchanged. That holds for a call's arguments:
  * the gateway reads them and never edits them (arguments edited by a reviewer are a new object).
  */
+/**
+ * Arguments at least this large (UTF-8 JSON bytes) are prepared on a worker thread (`risk/largeArguments.ts`): below
+ * it the work takes a few milliseconds, which a thread hop would not repay.
+ */
+export const LARGE_ARGUMENT_BYTES = 1024 * 1024;
+
 export interface ArgumentTexts {
   /** RFC 8785 canonical JSON, UTF-8 encoded: hashed and written to the ledger as it is. */
   canonicalBytes: Uint8Array;

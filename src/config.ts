@@ -69,8 +69,11 @@ const inngestSettings = z
 
 export type InngestSettings = z.output<typeof inngestSettings>;
 
-/** Where reviewers are told about held calls, decisions, executions, expiries and halts (issue 9; see `notify/`). */
-const notifySink = z.discriminatedUnion("type", [
+/**
+ * Where reviewers are told about held calls, decisions, executions, expiries and halts (issue 9; see `notify/`). Built
+ * when a config has sinks (`z.lazy`), not at every cold start (issue 12).
+ */
+const notifySink = () => z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("webhook"),
     url: z.url({ protocol: /^https?$/, error: "url must be an http(s) URL" }),
@@ -84,7 +87,7 @@ const notifySink = z.discriminatedUnion("type", [
   }),
 ], { error: "each notify sink needs \"type\": \"webhook\" (with url and secret) or \"slack\" (with url)" });
 
-export type NotifySinkConfig = z.output<typeof notifySink>;
+export type NotifySinkConfig = z.output<ReturnType<typeof notifySink>>;
 
 /** Bounds on a tool call's arguments, checked before the call is recorded (issue 11; see `argumentBounds.ts`). */
 const limitsSettings = z
@@ -126,7 +129,7 @@ export const configSchema = z.strictObject({
     hmac: z.boolean().default(true),
   }).prefault({}),
   /** Notification sinks (webhook, Slack); delivery never delays or fails a tool call. */
-  notify: z.array(notifySink).default([]),
+  notify: z.lazy(() => z.array(notifySink())).default([]),
   /** The address reviewers reach this gateway's listener at (e.g. through a tunnel): notifications link to `<publicUrl>/review`. */
   publicUrl: z.url({ protocol: /^https?$/, error: "publicUrl must be an http(s) URL" }).optional(),
   limits: limitsSettings,
@@ -436,7 +439,9 @@ export function loadConfig(options: LoadConfigOptions = {}): GatewayConfig {
     merged = { ...merged, upstreams: { ...(merged.upstreams as object | undefined), [nameForCommand(command, args)]: { command, args } } };
   }
 
-  const result = configSchema.safeParse(merged);
+  // Parsed once per process: zod's JIT fast path (generated with `new Function` on a schema's first parse) costs more
+  // to build than it saves on one parse, and this parse sits on every cold start before `initialize` (issue 12).
+  const result = configSchema.safeParse(merged, { jitless: true });
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {

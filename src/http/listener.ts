@@ -8,9 +8,14 @@ import type { WebhookVerifier } from "./webhook.js";
 import { describeHalt } from "../governance/haltState.js";
 import { newHaltFact, recordHaltEverywhere } from "../governance/halt.js";
 
-// Loaded through require on purpose: an ESM import of node:http builds a facade over all its exports, whose lazy
-// getters load Node's bundled undici (fetch, WebSocket, web streams) — about 25 ms of every gateway start, for nothing.
-const { createServer } = createRequire(import.meta.url)("node:http") as typeof import("node:http");
+/**
+ * node:http, loaded when the listener starts, through require on purpose: an ESM import of node:http builds a facade
+ * over all its exports, whose lazy getters load Node's bundled undici (fetch, WebSocket, web streams) — about 25 ms of
+ * every gateway start, for nothing; and loading it at all (3–6 ms) waits until after `initialize` is answered.
+ */
+function loadHttp(): typeof import("node:http") {
+  return createRequire(import.meta.url)("node:http") as typeof import("node:http");
+}
 
 export const MAX_WEBHOOK_BODY_BYTES = 64 * 1024;
 
@@ -158,7 +163,7 @@ async function handleHalt(deps: ListenerDeps, req: IncomingMessage, res: ServerR
  * Starts listening. A busy port is reported and resolves undefined: the MCP server keeps running without it.
  */
 export function startListener(handler: RequestListener, host: string, port: number, log: (line: string) => void): Promise<{ server: Server; port: number } | undefined> {
-  const server = createServer(handler);
+  const server = loadHttp().createServer(handler);
   server.keepAliveTimeout = 5000;
   return new Promise((resolve) => {
     server.once("error", (error: NodeJS.ErrnoException) => {

@@ -1,12 +1,8 @@
 import { rmSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { gzip } from "node:zlib";
 import type { LedgerRecord } from "./record.js";
-import { listSegments, readLines, syncDirectory, type Segment } from "./segments.js";
-
-const gzipAsync = promisify(gzip);
+import { listSegments, readLines, syncDirectory, zlib, type Segment } from "./segments.js";
 
 /**
  * The shortest retention the gateway applies: six months (EU AI Act Art. 26(6) asks deployers to keep logs at least
@@ -67,7 +63,8 @@ export async function applyRetention(dir: string, policy: RetentionPolicy, now: 
       if (segment.compressed) continue;
       const target = `${segment.path}.gz`;
       const tmp = `${target}.tmp`;
-      const packed = await gzipAsync(await readFile(segment.path));
+      const contents = await readFile(segment.path);
+      const packed = await new Promise<Buffer>((resolve, reject) => zlib().gzip(contents, (error, out) => (error ? reject(error) : resolve(out))));
       const handle = await open(tmp, "w", 0o600);
       try {
         await handle.writeFile(packed);

@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fdatasyncSync, fstatSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
-import { gunzipSync } from "node:zlib";
 
 /**
  * A ledger (0.2) is a directory of segment files named after the seq of their first record, zero-padded to 12
@@ -37,10 +37,19 @@ export function listSegments(dir: string): Segment[] {
   return [...unique.values()].sort((a, b) => a.firstSeq - b.firstSeq);
 }
 
+/**
+ * node:zlib, loaded when a compressed segment is first read or written. An ESM import would load it at every gateway
+ * start, before `initialize` is answered (about 2 ms of a cold start, issue 12), though most ledgers are never
+ * compressed; `require` of a built-in is cached by Node after the first call.
+ */
+export function zlib(): typeof import("node:zlib") {
+  return createRequire(import.meta.url)("node:zlib") as typeof import("node:zlib");
+}
+
 /** Streams a file's lines without holding it whole in memory (a big segment is tens of MB); gzip files are inflated whole. */
 export function* readLines(path: string): Generator<{ line: string; complete: boolean; lineNo: number }> {
   if (path.endsWith(".gz")) {
-    const text = gunzipSync(readFileSync(path)).toString("utf8");
+    const text = zlib().gunzipSync(readFileSync(path)).toString("utf8");
     const rows = text.split("\n");
     const tail = rows.pop() ?? "";
     let lineNo = 0;
@@ -76,7 +85,7 @@ export function* readLines(path: string): Generator<{ line: string; complete: bo
 /** The last complete line of a segment, read from the end (a segment's predecessor link is checked this way at start). */
 export function readLastLine(path: string): string | undefined {
   if (path.endsWith(".gz")) {
-    const rows = gunzipSync(readFileSync(path)).toString("utf8").split("\n");
+    const rows = zlib().gunzipSync(readFileSync(path)).toString("utf8").split("\n");
     rows.pop();
     return rows.at(-1);
   }

@@ -29,9 +29,10 @@ import * as z from "zod";
 import type { ExecuteOptions } from "../governance/engine.js";
 import type { ReadRequest } from "../risk/readPolicy.js";
 import { ArgumentValidator } from "./argumentValidator.js";
+import { LazyJsonSchemaValidator } from "./lazyJsonSchemaValidator.js";
 import { measureArguments, type ArgumentLimits } from "../argumentBounds.js";
-import { forgetArgumentTexts } from "../argumentTexts.js";
-import { LARGE_ARGUMENT_BYTES, type CallTarget } from "../risk/largeArguments.js";
+import { forgetArgumentTexts, LARGE_ARGUMENT_BYTES } from "../argumentTexts.js";
+import type { CallTarget } from "../risk/largeArguments.js";
 import type { GovernanceEngine } from "../governance/engine.js";
 import { REF_PATTERN } from "../governance/governanceLog.js";
 import { toolDefinitionHash } from "../risk/toolPins.js";
@@ -148,7 +149,7 @@ export function createGateway(deps: GatewayDeps): Gateway {
   const { upstreams, engine } = deps;
   const server = new Server(
     { name: "atlas-gateway", version: deps.version, title: "ATLAS Governance Gateway" },
-    { capabilities: HANDLED_CAPABILITIES, instructions: GATEWAY_INSTRUCTIONS },
+    { capabilities: HANDLED_CAPABILITIES, instructions: GATEWAY_INSTRUCTIONS, jsonSchemaValidator: new LazyJsonSchemaValidator() },
   );
   const pageSize = deps.pageSize ?? 500;
   const validator = new ArgumentValidator(deps.log ?? (() => {}));

@@ -8,29 +8,20 @@ import type { Executor, GovernanceEngine } from "../governance/engine.js";
 import { AtlasError, ConfigError } from "../errors.js";
 import { createGateway, type Gateway } from "./gateway.js";
 import { instancePaths } from "../dataDir.js";
-import { lockWhenFree, readLock, serveControl, tryLock, type InstanceLock } from "../governance/instance.js";
-import { createRequestHandler, startListener } from "../http/listener.js";
-import { DeferredEngine } from "../governance/deferredEngine.js";
+import type { InstanceLock } from "../governance/instance.js";
 import { LazyEngine } from "../governance/lazyEngine.js";
-import { createReviewRoutes } from "../http/reviewRoutes.js";
-import { LocalEngine } from "../governance/localEngine.js";
 import { maskSecrets, maskText } from "../mask.js";
-import { renderJson } from "../renderJson.js";
 import type { LedgerRecord } from "../ledger/ledger.js";
 import type { RequestView } from "../governance/requests.js";
 import { describeEffect } from "../risk/assess.js";
 import { compileReadPolicy, type ReadRequest } from "../risk/readPolicy.js";
 import type { ArgumentPreparer } from "../risk/largeArguments.js";
-import { createEvaluatorFromConfig } from "../risk/setup.js";
+import type { createEvaluatorFromConfig } from "../risk/setup.js";
 import { holdToolCallsUntil } from "./callGate.js";
 import { StreamTransport } from "./stdioTransport.js";
 import { pinnableDefinition, ToolPinTable } from "../risk/toolPins.js";
 import { UpstreamSet, type UpstreamSource } from "./upstreams.js";
-import { loadOrCreateWebhookSecret, WebhookVerifier } from "../http/webhook.js";
-import { approvalKeysFor, migrateApprovalKeys } from "../http/approvalKeys.js";
-import { readHaltFile, watchHaltFile } from "../governance/halt.js";
-import { Notifier } from "../notify/notifier.js";
-import { callEvent, haltEvent, type NotificationType } from "../notify/notificationEvent.js";
+import type { NotificationType } from "../notify/notificationEvent.js";
 import { describeHalt, isHaltFact, isNewerHalt, type HaltFact } from "../governance/haltState.js";
 
 export interface ServeIO {
@@ -66,6 +57,7 @@ export const SHUTDOWN_GRACE_MS = 10_000;
 async function claimInstance(config: GatewayConfig, log: (line: string) => void): Promise<InstanceLock> {
   // A reviewer command holds the lock only while it writes a decision, but opening a big ledger takes seconds: wait
   // for it rather than move to another instance and leave this one's approved calls waiting.
+  const { lockWhenFree, readLock, tryLock } = await import("./afterInitialize.js");
   const preferred = await lockWhenFree(config.dataDir, config.instance, "gateway", 15_000);
   if (preferred) return preferred;
   for (let n = 2; n <= MAX_INSTANCES; n++) {
@@ -188,6 +180,11 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
     // before the lock is held and the ledger replayed).
     await gateway.server.connect(holdToolCallsUntil(new StreamTransport(io.stdin, io.stdout, { maxMessageBytes: config.maxMessageBytes, replyToMalformed: true }), engine.ready));
     await new Promise((resolve) => setImmediate(resolve));
+    // Loaded only now, after that answer (cold start, issue 12): the lock, engine, listener and their schemas.
+    const {
+      approvalKeysFor, callEvent, createEvaluatorFromConfig, createRequestHandler, createReviewRoutes, DeferredEngine, haltEvent, loadOrCreateWebhookSecret,
+      LocalEngine, migrateApprovalKeys, Notifier, readHaltFile, renderJson, serveControl, startListener, watchHaltFile, WebhookVerifier,
+    } = await import("./afterInitialize.js");
 
     const lock = await claimInstance(config, log);
     cleanups.unshift(() => lock.release()); // released last, after the engine has closed its ledger

@@ -23,6 +23,7 @@ import { UncertainOutcomeError } from "../errors.js";
 import type { ExecuteOptions } from "../governance/engine.js";
 import { ProgressTap, type ProgressParams } from "./progressTap.js";
 import { ChildProcessTransport, ERROR_PREFIX } from "./stdioTransport.js";
+import { LazyJsonSchemaValidator } from "./lazyJsonSchemaValidator.js";
 import { exposedToolName } from "./toolNames.js";
 import { upstreamEnv } from "./upstreamEnv.js";
 
@@ -207,7 +208,7 @@ export class UpstreamSet {
     try {
       const inner = "config" in source ? await this.transportFor(name, source.config) : await source.connect();
       const tap = new ProgressTap(inner);
-      const client = new Client({ name: "atlas-gateway", version: this.options.version }, { capabilities: this.offered });
+      const client = new Client({ name: "atlas-gateway", version: this.options.version }, { capabilities: this.offered, jsonSchemaValidator: new LazyJsonSchemaValidator() });
       // Anything the upstream sends that the gateway does not itself handle goes to the agent's side.
       client.fallbackRequestHandler = async (request, extra) => {
         if (!this.options.onRequest) throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${request.method}`);

@@ -5,12 +5,6 @@ import { rememberArgumentTexts } from "../argumentTexts.js";
 import { canonicalJson, digestCall } from "../ledger/record.js";
 import { createSelfProtection, type SelfProtectionHit, type SelfProtectionOptions } from "./selfProtection.js";
 
-/**
- * Arguments at least this large (UTF-8 JSON bytes) are prepared on a worker thread: below it the work takes a few
- * milliseconds, which a thread hop would not repay.
- */
-export const LARGE_ARGUMENT_BYTES = 1024 * 1024;
-
 /** The self-protection options a worker thread can be given: plain data, no functions; roots come with each call. */
 export type WorkerSelfProtectionOptions = Omit<SelfProtectionOptions, "cwds" | "realpath" | "isSymlink">;
 
