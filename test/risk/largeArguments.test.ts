@@ -2,7 +2,7 @@ import canonicalize from "canonicalize";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { knownArgumentTexts } from "../../src/argumentTexts.js";
 import { digestCall } from "../../src/ledger/record.js";
@@ -107,6 +107,33 @@ describe("large arguments on the worker thread (issue 10)", () => {
     await stopped.prepare(later, { upstream: "shell", tool: "run" });
     expect(stopped.selfProtection(later)).toBeUndefined();
     expect(knownArgumentTexts(later)?.call?.digest).toBe(digestCall("shell", "run", { text: megabytes }));
+  });
+
+  it("does not check again on the main thread arguments the worker died on: they are held as unchecked", async () => {
+    const lines: string[] = [];
+    const seen: unknown[] = [];
+    const counting = (args: Record<string, unknown>): SelfProtectionHit | undefined => {
+      seen.push(args);
+      return check(args);
+    };
+    const dying = pathToFileURL(fileURLToPath(new URL("../fixtures/dying-argument-worker.mjs", import.meta.url)));
+    const preparer = new ArgumentPreparer({ options, cwds, check: counting, workerUrl: dying, log: (line) => lines.push(line) });
+    try {
+      // what exhausted one heap would exhaust the gateway's own, and take every other call with it
+      const fatal = { text: megabytes };
+      await preparer.prepare(fatal, { upstream: "files", tool: "write" });
+      expect(seen).toEqual([]);
+      expect(preparer.selfProtection(fatal)).toMatchObject({ at: "$", target: expect.stringContaining("the argument worker stopped while checking them") });
+      expect(knownArgumentTexts(fatal)).toBeUndefined();
+      expect(lines).toEqual([expect.stringMatching(/argument worker unavailable \(.*out of memory \(stand-in\)\); large arguments are prepared in-thread/)]);
+      // later calls: in-thread, judged as usual
+      const later = { text: megabytes };
+      await preparer.prepare(later, { upstream: "files", tool: "write" });
+      expect(seen).toEqual([later]);
+      expect(preparer.selfProtection(later)).toBeUndefined();
+    } finally {
+      await preparer.close();
+    }
   });
 
   it("prepares the canonical text in RFC 8785 order and the bytes sent upstream in the arguments' own order", () => {
