@@ -186,6 +186,10 @@ describe("the built gateway with arguments of millions of values (issue 10: a 60
     expect(JSON.stringify(listed).slice(0, 200)).toContain("echo: listed");
     const embedded = await gateway.requestJson("tools/call", `{"name":"echo","arguments":{"text":${JSON.stringify(zeros)}}}`, 120_000);
     expect(JSON.stringify(embedded).slice(0, 200)).toContain("echo: [0,0,0");
+    // a held call is masked for its HELD line (and the review page, notifications, `pending`)
+    const held = await gateway.requestJson("tools/call", `{"name":"write","arguments":{"note":"held","list":${zeros}}}`, 120_000);
+    expect(JSON.stringify(held).slice(0, 300)).toMatch(/PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
+    await expect.poll(() => gateway.stderr).toMatch(/HELD evt_[0-9a-f]{8}: write \{"note":"held","list":\[0,0,0/);
     expect(gateway.stderr).not.toContain("argument worker unavailable");
     const verified = await runCli(["audit", "verify", "--data-dir", dir], { PATH: process.env.PATH, HOME: dir });
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
