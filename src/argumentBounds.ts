@@ -33,25 +33,40 @@ export function checkArgumentBounds(args: unknown, limits: ArgumentLimits = DEFA
  */
 export function measureArguments(args: unknown, limits: ArgumentLimits = DEFAULT_ARGUMENT_LIMITS): { problem?: string; bytes: number } {
   let bytes = 0;
-  const stack: [value: unknown, depth: number][] = [[args, 1]];
-  while (stack.length > 0) {
-    const [value, depth] = stack.pop()!;
+  // One frame per open object or array, walked by index: memory follows the depth (at most argumentDepth frames),
+  // not the number of values — a stack entry per value made 30 million zeros (60 MB of JSON) exhaust the heap.
+  const frames: { value: object; keys: string[] | undefined; next: number; depth: number }[] = [];
+  /** Counts a value; opens a frame for an object or array. */
+  const enter = (value: unknown, depth: number): string | undefined => {
     if (typeof value === "string") {
-      if (!isWellFormedText(value)) return { problem: "arguments contain a lone surrogate (a string that is not valid Unicode)", bytes };
+      if (!isWellFormedText(value)) return "arguments contain a lone surrogate (a string that is not valid Unicode)";
       bytes += Buffer.byteLength(value, "utf8") + 2;
-    }
-    else if (value === null || typeof value !== "object") bytes += String(value).length;
+    } else if (value === null || typeof value !== "object") bytes += String(value).length;
     else {
-      if (depth > limits.argumentDepth) return { problem: `arguments are nested deeper than ${limits.argumentDepth} levels (limits.argumentDepth)`, bytes };
-      const items = Array.isArray(value) ? value.map((item) => ["", item] as const) : Object.entries(value);
-      bytes += 2 + items.length;
-      for (const [key, item] of items) {
-        if (key && !isWellFormedText(key)) return { problem: "arguments contain a lone surrogate in a key (not valid Unicode)", bytes };
-        if (key) bytes += Buffer.byteLength(key, "utf8") + 3;
-        stack.push([item, depth + 1]);
-      }
+      if (depth > limits.argumentDepth) return `arguments are nested deeper than ${limits.argumentDepth} levels (limits.argumentDepth)`;
+      const keys = Array.isArray(value) ? undefined : Object.keys(value);
+      bytes += 2 + (keys ? keys.length : (value as unknown[]).length);
+      frames.push({ value, keys, next: 0, depth });
     }
-    if (bytes > limits.argumentBytes) return { problem: `arguments are larger than ${limits.argumentBytes} bytes as JSON (limits.argumentBytes)`, bytes };
+    return bytes > limits.argumentBytes ? `arguments are larger than ${limits.argumentBytes} bytes as JSON (limits.argumentBytes)` : undefined;
+  };
+  let problem = enter(args, 1);
+  while (!problem && frames.length > 0) {
+    const frame = frames[frames.length - 1]!;
+    const { keys } = frame;
+    if (frame.next >= (keys ? keys.length : (frame.value as unknown[]).length)) {
+      frames.pop();
+      continue;
+    }
+    const index = frame.next++;
+    if (keys) {
+      const key = keys[index]!;
+      if (!isWellFormedText(key)) return { problem: "arguments contain a lone surrogate in a key (not valid Unicode)", bytes };
+      bytes += Buffer.byteLength(key, "utf8") + 3;
+      problem = enter((frame.value as Record<string, unknown>)[key], frame.depth + 1);
+    } else {
+      problem = enter((frame.value as unknown[])[index], frame.depth + 1);
+    }
   }
-  return { bytes };
+  return problem ? { problem, bytes } : { bytes };
 }

@@ -119,33 +119,41 @@ export function maskText(text: string): string {
  * own key when it is a member of something (`config get risk.evaluators.0.apiKey`).
  */
 export function maskSecrets(value: unknown, key = ""): unknown {
-  let result: unknown;
-  const stack: { value: unknown; secretKey: boolean; set: (masked: unknown) => void }[] = [
-    { value, secretKey: isSecretKey(key), set: (masked) => void (result = masked) },
-  ];
-  while (stack.length > 0) {
-    const task = stack.pop()!;
-    const current = task.value;
+  // One frame per open object or array, filled by index: memory follows the depth, not the number of values (a task
+  // and a closure per value made the HELD line of a call with 30 million numbers exhaust the heap, issue 10).
+  const frames: { source: object; keys: string[] | undefined; next: number; out: Record<string, unknown>; secretKey: boolean }[] = [];
+  /** The masked copy of a leaf, or the still empty copy of an object or array (filled as its frame is walked). */
+  const enter = (current: unknown, secretKey: boolean): unknown => {
     if (Array.isArray(current)) {
-      const out: unknown[] = new Array<unknown>(current.length);
-      task.set(out);
-      for (let i = current.length - 1; i >= 0; i--) stack.push({ value: current[i], secretKey: task.secretKey, set: (masked) => void (out[i] = masked) });
-    } else if (current !== null && typeof current === "object") {
+      const out = new Array<unknown>(current.length);
+      frames.push({ source: current, keys: undefined, next: 0, out: out as unknown as Record<string, unknown>, secretKey });
+      return out;
+    }
+    if (current !== null && typeof current === "object") {
       const out: Record<string, unknown> = {};
-      task.set(out);
-      const entries = Object.entries(current);
-      // defined in order first (stack order is reversed), and as own data properties: a `__proto__` key stays a key
-      for (const [name] of entries) Object.defineProperty(out, name, { value: undefined, enumerable: true, writable: true, configurable: true });
-      for (let i = entries.length - 1; i >= 0; i--) {
-        const [name, item] = entries[i]!;
-        stack.push({ value: item, secretKey: isSecretKey(name), set: (masked) => void (out[name] = masked) });
-      }
-    } else if (task.secretKey && (typeof current === "string" || typeof current === "number" || typeof current === "bigint")) {
-      task.set(MASK);
-    } else if (typeof current === "string") {
-      task.set(maskText(current));
+      const keys = Object.keys(current);
+      // defined in order first, and as own data properties: a `__proto__` key stays a key
+      for (const name of keys) Object.defineProperty(out, name, { value: undefined, enumerable: true, writable: true, configurable: true });
+      frames.push({ source: current, keys, next: 0, out, secretKey });
+      return out;
+    }
+    if (secretKey && (typeof current === "string" || typeof current === "number" || typeof current === "bigint")) return MASK;
+    return typeof current === "string" ? maskText(current) : current;
+  };
+  const result = enter(value, isSecretKey(key));
+  while (frames.length > 0) {
+    const frame = frames[frames.length - 1]!;
+    const { keys, source, out } = frame;
+    if (frame.next >= (keys ? keys.length : (source as unknown[]).length)) {
+      frames.pop();
+      continue;
+    }
+    const index = frame.next++;
+    if (keys) {
+      const name = keys[index]!;
+      out[name] = enter((source as Record<string, unknown>)[name], isSecretKey(name));
     } else {
-      task.set(current);
+      (out as unknown as unknown[])[index] = enter((source as unknown[])[index], frame.secretKey);
     }
   }
   return result;

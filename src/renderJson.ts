@@ -19,13 +19,20 @@ export function jsonString(text: string): string {
  * (issue 11). Same output as `JSON.stringify(value, null, indent)` for JSON data (objects, arrays, strings, finite
  * numbers, booleans, null; `undefined` members skipped, non-finite numbers as null), except that with `indent`,
  * levels deeper than `MAX_INDENTED_LEVELS` are written compactly: indenting 10,000 levels would print 100 MB of spaces,
- * and that strings escape `DISPLAY_CONTROLS` (it parses back to the same value).
+ * and that strings escape `DISPLAY_CONTROLS` (it parses back to the same value). `maxChars`: only the first that many
+ * characters are wanted (a log line's excerpt), so the walk stops there rather than render megabytes to cut them.
  */
-export function renderJson(value: unknown, indent = 0): string {
+export function renderJson(value: unknown, indent = 0, maxChars = Number.POSITIVE_INFINITY): string {
   const pad = (level: number) => (indent > 0 && level <= MAX_INDENTED_LEVELS ? `\n${" ".repeat(indent * level)}` : "");
   const colonAt = (level: number) => (indent > 0 && level <= MAX_INDENTED_LEVELS ? ": " : ":");
   const out: string[] = [];
-  type Frame = { close: string; level: number; items: [key: string | undefined, value: unknown][]; index: number };
+  let written = 0;
+  const write = (text: string) => {
+    out.push(text);
+    written += text.length;
+  };
+  // walked by index (no entry per element): a frame's memory is its keys at most, whatever the length of an array
+  type Frame = { close: string; level: number; source: object; keys: string[] | undefined; index: number };
   const stack: Frame[] = [];
 
   const scalar = (item: unknown): string | undefined => {
@@ -39,32 +46,38 @@ export function renderJson(value: unknown, indent = 0): string {
   /** Writes a scalar, or opens a container frame. */
   const emit = (item: unknown, level: number) => {
     if (Array.isArray(item)) {
-      if (item.length === 0) return void out.push("[]");
-      out.push("[");
-      stack.push({ close: "]", level, items: item.map((element) => [undefined, element === undefined || typeof element === "function" ? null : element]), index: 0 });
+      if (item.length === 0) return void write("[]");
+      write("[");
+      stack.push({ close: "]", level, source: item, keys: undefined, index: 0 });
     } else if (item !== null && typeof item === "object") {
-      const entries = Object.entries(item).filter(([, member]) => member !== undefined && typeof member !== "function" && typeof member !== "symbol");
-      if (entries.length === 0) return void out.push("{}");
-      out.push("{");
-      stack.push({ close: "}", level, items: entries, index: 0 });
+      const keys = Object.keys(item).filter((key) => {
+        const member = (item as Record<string, unknown>)[key];
+        return member !== undefined && typeof member !== "function" && typeof member !== "symbol";
+      });
+      if (keys.length === 0) return void write("{}");
+      write("{");
+      stack.push({ close: "}", level, source: item, keys, index: 0 });
     } else {
-      out.push(scalar(item) ?? "null");
+      write(scalar(item) ?? "null");
     }
   };
 
   if (value === undefined) return "undefined";
   emit(value, 0);
-  while (stack.length > 0) {
+  while (stack.length > 0 && written < maxChars) {
     const frame = stack[stack.length - 1]!;
-    if (frame.index >= frame.items.length) {
+    const { keys } = frame;
+    if (frame.index >= (keys ? keys.length : (frame.source as unknown[]).length)) {
       stack.pop();
-      out.push(`${pad(frame.level)}${frame.close}`);
+      write(`${pad(frame.level)}${frame.close}`);
       continue;
     }
-    const [key, item] = frame.items[frame.index]!;
-    out.push(`${frame.index > 0 ? "," : ""}${pad(frame.level + 1)}${key !== undefined ? `${jsonString(key)}${colonAt(frame.level + 1)}` : ""}`);
+    const key = keys?.[frame.index];
+    const item = key !== undefined ? (frame.source as Record<string, unknown>)[key] : (frame.source as unknown[])[frame.index];
+    write(`${frame.index > 0 ? "," : ""}${pad(frame.level + 1)}${key !== undefined ? `${jsonString(key)}${colonAt(frame.level + 1)}` : ""}`);
     frame.index += 1;
-    emit(item, frame.level + 1);
+    emit(keys === undefined && (item === undefined || typeof item === "function") ? null : item, frame.level + 1);
   }
-  return out.join("");
+  const text = out.join("");
+  return written > maxChars ? text.slice(0, maxChars) : text;
 }

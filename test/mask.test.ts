@@ -148,6 +148,14 @@ describe("renderJson", () => {
     expect(() => JSON.stringify(deep)).toThrow(RangeError);
     expect(renderJson(deep)).toBe(`${"[".repeat(20_000)}1${"]".repeat(20_000)}`);
   });
+
+  it("renders only the start it is asked for (a log line's excerpt of millions of values)", () => {
+    const value = { note: "held", list: new Array<number>(5_000_000).fill(0), after: { x: undefined, y: [undefined, () => 1] } };
+    expect(renderJson(value, 0, 30)).toBe(JSON.stringify(value).slice(0, 30));
+    const small = { a: [1, undefined, "é"], b: { c: null } };
+    expect(renderJson(small, 0, 1000)).toBe(JSON.stringify(small));
+    expect(renderJson(small, 2, 12)).toBe(JSON.stringify(small, null, 2).slice(0, 12));
+  });
 });
 
 describe("renderJson indentation", () => {

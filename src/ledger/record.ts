@@ -175,7 +175,10 @@ function sortedCopy(value: unknown, depth: number, spliced: Uint8Array[]): unkno
     if (INDEX_KEY.test(key)) return NOT_PLAIN;
     const member = sortedCopy((value as Record<string, unknown>)[key], depth + 1, spliced);
     if (member === NOT_PLAIN) return NOT_PLAIN;
-    copy[key] = member;
+    // JSON.parse makes `__proto__` an own member, and it reaches the upstream: an assignment would set the copy's
+    // prototype instead and leave the member out of the record and the digest
+    if (key === "__proto__") Object.defineProperty(copy, key, { value: member, enumerable: true, writable: true, configurable: true });
+    else copy[key] = member;
   }
   return copy;
 }

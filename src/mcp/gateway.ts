@@ -277,7 +277,11 @@ export function createGateway(deps: GatewayDeps): Gateway {
       return { content: [{ type: "text", text: `${ERROR_PREFIX}invalid arguments for tool ${entry.name}: ${invalid.join("; ")}` }], isError: true };
     }
     // Large arguments are scanned and serialised off the event loop, so other calls go on meanwhile (issue 10).
-    if (measured.bytes >= LARGE_ARGUMENT_BYTES && deps.prepareArguments) await deps.prepareArguments(args, { upstream: entry.upstream, tool: entry.tool });
+    if (measured.bytes >= LARGE_ARGUMENT_BYTES && deps.prepareArguments) {
+      await deps.prepareArguments(args, { upstream: entry.upstream, tool: entry.tool });
+      // cancelled by the agent meanwhile: never admitted, so nothing to record, run, or call "unknown" later
+      if (extra.signal.aborted) throw new McpError(ErrorCode.InvalidRequest, `${ERROR_PREFIX}${name}: the call was cancelled before it was admitted; it was not recorded or run`);
+    }
 
     const progressToken = request.params._meta?.progressToken;
     const hasOutputSchema = entry.definition.outputSchema !== undefined;

@@ -248,7 +248,7 @@ export async function runGateway(config: GatewayConfig, io: ServeIO, version: st
       onHeld: (view: RequestView) => {
         const fired = view.assessment?.rules?.length ? ` rules fired: ${view.assessment.rules.map((rule) => `${rule.id} (${describeEffect(rule.effect)})`).join(", ")}.` : "";
         const reasons = maskText(view.assessment?.reasons.join("; ") ?? "");
-        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args)).slice(0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}${dataDirFlag}  Deny: atlas-gateway deny ${view.ref}${dataDirFlag} --reason "..."${reviewUrl ? `  Review page: ${reviewUrl}` : ""}`);
+        log(`HELD ${view.ref}: ${view.name} ${renderJson(maskSecrets(view.args), 0, 200)} (risk ${view.assessment?.score}: ${reasons}).${fired} Approve: atlas-gateway approve ${view.ref}${dataDirFlag}  Deny: atlas-gateway deny ${view.ref}${dataDirFlag} --reason "..."${reviewUrl ? `  Review page: ${reviewUrl}` : ""}`);
       },
     };
     let opened: GovernanceEngine;

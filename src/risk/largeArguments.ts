@@ -47,6 +47,19 @@ interface WorkerRequest {
 }
 type WorkerReply = { id: number; prepared: PreparedArguments } | { id: number; error: string };
 
+/** The worker died while it held a request: those arguments may be what killed it (an exhausted heap). */
+class WorkerDied extends Error {}
+
+/**
+ * The verdict for arguments the worker died on: held as unchecked. Checking them again on the main thread could
+ * exhaust the gateway's own heap and take every other call with it.
+ */
+const UNCHECKED: SelfProtectionHit = {
+  at: "$",
+  value: "the whole arguments",
+  target: "something not known: the argument worker stopped while checking them (not checked again on the gateway's own thread)",
+};
+
 /** Marks the worker thread started by `ArgumentPreparer`, so loading its file anywhere else does nothing. */
 export const WORKER_MARK = "atlas-gateway argument worker";
 
@@ -123,14 +136,19 @@ export class ArgumentPreparer {
 
   /**
    * Prepares `args` (which must not change afterwards) on the worker thread. Never rejects: whatever the worker
-   * cannot do is done in-thread, so the caller's answer is the same either way.
+   * cannot do is done in-thread, so the caller's answer is the same either way — except for arguments the worker
+   * died on, which self-protection reports as unchecked (the call is held, not run unreviewed).
    */
   async prepare(args: Record<string, unknown>, target: CallTarget): Promise<void> {
     if (this.verdicts.has(args)) return;
     let prepared: PreparedArguments;
     try {
       prepared = await this.onWorker(args, target);
-    } catch {
+    } catch (error) {
+      if (error instanceof WorkerDied) {
+        this.verdicts.set(args, UNCHECKED);
+        return;
+      }
       try {
         prepared = prepareArgumentsNow(this.check, args, target);
       } catch {
@@ -190,7 +208,7 @@ export class ArgumentPreparer {
       this.worker = undefined;
       this.unavailable = error.message;
       this.log(`argument worker unavailable (${error.message}); large arguments are prepared in-thread`);
-      this.failPending(error);
+      this.failPending(new WorkerDied(error.message));
     };
     worker.on("error", fail);
     worker.on("exit", (code) => fail(new Error(`the argument worker exited (code ${code})`)));

@@ -474,25 +474,35 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
       return undefined;
     };
 
-    /** Iterative over objects and arrays: arguments nested thousands deep must not overflow the stack here. */
+    /**
+     * Iterative over objects and arrays: arguments nested thousands deep must not overflow the stack here. One frame
+     * per open object or array, walked by index, and a value's path built only for strings: a stack entry and a path
+     * per value made the 30 million numbers of a 60 MB JSON text exhaust the heap (issue 10).
+     */
     function walk(root: unknown, rootAt: string, depth: number): SelfProtectionHit | undefined {
-      const stack: [unknown, string][] = [[root, rootAt]];
-      while (stack.length > 0) {
-        const [value, at] = stack.pop()!;
-        if (typeof value === "string") {
-          const hit = checkString(value, at, depth);
-          if (hit) return hit;
-        } else if (Array.isArray(value)) {
-          for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}[${i}]`]);
-        } else if (value !== null && typeof value === "object") {
-          const entries = Object.entries(value);
-          for (let i = entries.length - 1; i >= 0; i--) {
-            const [key, item] = entries[i]!;
-            stack.push([item, /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `${at}.${key}` : `${at}[${JSON.stringify(key.length <= 40 ? key : `${key.slice(0, 39)}…`)}]`]);
-          }
+      const frames: { value: object; keys: string[] | undefined; next: number; at: string }[] = [];
+      const visit = (value: unknown, at: () => string): SelfProtectionHit | undefined => {
+        if (typeof value === "string") return checkString(value, at(), depth);
+        if (value !== null && typeof value === "object") frames.push({ value, keys: Array.isArray(value) ? undefined : Object.keys(value), next: 0, at: at() });
+        return undefined;
+      };
+      let hit = visit(root, () => rootAt);
+      while (!hit && frames.length > 0) {
+        const frame = frames[frames.length - 1]!;
+        const { keys } = frame;
+        if (frame.next >= (keys ? keys.length : (frame.value as unknown[]).length)) {
+          frames.pop();
+          continue;
         }
+        const index = frame.next++;
+        if (!keys) {
+          hit = visit((frame.value as unknown[])[index], () => `${frame.at}[${index}]`);
+          continue;
+        }
+        const key = keys[index]!;
+        hit = visit((frame.value as Record<string, unknown>)[key], () => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `${frame.at}.${key}` : `${frame.at}[${JSON.stringify(key.length <= 40 ? key : `${key.slice(0, 39)}…`)}]`));
       }
-      return undefined;
+      return hit;
     }
     return walk(args, "$", 0);
   };

@@ -95,8 +95,16 @@ describe("canonicalJson (the fast RFC 8785 path)", () => {
     ["a null-prototype object", Object.assign(Object.create(null) as object, { b: 1, a: 2 })],
     ["nested arrays and objects", { list: [{ b: [1, { d: null, c: true }], a: "x" }, [], {}], n: -0, f: 1.5e-7 }],
     ["a class instance", { when: new Map([[1, 2]]) }],
+    // JSON.parse makes `__proto__` an own member; a copy built by assignment would set its prototype instead
+    ["members named __proto__, as JSON.parse makes them", JSON.parse('{"a":{"__proto__":"/data/webhook-secret","b":1},"c":{"__proto__":{"p":"/x"}}}') as object],
   ])("matches canonicalize for %s", (_name, value) => {
     expect(canonicalJson(value)).toBe(canonicalize(value));
+  });
+
+  it("records an agent's __proto__ member and tells calls apart by it (it reaches the upstream)", () => {
+    const args = JSON.parse('{"x":{"__proto__":"/data/webhook-secret"}}') as Record<string, unknown>;
+    expect(canonicalJson({ args })).toBe('{"args":{"x":{"__proto__":"/data/webhook-secret"}}}');
+    expect(digestCall("u", "t", args)).not.toBe(digestCall("u", "t", { x: {} }));
   });
 
   it("matches canonicalize on thousands of generated JSON values", () => {

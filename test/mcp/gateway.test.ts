@@ -4,7 +4,7 @@ import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, CallToolResultSchema, ListToolsRequestSchema, McpError, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { demoUpstream } from "../../src/demo/tools.js";
-import { createGateway } from "../../src/mcp/gateway.js";
+import { createGateway, type GatewayDeps } from "../../src/mcp/gateway.js";
 import { instancePaths } from "../../src/dataDir.js";
 import type { LedgerSink } from "../../src/ledger/ledger.js";
 import { scanLedger } from "../../src/ledger/ledger.js";
@@ -59,7 +59,7 @@ afterEach(async () => {
   for (const harness of open.splice(0)) await harness.close();
 });
 
-async function startHarness(sources: UpstreamSource[], options: { dataDir?: string; reviewTimeoutMs?: number; sink?: (path: string) => LedgerSink } = {}): Promise<Harness> {
+async function startHarness(sources: UpstreamSource[], options: { dataDir?: string; reviewTimeoutMs?: number; sink?: (path: string) => LedgerSink; prepareArguments?: GatewayDeps["prepareArguments"] } = {}): Promise<Harness> {
   const dataDir = options.dataDir ?? tempDir();
   const logs: string[] = [];
   const upstreams = new UpstreamSet(sources, { env: process.env, log: (line) => logs.push(line), toolTimeoutMs: 10_000, startupTimeoutMs: 5_000, version: "test" });
@@ -73,7 +73,7 @@ async function startHarness(sources: UpstreamSource[], options: { dataDir?: stri
     version: "test",
     ...(options.sink ? { sink: options.sink } : {}),
   });
-  const gateway = createGateway({ upstreams, engine, version: "test" });
+  const gateway = createGateway({ upstreams, engine, version: "test", ...(options.prepareArguments ? { prepareArguments: options.prepareArguments } : {}) });
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await gateway.server.connect(serverSide);
   const client = new Client({ name: "test-agent", version: "9.9" });
@@ -275,6 +275,29 @@ describe("argument validation", () => {
     expect((await h.call("db__modern", { n: 1.5 })).isError).toBe(true);
     expect((await h.call("db__modern", { n: 2 })).isError).toBeUndefined();
     expect(calls.map((call) => call.tool)).toEqual(["modern"]);
+  });
+});
+
+describe("large arguments (issue 10)", () => {
+  it("a call the agent cancels while its arguments are being prepared is not admitted, recorded or run", async () => {
+    const { source, calls } = fixtureUpstream("db");
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let preparing!: () => void;
+    const started = new Promise<void>((resolve) => (preparing = resolve));
+    const h = await startHarness([source], { prepareArguments: async () => { preparing(); await released; } });
+    await h.upstreams.ready;
+    const controller = new AbortController();
+    const call = h.client.request({ method: "tools/call", params: { name: "lookup", arguments: { id: "x".repeat(2 * 1024 * 1024) } } }, CallToolResultSchema, { signal: controller.signal }).catch((error: Error) => error);
+    await started;
+    controller.abort("the user changed their mind");
+    expect(await call).toBeInstanceOf(Error);
+    await h.client.ping(); // the cancellation, sent before this ping, has reached the gateway
+    release();
+    await h.client.ping();
+    await h.engine.close(); // flushes whatever the call would have recorded
+    expect(scanLedger(instancePaths(h.dataDir, "main").ledger).records.map((record) => record.type).filter((type) => type.startsWith("request.") || type.startsWith("execution."))).toEqual([]);
+    expect(calls).toEqual([]);
   });
 });
 

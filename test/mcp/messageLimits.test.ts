@@ -172,3 +172,26 @@ describe("the built gateway with large arguments (issue 10)", () => {
     expect(gateway.stderr).not.toContain("argument worker unavailable"); // the worker thread did the work
   });
 });
+
+describe("the built gateway with arguments of millions of values (issue 10: a 60 MiB argument is allowed)", () => {
+  it("answers them, with a heap far smaller than their count of values times a walk's bookkeeping", async () => {
+    const dir = tempDir();
+    // 384 MiB of heap: enough for the values themselves (8M array slots, 64 MB), not for a per-value stack entry
+    const gateway = new RawMcpProcess(["--data-dir", dir, "--port", "0", "--", process.execPath, FIXTURE], { PATH: process.env.PATH, HOME: dir }, ["--max-old-space-size=384"]);
+    processes.push(gateway);
+    await gateway.initialize();
+    const zeros = `[${"0,".repeat(8_000_000)}0]`; // 16 MB of JSON: 8 million values
+    // an array of values (bounds and self-protection walk it), then the same as JSON inside a string (self-protection parses and walks it)
+    const listed = await gateway.requestJson("tools/call", `{"name":"echo","arguments":{"text":"listed","list":${zeros}}}`, 120_000);
+    expect(JSON.stringify(listed).slice(0, 200)).toContain("echo: listed");
+    const embedded = await gateway.requestJson("tools/call", `{"name":"echo","arguments":{"text":${JSON.stringify(zeros)}}}`, 120_000);
+    expect(JSON.stringify(embedded).slice(0, 200)).toContain("echo: [0,0,0");
+    // a held call is masked for its HELD line (and the review page, notifications, `pending`)
+    const held = await gateway.requestJson("tools/call", `{"name":"write","arguments":{"note":"held","list":${zeros}}}`, 120_000);
+    expect(JSON.stringify(held).slice(0, 300)).toMatch(/PENDING REVIEW \(Ref: evt_[0-9a-f]{8}\)/);
+    await expect.poll(() => gateway.stderr).toMatch(/HELD evt_[0-9a-f]{8}: write \{"note":"held","list":\[0,0,0/);
+    expect(gateway.stderr).not.toContain("argument worker unavailable");
+    const verified = await runCli(["audit", "verify", "--data-dir", dir], { PATH: process.env.PATH, HOME: dir });
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+  });
+});

@@ -2,13 +2,17 @@ import canonicalize from "canonicalize";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { knownArgumentTexts } from "../../src/argumentTexts.js";
+import { forgetArgumentTexts, knownArgumentTexts, rememberArgumentTexts } from "../../src/argumentTexts.js";
+import { instancePaths } from "../../src/dataDir.js";
+import { verifyLedger } from "../../src/ledger/verify.js";
 import { digestCall } from "../../src/ledger/record.js";
 import { ArgumentPreparer, prepareArgumentsNow, type WorkerSelfProtectionOptions } from "../../src/risk/largeArguments.js";
 import { createSelfProtection, type SelfProtectionHit } from "../../src/risk/selfProtection.js";
+import { heldCall, lowCall, openEngine, recordingExecutor, tempDir } from "../helpers.js";
 import { BIN } from "../helpers/rawMcpProcess.js";
+import { untilTrue } from "../helpers/until.js";
 
 // The worker thread of the installed package (what users run); the main thread's side is the source.
 const WORKER_URL = pathToFileURL(join(dirname(BIN), "..", "dist", "argument-worker.js"));
@@ -109,11 +113,73 @@ describe("large arguments on the worker thread (issue 10)", () => {
     expect(knownArgumentTexts(later)?.call?.digest).toBe(digestCall("shell", "run", { text: megabytes }));
   });
 
+  it("does not check again on the main thread arguments the worker died on: they are held as unchecked", async () => {
+    const lines: string[] = [];
+    const seen: unknown[] = [];
+    const counting = (args: Record<string, unknown>): SelfProtectionHit | undefined => {
+      seen.push(args);
+      return check(args);
+    };
+    const dying = pathToFileURL(fileURLToPath(new URL("../fixtures/dying-argument-worker.mjs", import.meta.url)));
+    const preparer = new ArgumentPreparer({ options, cwds, check: counting, workerUrl: dying, log: (line) => lines.push(line) });
+    try {
+      // what exhausted one heap would exhaust the gateway's own, and take every other call with it
+      const fatal = { text: megabytes };
+      await preparer.prepare(fatal, { upstream: "files", tool: "write" });
+      expect(seen).toEqual([]);
+      expect(preparer.selfProtection(fatal)).toMatchObject({ at: "$", target: expect.stringContaining("the argument worker stopped while checking them") });
+      expect(knownArgumentTexts(fatal)).toBeUndefined();
+      expect(lines).toEqual([expect.stringMatching(/argument worker unavailable \(.*out of memory \(stand-in\)\); large arguments are prepared in-thread/)]);
+      // later calls: in-thread, judged as usual
+      const later = { text: megabytes };
+      await preparer.prepare(later, { upstream: "files", tool: "write" });
+      expect(seen).toEqual([later]);
+      expect(preparer.selfProtection(later)).toBeUndefined();
+    } finally {
+      await preparer.close();
+    }
+  });
+
   it("prepares the canonical text in RFC 8785 order and the bytes sent upstream in the arguments' own order", () => {
     const args = { z: "é", a: { y: 1, b: [2] } };
     const prepared = prepareArgumentsNow(check, args, { upstream: "u", tool: "t" });
     expect(Buffer.from(prepared.canonicalBytes).toString("utf8")).toBe('{"a":{"b":[2],"y":1},"z":"é"}');
     expect(Buffer.from(prepared.jsonBytes).toString("utf8")).toBe('{"z":"é","a":{"y":1,"b":[2]}}');
     expect(prepared.digest).toBe(digestCall("u", "t", { a: { b: [2], y: 1 }, z: "é" }));
+  });
+});
+
+describe("a held call with prepared arguments across segment rollovers (issue 10 with issue 12)", () => {
+  it("checkpoints carry it with its texts known and after they are forgotten; it verifies, reopens and runs as sent", async () => {
+    const dataDir = tempDir();
+    const executor = recordingExecutor();
+    const ledger = { segmentRecords: 4 };
+    const engine = openEngine(dataDir, executor, { ledger });
+    // as the gateway has them: JSON.parse's own `__proto__` member, texts and digest prepared before submit
+    const args = JSON.parse(`{"z":"${"é😀 ".repeat(300_000)}","a":{"y":1,"b":[2,1e21,-0]},"n":{"__proto__":"p"}}`) as Record<string, unknown>;
+    const target = { upstream: "fs", tool: "write_file" };
+    const prepared = prepareArgumentsNow(() => undefined, args, target);
+    rememberArgumentTexts(args, { canonicalBytes: prepared.canonicalBytes, jsonBytes: prepared.jsonBytes, call: { ...target, digest: prepared.digest } });
+    const held = await engine.submit(heldCall(args));
+    expect(held.kind).toBe("hold");
+    for (let i = 0; i < 10; i++) await engine.submit(lowCall({ path: `/tmp/${i}` })); // rollovers with the texts known
+    forgetArgumentTexts(args);
+    for (let i = 0; i < 10; i++) await engine.submit(lowCall({ path: `/tmp/b${i}` })); // and serialised afresh
+    await engine.close();
+    const path = instancePaths(dataDir, "main").ledger;
+    const verified = verifyLedger(path);
+    expect(verified.scan.problem).toBeUndefined();
+    expect(verified.checkpoints).toBeGreaterThan(3);
+
+    const reopened = openEngine(dataDir, executor, { ledger });
+    reopened.resume();
+    expect(reopened.pending().map((view) => view.ref)).toEqual([held.ref]);
+    expect((await reopened.decide({ ref: held.ref!, decision: "approved", reviewer: "ana" })).status).toBe("applied");
+    await untilTrue(() => executor.calls.length === 21, "the approved call ran");
+    const ran = executor.calls.at(-1)!.args;
+    expect(canonicalize(ran) === canonicalize(structuredClone(args))).toBe(true);
+    expect(Object.keys(ran.n as object)).toEqual(["__proto__"]);
+    await reopened.close();
+    expect(verifyLedger(path).scan.problem).toBeUndefined();
   });
 });
