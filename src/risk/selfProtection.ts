@@ -193,6 +193,12 @@ function isNotEscaped(code: number): boolean {
 }
 
 const NON_ASCII = /[^\x00-\x7f]/;
+/** How many distinct words one check remembers so as not to check them again. */
+const MAX_REMEMBERED_WORDS = 1 << 16;
+const SCRIPT_SUFFIX = /\.(c?js|mjs|cmd|exe|ps1)$/i;
+const BIN_DIR = /^\.?bin$/i;
+/** A word with none of these yields no part but itself (no braces, `=`, `:`, quotes, brackets or escapes). */
+const MAKES_PARTS = /[{}=:,[\]"'()+\\]/;
 /** NFC without a copy of ASCII text, which is its own NFC form (a 20 MiB argument is read, not copied). */
 function toNfc(text: string): string {
   return NON_ASCII.test(text) ? text.normalize("NFC") : text;
@@ -284,6 +290,7 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   const env = options.env ?? {};
   const commandNames = new Set((options.commandNames ?? ["atlas-gateway"]).map((name) => name.toLowerCase()));
   const longestCommandName = Math.max(0, ...[...commandNames].map((name) => name.length));
+  const shortestCommandName = Math.min(...[...commandNames].map((name) => name.length));
 
   const roots = options.paths.flatMap(({ path, label }) => {
     const lexical = paths.resolve(path);
@@ -297,6 +304,19 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
   };
   /** Protected names of one component (`webhook-secret`): the only ones a word without a separator can match. */
   const singleNames = suffixes.filter(({ parts }) => parts.length === 1);
+  /**
+   * Where names are compared case-sensitively and none has a `*`, a name's matcher matches exactly that name: a map
+   * lookup then answers as the first matching matcher would, without a RegExp per name and word.
+   */
+  const exactSingleNames = foldCase || singleNames.some(({ names }) => names[0]!.includes("*"))
+    ? undefined
+    : singleNames.reduce((map, entry) => (map.has(entry.names[0]!.normalize("NFC")) ? map : map.set(entry.names[0]!.normalize("NFC"), entry)), new Map<string, (typeof singleNames)[number]>());
+  /** The protected name of one component that a word without a separator is, if any. */
+  const singleName = (word: string) => {
+    if (singleNames.length === 0) return undefined;
+    const nfc = toNfc(word);
+    return exactSingleNames ? exactSingleNames.get(nfc) : singleNames.find(({ parts: [matcher] }) => matcher!.test(nfc));
+  };
   /** A protected name anywhere in the (resolved, normalised) path, whatever the base before it. */
   const matchesSuffix = (candidate: string) => {
     const parts = toNfc(candidate).split(/[\\/]/).filter(Boolean);
@@ -363,16 +383,19 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
    * directory that merely shares the name (`cd ~/src/atlas-gateway`) is not one.
    */
   const runsCli = (word: string) => {
+    if (2 * word.length < shortestCommandName) return false; // see below: too short for any command name
     const cut = Math.max(word.lastIndexOf("/"), word.lastIndexOf("\\"));
     const base = word.slice(cut + 1);
     const version = base.lastIndexOf("@");
     // only a name plus a script suffix (at most 4 characters) can match, and lower-casing at most halves a length: a
     // longer last component is not copied further, so a huge word costs a scan, not several copies (issue 10)
-    if ((version === -1 ? base.length : version) > 2 * (longestCommandName + 4)) return false;
-    const script = /\.(c?js|mjs|cmd|exe|ps1)$/i;
-    if (!commandNames.has((version === -1 ? base : base.slice(0, version)).replace(script, "").toLowerCase())) return false;
+    const nameLength = version === -1 ? base.length : version;
+    if (nameLength > 2 * (longestCommandName + 4)) return false;
+    // nor can a name too short to lower-case into the shortest command name (most words of a text)
+    if (2 * nameLength < shortestCommandName) return false;
+    if (!commandNames.has((version === -1 ? base : base.slice(0, version)).replace(SCRIPT_SUFFIX, "").toLowerCase())) return false;
     const dirs = cut === -1 ? [] : word.slice(0, cut).split(/[\\/]/);
-    return dirs.length === 0 || script.test(base) || /^\.?bin$/i.test(dirs[dirs.length - 1] ?? "");
+    return dirs.length === 0 || SCRIPT_SUFFIX.test(base) || BIN_DIR.test(dirs[dirs.length - 1] ?? "");
   };
 
   return (args) => {
@@ -448,28 +471,37 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
       }
       // without a quote, escape or separator the text is one word: the character-by-character split is skipped
       for (const word of SHELL_SYNTAX.test(text) ? shellWords(text) : text ? [text] : []) {
+        // a word met before got its answer then (every check is a pure function of the word, and `checkPath` skips a
+        // path it has seen); only so many are remembered, as a text of millions of distinct words is cheaper checked
+        // again than remembered (issue 10), while the words a text repeats come early
         if (seenWords.has(word)) continue;
-        seenWords.add(word);
+        if (seenWords.size < MAX_REMEMBERED_WORDS) seenWords.add(word);
         if (runsCli(word)) return { at, value: describeWord(word, "command"), target: "the gateway's CLI" };
-        const parts = new Set(expandBraces(word));
-        const eq = word.indexOf("=");
-        if (eq > 0) parts.add(word.slice(eq + 1));
-        if (word.includes(":") && !/^(file:|[A-Za-z]:[\\/])/i.test(word)) for (const part of word.split(":")) parts.add(part);
-        // code inside a quoted argument (`python -c "open('/p','w')"`): its string literals are words too
-        if (/[,{}[\]"'()+]/.test(word)) for (const part of word.split(/[,{}[\]"'()+]/)) parts.add(part);
-        // a POSIX shell reads `gate\way` as `gateway` (the tokenizer keeps `\` before a letter for Windows paths)
-        if (platform !== "win32" && word.includes("\\")) parts.add(word.replace(/\\(.)/g, "$1"));
-        for (const part of parts) {
-          if (!part) continue;
-          if (!PATH_LIKE.test(part)) {
-            const nfc = singleNames.length > 0 ? toNfc(part) : part;
-            const named = singleNames.find(({ parts: [matcher] }) => matcher!.test(nfc));
-            if (named) return { at, value: describeWord(part, "path"), target: named.label };
-            continue;
-          }
-          const hit = checkPath(part, at);
-          if (hit) return hit;
+        // most words of a text are their only part and not path-like: then only a protected name can match, checked
+        // here without building the parts below (the same check it would make)
+        if (!MAKES_PARTS.test(word) && !PATH_LIKE.test(word)) {
+          const named = singleName(word);
+          if (named) return { at, value: describeWord(word, "path"), target: named.label };
+          continue;
         }
+        // each part is checked as it comes, none remembered: a part met twice gets the same answer twice, and
+        // `checkPath` skips a path it has seen, which is what costs (a set of every word and part of a large text
+        // cost more than it saved, issue 10); the first hit is the one the parts' order gives
+        const checkPart = (part: string): SelfProtectionHit | undefined => {
+          if (!part) return undefined;
+          if (PATH_LIKE.test(part)) return checkPath(part, at);
+          const named = singleName(part);
+          return named && { at, value: describeWord(part, "path"), target: named.label };
+        };
+        let hit: SelfProtectionHit | undefined;
+        for (const part of expandBraces(word)) if ((hit = checkPart(part))) return hit;
+        const eq = word.indexOf("=");
+        if (eq > 0 && (hit = checkPart(word.slice(eq + 1)))) return hit;
+        if (word.includes(":") && !/^(file:|[A-Za-z]:[\\/])/i.test(word)) for (const part of word.split(":")) if ((hit = checkPart(part))) return hit;
+        // code inside a quoted argument (`python -c "open('/p','w')"`): its string literals are words too
+        if (/[,{}[\]"'()+]/.test(word)) for (const part of word.split(/[,{}[\]"'()+]/)) if ((hit = checkPart(part))) return hit;
+        // a POSIX shell reads `gate\way` as `gateway` (the tokenizer keeps `\` before a letter for Windows paths)
+        if (platform !== "win32" && word.includes("\\") && (hit = checkPart(word.replace(/\\(.)/g, "$1")))) return hit;
       }
       return undefined;
     };

@@ -323,6 +323,26 @@ describe("self-protection on huge arguments (issue 10: bounded scans, same verdi
     expect(byName({ text: `${megabytes} find / -name reviewers.json` })?.target).toContain("reviewers");
   });
 
+  it("finds a protected name among a million distinct words, CSV lines or lines of code, on every platform", () => {
+    let seed = 3;
+    const word = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 1e9).toString(36);
+    const lines = (make: () => string) => Array.from({ length: 300_000 }, make).join("");
+    const texts: [string, string][] = [
+      ["distinct words", lines(() => `${word()} `)],
+      ["CSV lines", lines(() => `${word()},${word()},"${word()}"\n`)],
+      ["lines of code", lines(() => `  const ${word()} = obj.${word()}(x, "${word()}");\n`)],
+    ];
+    for (const platform of ["linux", "darwin", "win32"] as const) {
+      const byName = createSelfProtection({ paths: [], suffixes: protectedSuffixesFor(loadConfig({ env: {}, userConfig: false, flags: { dataDir }, cwd: "/" })), home, cwds: [work], platform });
+      const name = platform === "linux" ? "reviewers.json" : "Reviewers.JSON";
+      for (const [what, text] of texts) {
+        expect(byName({ text }), `${what} on ${platform}`).toBeUndefined();
+        expect(byName({ text: `${text} ${name}` })?.target, `${what} then a name on ${platform}`).toContain("reviewers");
+        expect(byName({ text: `${text}x,'${name}',y` })?.target, `${what} then a quoted name on ${platform}`).toContain("reviewers");
+      }
+    }
+  });
+
   it("passes huge text that reaches nothing, as a whole value and as shell words", () => {
     expect(check({ text: megabytes })).toBeUndefined();
     expect(check({ text: `${megabytes} ${megabytes}x ./${megabytes}` })).toBeUndefined();
