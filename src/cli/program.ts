@@ -143,7 +143,7 @@ export function buildProgram(io: CliIO, argv: readonly string[]): Command {
         ...(showInstance ? [instance] : []),
         ...(showApprovals ? [view.approvalsRequired ? approvalCount(view) : "-"] : []),
         view.name,
-        clip(renderJson(maskSecrets(view.args)), 60),
+        clip(renderJson(maskSecrets(view.args), 0, 60), 60),
         String(view.assessment?.score ?? "?"),
         clip(maskText((view.assessment?.reasons ?? []).join("; ")), 80),
         (view.assessment?.rules ?? []).map((rule) => rule.id).join(", ") || "-",

@@ -651,6 +651,8 @@ export class UpstreamSet {
       const why = this.failures.get(name);
       throw new Error(`${ERROR_PREFIX}upstream '${name}' is not connected${why ? ` (${why})` : ""}`);
     }
+    // cancelled before it was sent (a large call gives way first): the upstream never saw it, so it did not run
+    if (options.signal?.aborted) throw new Error(`${ERROR_PREFIX}the call was cancelled before it was sent to upstream '${name}'`);
     const token = `atlas-${++tokenCounter}`;
     const timeout = new AbortController();
     let timer: NodeJS.Timeout | undefined;

@@ -13,6 +13,7 @@ import { scanLedger } from "../../src/ledger/ledger.js";
 import { runGateway, type RunningGateway } from "../../src/mcp/serve.js";
 import { StreamTransport } from "../../src/mcp/stdioTransport.js";
 import { upstreamEnv } from "../../src/mcp/upstreamEnv.js";
+import { UncertainOutcomeError } from "../../src/errors.js";
 import { tempDir } from "../helpers.js";
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/raw-upstream.mjs", import.meta.url));
@@ -176,16 +177,27 @@ describe("at most once, stated honestly", () => {
   });
 
   it("a call cancelled by the agent while the upstream runs it gives outcome unknown", async () => {
-    const { client, dataDir } = await start([]);
+    const { client, dataDir, requests } = await start([]);
     const controller = new AbortController();
     const call = client.callTool({ name: "hang", arguments: {} }, undefined, { signal: controller.signal }).catch((error: Error) => error);
     // an auto-approved call is admitted (created, assessed and started in one record) before the upstream sees it
     await expect.poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.map((record) => record.type)).toContain("request.admitted");
+    await expect.poll(() => requests().some((line) => line.startsWith("tools/call") && line.endsWith(" hang"))).toBe(true);
     controller.abort("the user changed their mind");
     expect(await call).toBeInstanceOf(Error);
     await expect
       .poll(() => scanLedger(instancePaths(dataDir, "main").ledger).records.find((record) => record.type === "execution.interrupted")?.data)
       .toEqual({ outcome: "unknown", reason: "the call was cancelled while upstream 'raw' was running it" });
+  });
+
+  it("a call cancelled before it was sent is not sent, and is no uncertain outcome", async () => {
+    const { running, requests } = await start([]);
+    await running.upstreams.ready;
+    const cancelled = running.upstreams.call({ upstream: "raw", tool: "echo", args: { text: "never" } }, { signal: AbortSignal.abort("changed my mind") });
+    await expect(cancelled).rejects.toThrow("atlas-gateway: the call was cancelled before it was sent to upstream 'raw'");
+    await expect(cancelled).rejects.not.toBeInstanceOf(UncertainOutcomeError);
+    expect((await running.upstreams.call({ upstream: "raw", tool: "echo", args: { text: "sent" } })).content).toEqual([{ type: "text", text: "echo: sent" }]);
+    expect(requests().filter((line) => line.startsWith("tools/call"))).toHaveLength(1);
   });
 
   it("an approval made while the upstream is down waits, still approved, and runs once when it is back", async () => {
