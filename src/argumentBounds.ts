@@ -18,18 +18,12 @@ export function isWellFormedText(text: string): boolean {
 export const DEFAULT_ARGUMENT_LIMITS: ArgumentLimits = { argumentDepth: 64, argumentBytes: 64 * 1024 * 1024 };
 
 /**
- * Why a call's arguments are out of bounds, or undefined. Checked before the call is recorded (issue 11): a value
- * nested thousands deep is recorded once and then breaks every recursive reader (JSON.stringify, evaluators,
- * reviewers' tools); a huge one bloats the ledger. Iterative, and it stops at the first limit crossed, so a hostile
- * value costs no more than the limit to reject.
- */
-export function checkArgumentBounds(args: unknown, limits: ArgumentLimits = DEFAULT_ARGUMENT_LIMITS): string | undefined {
-  return measureArguments(args, limits).problem;
-}
-
-/**
- * `checkArgumentBounds`, plus the arguments' size in bytes as UTF-8 JSON (exact for strings, keys and structure;
- * numbers counted by their shortest form). `bytes` is the size counted so far when there is a `problem`.
+ * Why a call's arguments are out of bounds (`problem`), and their size in bytes as UTF-8 JSON, counted while walking
+ * (escapes not counted, one separator per item: within a few bytes per object or array; the size counted so far when
+ * there is a `problem`).
+ * Checked before the call is recorded (issue 11): a value nested thousands deep is recorded once and then breaks
+ * every recursive reader (JSON.stringify, evaluators, reviewers' tools); a huge one bloats the ledger. Iterative, and
+ * it stops at the first limit crossed, so a hostile value costs no more than the limit to reject.
  */
 export function measureArguments(args: unknown, limits: ArgumentLimits = DEFAULT_ARGUMENT_LIMITS): { problem?: string; bytes: number } {
   let bytes = 0;

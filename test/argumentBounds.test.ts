@@ -2,7 +2,9 @@ import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkArgumentBounds } from "../src/argumentBounds.js";
+import { measureArguments, type ArgumentLimits } from "../src/argumentBounds.js";
+
+const checkArgumentBounds = (args: unknown, limits?: ArgumentLimits) => measureArguments(args, limits).problem;
 import { loadConfig } from "../src/config.js";
 import { BIN, RawMcpProcess } from "./helpers/rawMcpProcess.js";
 import { ledgerRecords } from "./helpers/ledgerRecords.js";
@@ -14,7 +16,7 @@ const nested = (depth: number, leaf: unknown = 1): unknown => {
   return value;
 };
 
-describe("checkArgumentBounds", () => {
+describe("measureArguments", () => {
   const limits = { argumentDepth: 64, argumentBytes: 1024 };
   it.each([
     ["flat arguments", { path: "/tmp/x", n: 1, ok: true, none: null }, undefined],
@@ -71,4 +73,15 @@ describe("the gateway refuses out-of-bounds arguments before recording them (bui
     const pending = await new Promise<string>((done) => execFile(process.execPath, [BIN, "pending", "--data-dir", dataDir], { env: { ...process.env, ATLAS_CONFIG_DIR: join(dataDir, "config") } }, (_error, stdout) => done(stdout)));
     expect(pending).toContain("no calls waiting for review");
   }, 60_000);
+});
+
+describe("measureArguments size", () => {
+  it("is the arguments' size as UTF-8 JSON, which decides whether they go to the worker thread", () => {
+    for (const args of [{}, { a: 1 }, { text: "é😀\n\"q\"".repeat(3) }, { list: [1, -0.5, 1e21, null, true, "x"], nested: { k: { "ключ": [] } } }, { big: "x".repeat(1 << 20) }]) {
+      const { bytes, problem } = measureArguments(args);
+      expect(problem).toBeUndefined();
+      // counted while walking, not serialised: escapes are not counted, and each object or array counts one comma more
+      expect(Math.abs(bytes - Buffer.byteLength(JSON.stringify(args)))).toBeLessThanOrEqual(12);
+    }
+  });
 });
