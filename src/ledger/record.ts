@@ -30,9 +30,15 @@ export function sha256Hex(text: string): string {
  */
 export type TextPieces = (string | Uint8Array)[];
 
+/** The text of pieces that are a single string (every call but a large one), else undefined. */
+function onlyText(pieces: TextPieces): string | undefined {
+  return pieces.length === 1 && typeof pieces[0] === "string" ? pieces[0] : undefined;
+}
+
 /** sha256 (hex) of the UTF-8 of the pieces, in order. */
 export function sha256Pieces(pieces: TextPieces): string {
-  if (pieces.length === 1 && typeof pieces[0] === "string") return sha256Hex(pieces[0]);
+  const text = onlyText(pieces);
+  if (text !== undefined) return sha256Hex(text);
   const digest = createHash("sha256");
   for (const piece of pieces) digest.update(piece);
   return digest.digest("hex");
@@ -40,8 +46,7 @@ export function sha256Pieces(pieces: TextPieces): string {
 
 /** The pieces as one string (decoding any bytes): for readers that need text, never on a large call's path. */
 export function joinPieces(pieces: TextPieces): string {
-  if (pieces.length === 1 && typeof pieces[0] === "string") return pieces[0];
-  return pieces.map((piece) => (typeof piece === "string" ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).toString("utf8"))).join("");
+  return onlyText(pieces) ?? pieces.map((piece) => (typeof piece === "string" ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).toString("utf8"))).join("");
 }
 
 export function hashRecord(record: UnsignedRecord): string {
@@ -205,11 +210,14 @@ export function genesisHash(ledgerId: string): string {
  */
 export function buildRecord(seq: number, ts: string, type: string, ref: string | undefined, data: Record<string, unknown>, prev: string): { record: LedgerRecord; line: string | TextPieces } {
   const parts = envelopeParts(LEDGER_VERSION, seq, ts, type, ref || undefined, data, prev);
-  const hash = parts
-    ? sha256Pieces(parts.data.length === 1 && typeof parts.data[0] === "string" ? [`${HASH_PREFIX}{"data":${parts.data[0]},${parts.rest}`] : [`${HASH_PREFIX}{"data":`, ...parts.data, `,${parts.rest}`])
-    : sha256Hex(HASH_PREFIX + canonicalize({ v: LEDGER_VERSION, seq, ts, type, ...(ref ? { ref } : {}), data, prev }));
+  const dataText = parts && onlyText(parts.data);
+  const hash = !parts
+    ? sha256Hex(HASH_PREFIX + canonicalize({ v: LEDGER_VERSION, seq, ts, type, ...(ref ? { ref } : {}), data, prev }))
+    : dataText !== undefined
+      ? sha256Hex(`${HASH_PREFIX}{"data":${dataText},${parts.rest}`)
+      : sha256Pieces([`${HASH_PREFIX}{"data":`, ...parts.data, `,${parts.rest}`]);
   const record: LedgerRecord = ref ? { v: LEDGER_VERSION, seq, ts, type, ref, data, prev, hash } : { v: LEDGER_VERSION, seq, ts, type, data, prev, hash };
   if (!parts) return { record, line: `${JSON.stringify(record)}\n` };
   const tail = `,"hash":"${hash}",${parts.rest}\n`;
-  return { record, line: parts.data.length === 1 && typeof parts.data[0] === "string" ? `{"data":${parts.data[0]}${tail}` : ['{"data":', ...parts.data, tail] };
+  return { record, line: dataText !== undefined ? `{"data":${dataText}${tail}` : ['{"data":', ...parts.data, tail] };
 }
