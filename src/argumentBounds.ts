@@ -1,3 +1,5 @@
+import { walkJson } from "./walkJson.js";
+
 /** How large tool arguments may be (config `limits`). */
 export interface ArgumentLimits {
   /** Nesting levels of objects and arrays; the arguments object itself is level 1. */
@@ -27,40 +29,25 @@ export const DEFAULT_ARGUMENT_LIMITS: ArgumentLimits = { argumentDepth: 64, argu
  */
 export function measureArguments(args: unknown, limits: ArgumentLimits = DEFAULT_ARGUMENT_LIMITS): { problem?: string; bytes: number } {
   let bytes = 0;
-  // One frame per open object or array, walked by index: memory follows the depth (at most argumentDepth frames),
-  // not the number of values — a stack entry per value made 30 million zeros (60 MB of JSON) exhaust the heap.
-  const frames: { value: object; keys: string[] | undefined; next: number; depth: number }[] = [];
-  /** Counts a value; opens a frame for an object or array. */
-  const enter = (value: unknown, depth: number): string | undefined => {
+  const over = () => (bytes > limits.argumentBytes ? `arguments are larger than ${limits.argumentBytes} bytes as JSON (limits.argumentBytes)` : undefined);
+  // the context is a value's depth; memory follows the depth (at most argumentDepth frames), not the number of values
+  const problem = walkJson<number, string>(args, 1, (value, depth, key) => {
+    if (key !== undefined) {
+      if (!isWellFormedText(key)) return { stop: "arguments contain a lone surrogate in a key (not valid Unicode)" };
+      bytes += Buffer.byteLength(key, "utf8") + 3;
+    }
     if (typeof value === "string") {
-      if (!isWellFormedText(value)) return "arguments contain a lone surrogate (a string that is not valid Unicode)";
+      if (!isWellFormedText(value)) return { stop: "arguments contain a lone surrogate (a string that is not valid Unicode)" };
       bytes += Buffer.byteLength(value, "utf8") + 2;
     } else if (value === null || typeof value !== "object") bytes += String(value).length;
     else {
-      if (depth > limits.argumentDepth) return `arguments are nested deeper than ${limits.argumentDepth} levels (limits.argumentDepth)`;
-      const keys = Array.isArray(value) ? undefined : Object.keys(value);
-      bytes += 2 + (keys ? keys.length : (value as unknown[]).length);
-      frames.push({ value, keys, next: 0, depth });
+      if (depth > limits.argumentDepth) return { stop: `arguments are nested deeper than ${limits.argumentDepth} levels (limits.argumentDepth)` };
+      bytes += 2 + (Array.isArray(value) ? value.length : Object.keys(value).length);
+      const tooLarge = over();
+      return tooLarge ? { stop: tooLarge } : { into: depth + 1 };
     }
-    return bytes > limits.argumentBytes ? `arguments are larger than ${limits.argumentBytes} bytes as JSON (limits.argumentBytes)` : undefined;
-  };
-  let problem = enter(args, 1);
-  while (!problem && frames.length > 0) {
-    const frame = frames[frames.length - 1]!;
-    const { keys } = frame;
-    if (frame.next >= (keys ? keys.length : (frame.value as unknown[]).length)) {
-      frames.pop();
-      continue;
-    }
-    const index = frame.next++;
-    if (keys) {
-      const key = keys[index]!;
-      if (!isWellFormedText(key)) return { problem: "arguments contain a lone surrogate in a key (not valid Unicode)", bytes };
-      bytes += Buffer.byteLength(key, "utf8") + 3;
-      problem = enter((frame.value as Record<string, unknown>)[key], frame.depth + 1);
-    } else {
-      problem = enter((frame.value as unknown[])[index], frame.depth + 1);
-    }
-  }
+    const tooLarge = over();
+    return tooLarge ? { stop: tooLarge } : undefined;
+  });
   return problem ? { problem, bytes } : { bytes };
 }

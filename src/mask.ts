@@ -1,3 +1,5 @@
+import { walkJson } from "./walkJson.js";
+
 /** What a masked value becomes. */
 export const MASK = "[masked]";
 
@@ -119,42 +121,29 @@ export function maskText(text: string): string {
  * own key when it is a member of something (`config get risk.evaluators.0.apiKey`).
  */
 export function maskSecrets(value: unknown, key = ""): unknown {
-  // One frame per open object or array, filled by index: memory follows the depth, not the number of values (a task
-  // and a closure per value made the HELD line of a call with 30 million numbers exhaust the heap, issue 10).
-  const frames: { source: object; keys: string[] | undefined; next: number; out: Record<string, unknown>; secretKey: boolean }[] = [];
-  /** The masked copy of a leaf, or the still empty copy of an object or array (filled as its frame is walked). */
-  const enter = (current: unknown, secretKey: boolean): unknown => {
+  // Walked by `walkJson`, one frame per open object or array: memory follows the depth, not the number of values (a
+  // task and a closure per value made the HELD line of a call with 30 million numbers exhaust the heap, issue 10).
+  // The context is the copy being filled and whether its items sit under a credential key.
+  let result: unknown;
+  walkJson<{ out: Record<string, unknown>; secretKey: boolean }, never>(value, { out: {}, secretKey: isSecretKey(key) }, (current, parent, name, index) => {
+    const secretKey = name === undefined ? parent.secretKey : isSecretKey(name);
+    let copy: unknown;
+    let into: { out: Record<string, unknown>; secretKey: boolean } | undefined;
     if (Array.isArray(current)) {
-      const out = new Array<unknown>(current.length);
-      frames.push({ source: current, keys: undefined, next: 0, out: out as unknown as Record<string, unknown>, secretKey });
-      return out;
-    }
-    if (current !== null && typeof current === "object") {
+      copy = new Array<unknown>(current.length);
+      into = { out: copy as unknown as Record<string, unknown>, secretKey };
+    } else if (current !== null && typeof current === "object") {
       const out: Record<string, unknown> = {};
-      const keys = Object.keys(current);
       // defined in order first, and as own data properties: a `__proto__` key stays a key
-      for (const name of keys) Object.defineProperty(out, name, { value: undefined, enumerable: true, writable: true, configurable: true });
-      frames.push({ source: current, keys, next: 0, out, secretKey });
-      return out;
-    }
-    if (secretKey && (typeof current === "string" || typeof current === "number" || typeof current === "bigint")) return MASK;
-    return typeof current === "string" ? maskText(current) : current;
-  };
-  const result = enter(value, isSecretKey(key));
-  while (frames.length > 0) {
-    const frame = frames[frames.length - 1]!;
-    const { keys, source, out } = frame;
-    if (frame.next >= (keys ? keys.length : (source as unknown[]).length)) {
-      frames.pop();
-      continue;
-    }
-    const index = frame.next++;
-    if (keys) {
-      const name = keys[index]!;
-      out[name] = enter((source as Record<string, unknown>)[name], isSecretKey(name));
-    } else {
-      (out as unknown as unknown[])[index] = enter((source as unknown[])[index], frame.secretKey);
-    }
-  }
+      for (const member of Object.keys(current)) Object.defineProperty(out, member, { value: undefined, enumerable: true, writable: true, configurable: true });
+      copy = out;
+      into = { out, secretKey };
+    } else if (secretKey && (typeof current === "string" || typeof current === "number" || typeof current === "bigint")) copy = MASK;
+    else copy = typeof current === "string" ? maskText(current) : current;
+    if (index < 0) result = copy;
+    else if (name === undefined) (parent.out as unknown as unknown[])[index] = copy;
+    else parent.out[name] = copy;
+    return into && { into };
+  });
   return result;
 }

@@ -1,5 +1,6 @@
 import { lstatSync, readlinkSync, realpathSync } from "node:fs";
 import { posix, win32 } from "node:path";
+import { walkJson } from "../walkJson.js";
 
 /**
  * Self-protection: a call whose arguments reach the gateway's own config, data dir (ledgers, control socket, pins),
@@ -512,29 +513,16 @@ export function createSelfProtection(options: SelfProtectionOptions): (args: Rec
      * per value made the 30 million numbers of a 60 MB JSON text exhaust the heap (issue 10).
      */
     function walk(root: unknown, rootAt: string, depth: number): SelfProtectionHit | undefined {
-      const frames: { value: object; keys: string[] | undefined; next: number; at: string }[] = [];
-      const visit = (value: unknown, at: () => string): SelfProtectionHit | undefined => {
-        if (typeof value === "string") return checkString(value, at(), depth);
-        if (value !== null && typeof value === "object") frames.push({ value, keys: Array.isArray(value) ? undefined : Object.keys(value), next: 0, at: at() });
-        return undefined;
-      };
-      let hit = visit(root, () => rootAt);
-      while (!hit && frames.length > 0) {
-        const frame = frames[frames.length - 1]!;
-        const { keys } = frame;
-        if (frame.next >= (keys ? keys.length : (frame.value as unknown[]).length)) {
-          frames.pop();
-          continue;
+      // the context is an object's or array's path; a number's or boolean's is never built
+      return walkJson<string, SelfProtectionHit>(root, rootAt, (value, at, key, index) => {
+        if (typeof value !== "string" && (value === null || typeof value !== "object")) return undefined;
+        const path = key === undefined ? (index < 0 ? at : `${at}[${index}]`) : /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `${at}.${key}` : `${at}[${JSON.stringify(key.length <= 40 ? key : `${key.slice(0, 39)}…`)}]`;
+        if (typeof value === "string") {
+          const hit = checkString(value, path, depth);
+          return hit && { stop: hit };
         }
-        const index = frame.next++;
-        if (!keys) {
-          hit = visit((frame.value as unknown[])[index], () => `${frame.at}[${index}]`);
-          continue;
-        }
-        const key = keys[index]!;
-        hit = visit((frame.value as Record<string, unknown>)[key], () => (/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `${frame.at}.${key}` : `${frame.at}[${JSON.stringify(key.length <= 40 ? key : `${key.slice(0, 39)}…`)}]`));
-      }
-      return hit;
+        return { into: path };
+      });
     }
     return walk(args, "$", 0);
   };
