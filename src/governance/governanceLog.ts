@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { digestCall, Ledger, type Durability, type LedgerRecord, type LedgerSink, type OpenLedgerOptions } from "../ledger/ledger.js";
 import { CheckpointCarry, refValue } from "./checkpointCarry.js";
-import type { DecideOutcome, DecisionInput, GovernedCall } from "./engine.js";
+import type { DecideOutcome, Decision, DecisionInput, GovernedCall } from "./engine.js";
 import { LedgerError } from "../errors.js";
 import { RequestTable, TERMINAL_STATUSES, type RequestView } from "./requests.js";
 import { haltRecordData, HaltState, haltRefusal, HALTED_RECORD, isNewerHalt, RESUMED_RECORD, type HaltFact } from "./haltState.js";
@@ -17,6 +17,24 @@ export type Admission =
   | { kind: "deny"; ref: string; reason: string }
   /** The gateway is halted: nothing was created or run (the refusal is recorded as `request.refused`). */
   | { kind: "halted"; reason: string };
+
+/**
+ * The decision for an admission that ends here (everything but `run`), the same in every engine. `onHold` is the
+ * engine's own step for a newly held call (deadline, notification or workflow event).
+ */
+export function settledAdmission(admission: Exclude<Admission, { kind: "run" }>, onHold: (view: RequestView) => void): Decision {
+  switch (admission.kind) {
+    case "duplicate":
+      return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: true };
+    case "deny":
+      return admission;
+    case "halted":
+      return { kind: "deny", reason: admission.reason, halted: true };
+    case "hold":
+      onHold(admission.view);
+      return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: false };
+  }
+}
 
 export interface AdmitOptions {
   evaluator: RiskEvaluator;

@@ -1,7 +1,7 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "./engine.js";
 import { DeadlineTimers } from "./deadlines.js";
-import { GovernanceLog, type LedgerTuning } from "./governanceLog.js";
+import { GovernanceLog, settledAdmission, type LedgerTuning } from "./governanceLog.js";
 import { sha256Hex, type LedgerRecord, type LedgerSink } from "../ledger/ledger.js";
 import type { RequestView } from "./requests.js";
 import type { HaltFact } from "./haltState.js";
@@ -99,17 +99,11 @@ export class LocalEngine implements GovernanceEngine {
 
   async submit(call: GovernedCall, options?: ExecuteOptions): Promise<Decision> {
     const admission = await this.log.admit(call, { ...this.options, now: this.now, startAutoApproved: true });
-    switch (admission.kind) {
-      case "duplicate":
-        return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: true };
-      case "deny":
-        return admission;
-      case "halted":
-        return { kind: "deny", reason: admission.reason, halted: true };
-      case "hold":
-        this.deadlines.schedule(admission.view);
-        this.options.onHeld?.(admission.view);
-        return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: false };
+    if (admission.kind !== "run") {
+      return settledAdmission(admission, (view) => {
+        this.deadlines.schedule(view);
+        this.options.onHeld?.(view);
+      });
     }
     const ref = admission.ref;
     let result: CallToolResult;

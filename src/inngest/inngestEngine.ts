@@ -2,7 +2,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { createHash } from "node:crypto";
 import type { DecideOutcome, Decision, DecisionInput, ExecuteOptions, Executor, GovernanceEngine, GovernedCall } from "../governance/engine.js";
 import { DeadlineTimers } from "../governance/deadlines.js";
-import { GovernanceLog } from "../governance/governanceLog.js";
+import { GovernanceLog, settledAdmission } from "../governance/governanceLog.js";
 import { UncertainOutcomeError } from "../errors.js";
 import type { LedgerRecord, LedgerSink } from "../ledger/ledger.js";
 import { TERMINAL_STATUSES, type RequestView } from "../governance/requests.js";
@@ -265,20 +265,13 @@ export class InngestEngine implements GovernanceEngine, WorkflowHost {
 
   async submit(call: GovernedCall, options?: ExecuteOptions): Promise<Decision> {
     const admission = await this.log.admit(call, { ...this.options, now: this.now, startAutoApproved: false });
-    switch (admission.kind) {
-      case "duplicate":
-        return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: true };
-      case "deny":
-        return admission;
-      case "halted":
-        return { kind: "deny", reason: admission.reason, halted: true };
-      case "hold":
-        this.deadlines.schedule(admission.view);
-        this.sendRequest(admission.view.ref);
-        return { kind: "hold", ref: admission.view.ref, view: admission.view, deduplicated: false };
+    if (admission.kind !== "run") {
+      return settledAdmission(admission, (view) => {
+        this.deadlines.schedule(view);
+        this.sendRequest(view.ref);
+      });
     }
-    const ref = admission.ref;
-    return this.dispatchAutoApproved(ref, options);
+    return this.dispatchAutoApproved(admission.ref, options);
   }
 
   /**
